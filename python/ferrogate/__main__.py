@@ -1,0 +1,7 @@
+"""``python -m ferrogate``: the command line."""
+
+import sys
+
+from ferrogate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""The ``ferrogate`` command: ``serve``, ``config check``, ``version``.
+
+Example:
+    ``ferrogate serve --port 8080 --workers 2 --config configs/example.yaml``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ferrogate import __version__
+from ferrogate.config import Config, ConfigError, default_config, load_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    code: int = args.func(args)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferrogate", description="ferrogate, the AI gateway")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="start the gateway")
+    serve.add_argument("--host", default=os.environ.get("FERROGATE_HOST", "0.0.0.0"), help="address to bind")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("FERROGATE_PORT", "8080")), help="port")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--config", default=os.environ.get("FERROGATE_CONFIG"), help="YAML configuration file")
+    serve.add_argument(
+        "--log-level",
+        default=os.environ.get("FERROGATE_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    serve.set_defaults(func=_serve)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("file")
+    check.set_defaults(func=_config_check)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=_version)
+    return parser
+
+
+def _load(path: str | None) -> Config:
+    return load_config(path) if path else default_config()
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok ({len(config.upstreams)} upstreams, {len(config.model_groups)} model groups)")
+    return 0
+
+
+def _version(args: argparse.Namespace) -> int:
+    from ferrogate import _core
+
+    print(f"ferrogate {__version__} (core {_core.__version__})")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from ferrogate.store import StoreError, open_store
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = _load(args.config)
+        open_store(os.environ.get("FERROGATE_DATABASE_URL")).close()
+    except (ConfigError, StoreError) as exc:
+        print(f"ferrogate: {exc}", file=sys.stderr)
+        return 1
+    if args.config:
+        os.environ["FERROGATE_CONFIG"] = str(Path(args.config).resolve())
+    if args.workers < 1:
+        print("ferrogate: --workers must be at least 1", file=sys.stderr)
+        return 1
+    print(
+        f"ferrogate {__version__} listening on http://{args.host}:{args.port} "
+        f"({args.workers} worker(s); models: {', '.join(g.name for g in config.model_groups) or 'none'})",
+        flush=True,
+    )
+    server = Granian(
+        "ferrogate.server.app:create_app",
+        factory=True,
+        interface=Interfaces.RSGI,
+        address=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        log_access=False,
+        workers_kill_timeout=int(config.server.grace_period_s) + 5,
+    )
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

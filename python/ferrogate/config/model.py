@@ -1,0 +1,117 @@
+"""The configuration schema: one YAML file, validated with pydantic at start.
+
+Every model forbids unknown fields, so a typo in the file is an error that names its YAML
+path instead of a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Upstream timeouts, in seconds.
+
+    ``connect_s`` bounds opening a connection, ``read_s`` the wait for any next byte (so a
+    stalled stream is cut), ``total_s`` the whole exchange including a long stream.
+    """
+
+    connect_s: float = Field(5.0, gt=0)
+    read_s: float = Field(120.0, gt=0)
+    total_s: float = Field(600.0, gt=0)
+
+
+class MockSettings(_Strict):
+    """How the built-in ``mock`` provider answers: deterministic text, real token counts."""
+
+    chunks: int = Field(8, ge=1, le=10_000, description="content chunks in a streamed answer")
+    chunk_delay_ms: float = Field(0.0, ge=0, le=60_000, description="pause before each streamed chunk")
+    words: int = Field(24, ge=1, le=100_000, description="words in an answer (max_tokens may cut it)")
+
+
+class Upstream(_Strict):
+    """One upstream endpoint: a provider, where it is, and how to talk to it."""
+
+    name: Name
+    provider: Literal["openai", "mock"]
+    base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1 (required for openai)")
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="extra headers sent upstream")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(1000, ge=1, le=100_000, description="pooled keep-alive connections")
+    mock: MockSettings = Field(default_factory=MockSettings)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _needs_base_url(self) -> Upstream:
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError("base_url is required for provider 'openai'")
+        return self
+
+
+class Deployment(_Strict):
+    """One place a model group is served: an upstream and the model name it knows it by."""
+
+    upstream: Name
+    model: str | None = Field(None, min_length=1, description="the upstream's model name; default: the group's")
+
+
+class ModelGroup(_Strict):
+    """A model name clients ask for, and the deployments that serve it (the first is used)."""
+
+    name: Name
+    deployments: list[Deployment] = Field(min_length=1)
+    owned_by: str = "ferrogate"
+
+
+class ServerSettings(_Strict):
+    """Limits of the HTTP server itself."""
+
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    grace_period_s: float = Field(30.0, ge=0, le=3600, description="in-flight requests may finish for this long")
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    upstreams: list[Upstream] = Field(default_factory=list)
+    model_groups: list[ModelGroup] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        _unique([u.name for u in self.upstreams], "upstreams")
+        _unique([g.name for g in self.model_groups], "model_groups")
+        known = {u.name for u in self.upstreams}
+        for gi, group in enumerate(self.model_groups):
+            for di, dep in enumerate(group.deployments):
+                if dep.upstream not in known:
+                    raise ValueError(
+                        f"model_groups[{gi}].deployments[{di}].upstream: unknown upstream {dep.upstream!r}"
+                        f" (known: {', '.join(sorted(known)) or 'none'})"
+                    )
+        return self
+
+
+def _unique(names: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ValueError(f"{where}[{i}].name: duplicate name {name!r}")
+        seen.add(name)

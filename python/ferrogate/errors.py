@@ -1,0 +1,116 @@
+"""The errors users see, in one family with one exhaustive table.
+
+Every refusal and fault the gateway answers with is a :class:`GatewayError`. Its
+:class:`ErrorKind` fixes the HTTP status, the OpenAI error ``type`` and ``code``, whether
+a client may retry, and where the fault lies. The table :data:`KINDS` covers every kind
+(a test checks it), so no error can reach a client as a 500 with a traceback.
+
+Example:
+    >>> err = GatewayError(ErrorKind.INVALID_FIELD, "max_tokens must be >= 1", param="max_tokens")
+    >>> err.status, err.to_body()["error"]["param"]
+    (400, 'max_tokens')
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+class Source(enum.Enum):
+    """Where a fault lies: with the client, an upstream provider, or the gateway itself."""
+
+    CLIENT = "client"
+    UPSTREAM = "upstream"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class KindInfo:
+    """What one error kind means on the wire."""
+
+    status: int
+    type: str
+    code: str | None
+    retryable: bool
+    source: Source
+
+
+class ErrorKind(enum.Enum):
+    """Every kind of error the gateway answers with."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_FIELD = "invalid_field"
+    UNKNOWN_MODEL = "unknown_model"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    BODY_TOO_LARGE = "body_too_large"
+    UPSTREAM_UNREACHABLE = "upstream_unreachable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_PROTOCOL = "upstream_protocol"
+    NOT_READY = "not_ready"
+    INTERNAL = "internal"
+
+
+KINDS: dict[ErrorKind, KindInfo] = {
+    ErrorKind.INVALID_JSON: KindInfo(400, "invalid_request_error", "invalid_json", False, Source.CLIENT),
+    ErrorKind.INVALID_FIELD: KindInfo(400, "invalid_request_error", "invalid_value", False, Source.CLIENT),
+    ErrorKind.UNKNOWN_MODEL: KindInfo(404, "invalid_request_error", "model_not_found", False, Source.CLIENT),
+    ErrorKind.NOT_FOUND: KindInfo(404, "invalid_request_error", "not_found", False, Source.CLIENT),
+    ErrorKind.METHOD_NOT_ALLOWED: KindInfo(405, "invalid_request_error", "method_not_allowed", False, Source.CLIENT),
+    ErrorKind.BODY_TOO_LARGE: KindInfo(413, "invalid_request_error", "request_too_large", False, Source.CLIENT),
+    ErrorKind.UPSTREAM_UNREACHABLE: KindInfo(502, "upstream_error", "upstream_unreachable", True, Source.UPSTREAM),
+    ErrorKind.UPSTREAM_TIMEOUT: KindInfo(504, "upstream_error", "upstream_timeout", True, Source.UPSTREAM),
+    ErrorKind.UPSTREAM_PROTOCOL: KindInfo(502, "upstream_error", "upstream_bad_response", True, Source.UPSTREAM),
+    ErrorKind.NOT_READY: KindInfo(503, "server_error", "not_ready", True, Source.INTERNAL),
+    ErrorKind.INTERNAL: KindInfo(500, "server_error", "internal_error", True, Source.INTERNAL),
+}
+
+
+class GatewayError(Exception):
+    """A refusal or fault, answered to the client in OpenAI's error shape.
+
+    Args:
+        kind: which row of :data:`KINDS` applies.
+        message: a sentence for the user; names the field, model or upstream at fault.
+        param: the request field at fault, if any (OpenAI's ``param``).
+        headers: extra response headers (e.g. ``Allow`` on a 405).
+    """
+
+    __slots__ = ("headers", "kind", "message", "param")
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.param = param
+        self.headers = headers or []
+
+    @property
+    def info(self) -> KindInfo:
+        """The wire meaning of this error's kind."""
+        return KINDS[self.kind]
+
+    @property
+    def status(self) -> int:
+        """The HTTP status the client receives."""
+        return KINDS[self.kind].status
+
+    def to_body(self) -> dict[str, Any]:
+        """The OpenAI-shaped error object: ``{"error": {"message", "type", "param", "code"}}``."""
+        info = KINDS[self.kind]
+        return {"error": {"message": self.message, "type": info.type, "param": self.param, "code": info.code}}
+
+    def to_json(self) -> bytes:
+        """The error body serialised."""
+        return orjson.dumps(self.to_body())

@@ -1,0 +1,75 @@
+"""The per-request context every phase reads and writes (pingora's ``CTX``)."""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import Any
+
+
+class Usage:
+    """Token usage of one request; ``counted`` is True when the gateway counted it itself."""
+
+    __slots__ = ("cached_tokens", "completion_tokens", "counted", "prompt_tokens", "reasoning_tokens")
+
+    def __init__(
+        self, prompt: int, completion: int, cached: int = 0, reasoning: int = 0, *, counted: bool = False
+    ) -> None:
+        self.prompt_tokens = prompt
+        self.completion_tokens = completion
+        self.cached_tokens = cached
+        self.reasoning_tokens = reasoning
+        self.counted = counted
+
+    def as_openai(self) -> dict[str, Any]:
+        """OpenAI's usage object for this usage."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+
+
+class RequestContext:
+    """State of one data-plane request as it moves through the phases.
+
+    Filled in phase order: ``receive`` sets ``body``/``payload``/``model``/``stream``;
+    ``route`` sets ``upstream_model``/``provider``; ``respond`` sets ``status`` and
+    ``usage``; ``account`` reads everything, ``error`` included.
+    """
+
+    __slots__ = (
+        "body",
+        "deployment_index",
+        "error",
+        "group",
+        "include_usage",
+        "model",
+        "payload",
+        "provider",
+        "request_id",
+        "response_model",
+        "started",
+        "status",
+        "stream",
+        "upstream_model",
+        "usage",
+    )
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.started = perf_counter()
+        self.body = b""
+        self.payload: dict[str, Any] = {}
+        self.model = ""
+        self.stream = False
+        self.include_usage = False
+        self.group = ""
+        self.deployment_index = 0
+        self.upstream_model = ""
+        self.provider: Any = None
+        self.status = 0
+        self.usage: Usage | None = None
+        self.response_model: str | None = None
+        self.error: BaseException | None = None

@@ -1,0 +1,186 @@
+"""The request phases of ``/v1/chat/completions``, one function each, in chain order.
+
+receive -> route -> forward -> respond, then account, which always runs (also on errors).
+Authentication, authorization, limits, guardrails and budgets slot in between receive and
+route as their issues land; see docs/ARCHITECTURE.md for the chart. A phase answers early by
+raising :class:`ferrogate.errors.GatewayError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError, Scope
+
+from ferrogate import _core
+from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.pipeline.context import RequestContext, Usage
+from ferrogate.pipeline.router import Router
+from ferrogate.pipeline.validate import validate_chat
+from ferrogate.providers.base import Reply
+
+log = logging.getLogger("ferrogate.request")
+
+_DONE = b"data: [DONE]"
+
+
+async def read_body(scope: Scope, proto: HTTPProtocol, limit: int) -> bytes:
+    """Read the request body, refusing (413) any over ``limit`` bytes before reading it whole."""
+    declared = scope.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise GatewayError(ErrorKind.INVALID_FIELD, "invalid Content-Length header", param="content-length")
+        if int(declared) > limit:
+            raise _too_large(limit)
+        return await proto()
+    buf = bytearray()
+    async for chunk in proto:
+        buf += chunk
+        if len(buf) > limit:
+            raise _too_large(limit)
+    return bytes(buf)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(ErrorKind.BODY_TOO_LARGE, f"request body exceeds the limit of {limit} bytes")
+
+
+async def receive(ctx: RequestContext, scope: Scope, proto: HTTPProtocol, limit: int) -> None:
+    """Phase 1: read the body (size limit), parse it (orjson), check the fields the gateway needs.
+
+    Sets ``ctx.body``, ``ctx.payload``, ``ctx.model``, ``ctx.stream`` and ``ctx.include_usage``.
+    """
+    body = await read_body(scope, proto, limit)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(ErrorKind.INVALID_JSON, f"the request body is not valid JSON: {exc}") from None
+    validate_chat(payload)
+    ctx.body = body
+    ctx.payload = payload
+    ctx.model = payload["model"]
+    if payload.get("stream"):
+        ctx.stream = True
+        options = payload.get("stream_options")
+        ctx.include_usage = bool(options and options.get("include_usage"))
+
+
+def route(ctx: RequestContext, router: Router) -> None:
+    """Phase 2: pick the deployment that serves ``ctx.model`` (404 if no group has that name)."""
+    router.pick(ctx)
+
+
+async def forward(ctx: RequestContext) -> Reply:
+    """Phase 3: the provider adapter sends the request upstream (502/504 on faults)."""
+    reply: Reply = await ctx.provider.chat(ctx)
+    return reply
+
+
+async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, headers: list[tuple[str, str]]) -> None:
+    """Phase 4: write the upstream's answer to the client.
+
+    A whole body (JSON, or an upstream error passed through with its status) is sent as is.
+    A stream is relayed frame by frame as it arrives while the Rust ``ChatStreamMeter`` picks
+    out the usage; if the client asked for usage and the upstream sent none, a usage chunk
+    counted by the core is added before ``[DONE]``. A stream that breaks upstream ends with an
+    OpenAI error event; a client that goes away stops the upstream read.
+    """
+    ctx.status = reply.status
+    if reply.stream is None:
+        body = reply.body or b""
+        proto.response_bytes(reply.status, [("content-type", reply.content_type), *headers], body)
+        if reply.status == 200:
+            ctx.usage = _json_usage(body)
+        return
+    meter = _core.ChatStreamMeter(_core.encoding_for_model(ctx.upstream_model))
+    transport = proto.response_stream(
+        reply.status, [("content-type", reply.content_type), ("cache-control", "no-cache"), *headers]
+    )
+    try:
+        try:
+            async for chunk in reply.stream:
+                meter.feed(chunk)
+                if meter.done and ctx.include_usage and meter.usage is None:
+                    chunk = _with_usage(ctx, meter, chunk)
+                await transport.send_bytes(chunk)
+        except GatewayError as err:
+            ctx.error = err
+            await transport.send_bytes(b"data: " + err.to_json() + b"\n\n")
+        except _core.SseError as err:
+            ctx.error = err
+            bad = GatewayError(ErrorKind.UPSTREAM_PROTOCOL, f"upstream sent a malformed stream: {err}")
+            await transport.send_bytes(b"data: " + bad.to_json() + b"\n\n")
+    except (ProtocolClosed, ProtocolError) as exc:
+        ctx.error = exc  # the client went away; stop reading upstream
+    finally:
+        if reply.release is not None:
+            await reply.release()
+        ctx.usage = _stream_usage(ctx, meter)
+        ctx.response_model = meter.model
+
+
+def _stream_usage(ctx: RequestContext, meter: Any) -> Usage:
+    found = meter.usage
+    if found is not None:
+        return Usage(*found)
+    encoding = _core.encoding_for_model(ctx.upstream_model)
+    prompt = _core.count_chat_prompt(ctx.body, encoding)
+    return Usage(prompt, meter.count_completion_tokens(), counted=True)
+
+
+def _with_usage(ctx: RequestContext, meter: Any, chunk: bytes) -> bytes:
+    """Insert a counted usage chunk before ``data: [DONE]`` (the upstream sent no usage)."""
+    usage = _stream_usage(ctx, meter)
+    ctx.usage = usage
+    frame = (
+        b"data: "
+        + orjson.dumps(
+            {
+                "id": f"chatcmpl-{ctx.request_id}",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": meter.model or ctx.upstream_model,
+                "choices": [],
+                "usage": usage.as_openai(),
+            }
+        )
+        + b"\n\n"
+    )
+    at = chunk.rfind(_DONE)
+    if at < 0:  # [DONE] began in an earlier chunk: the usage can only follow it
+        return chunk + frame
+    return chunk[:at] + frame + chunk[at:]
+
+
+def account(ctx: RequestContext) -> None:
+    """Phase 5, always run: settle what the request used.
+
+    ``respond`` left the usage in ``ctx.usage`` (picked from the answer, or counted); this
+    logs the outcome at debug level. Usage records, spend and audit events join here.
+    """
+    if log.isEnabledFor(logging.DEBUG):
+        u = ctx.usage
+        log.debug(
+            "request %s model=%s status=%s prompt=%s completion=%s error=%r",
+            ctx.request_id,
+            ctx.model,
+            ctx.status,
+            u.prompt_tokens if u else None,
+            u.completion_tokens if u else None,
+            ctx.error,
+        )
+
+
+def _json_usage(body: bytes) -> Usage | None:
+    """The usage object of a whole chat.completion answer, if it has one."""
+    try:
+        usage = orjson.loads(body).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(usage, dict):
+        return None
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0, cached, reasoning)

@@ -1,0 +1,122 @@
+"""The built-in ``mock`` provider: deterministic answers with real token counts, no network.
+
+For demos, tests and load tests. The answer is a fixed sequence of words (``mock.words`` of
+them, cut at ``max_tokens``/``max_completion_tokens``); prompt and completion tokens are
+counted with the Rust core's tokenizer, so usage is realistic. Streams come in
+``mock.chunks`` content chunks with ``mock.chunk_delay_ms`` between them, in OpenAI's
+``chat.completion.chunk`` format, with the usage chunk when ``stream_options.include_usage``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ferrogate import _core
+from ferrogate.config.model import Upstream
+from ferrogate.providers.base import Reply
+
+if TYPE_CHECKING:
+    from ferrogate.pipeline.context import RequestContext
+
+_ANSWER = (
+    "This is a mock answer from ferrogate . The quick brown fox jumps over the lazy dog while the gateway"
+    " counts every token it sees and keeps the books straight for each team and key ."
+)
+_VOCAB = _ANSWER.split(" ")
+_FINGERPRINT = "fp_ferrogate_mock"
+
+
+class MockProvider:
+    """Answers chat completions itself, deterministically."""
+
+    __slots__ = ("_delay_s", "_settings", "name")
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.name = upstream.name
+        self._settings = upstream.mock
+        self._delay_s = upstream.mock.chunk_delay_ms / 1000.0
+
+    async def chat(self, ctx: RequestContext) -> Reply:
+        """Forward phase: build the answer locally (a JSON body or an SSE stream)."""
+        payload = ctx.payload
+        limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or self._settings.words
+        n_words = min(self._settings.words, int(limit))
+        words = [_VOCAB[i % len(_VOCAB)] for i in range(n_words)]
+        finish = "length" if n_words < self._settings.words else "stop"
+        encoding = _core.encoding_for_model(ctx.upstream_model)
+        prompt_tokens = _core.count_chat_prompt(ctx.body, encoding)
+        n_choices = int(payload.get("n") or 1)
+        text = " ".join(words)
+        completion_tokens = _core.count_tokens(text, encoding) * n_choices
+        usage = _usage(prompt_tokens, completion_tokens)
+        base = {"id": f"chatcmpl-{ctx.request_id}", "created": int(time.time()), "model": ctx.upstream_model}
+        if not ctx.stream:
+            body = {
+                **base,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", "content": text, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": finish,
+                    }
+                    for i in range(n_choices)
+                ],
+                "usage": usage,
+                "system_fingerprint": _FINGERPRINT,
+            }
+            return Reply(200, "application/json", body=orjson.dumps(body))
+        stream = self._stream(base, words, finish, n_choices, usage if ctx.include_usage else None)
+        return Reply(200, "text/event-stream; charset=utf-8", stream=stream)
+
+    async def _stream(
+        self, base: dict[str, Any], words: list[str], finish: str, n_choices: int, usage: dict[str, Any] | None
+    ) -> AsyncIterator[bytes]:
+        head = {**base, "object": "chat.completion.chunk", "system_fingerprint": _FINGERPRINT}
+        if usage is not None:
+            head["usage"] = None
+
+        def frame(choices: list[dict[str, Any]]) -> bytes:
+            return b"data: " + orjson.dumps({**head, "choices": choices}) + b"\n\n"
+
+        def delta(d: dict[str, Any], reason: str | None = None) -> list[dict[str, Any]]:
+            return [{"index": i, "delta": d, "logprobs": None, "finish_reason": reason} for i in range(n_choices)]
+
+        yield frame(delta({"role": "assistant", "content": "", "refusal": None}))
+        n_chunks = min(self._settings.chunks, max(len(words), 1))
+        per = -(-len(words) // n_chunks) if words else 0
+        for c in range(n_chunks):
+            if self._delay_s:
+                await asyncio.sleep(self._delay_s)
+            part = words[c * per : (c + 1) * per]
+            if part:
+                piece = (" " if c else "") + " ".join(part)
+                yield frame(delta({"content": piece}))
+        yield frame(delta({}, finish))
+        if usage is not None:
+            yield b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }

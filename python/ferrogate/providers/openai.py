@@ -1,0 +1,47 @@
+"""The OpenAI-compatible provider: OpenAI, vLLM, llama.cpp server, Ollama's /v1, OpenRouter...
+
+The client's body goes upstream unchanged when the deployment's model name equals the one the
+client asked for (the common case: no re-serialisation); otherwise only ``model`` is replaced.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+
+from ferrogate.config.model import Upstream
+from ferrogate.providers.base import Reply
+from ferrogate.providers.http import PooledClient
+
+if TYPE_CHECKING:
+    from ferrogate.pipeline.context import RequestContext
+
+
+class OpenAIProvider:
+    """Forwards chat completions to an OpenAI-compatible ``base_url``."""
+
+    __slots__ = ("_chat_url", "_client", "_headers", "name")
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.name = upstream.name
+        self._client = PooledClient(upstream)
+        self._chat_url = f"{upstream.base_url}/chat/completions"
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        if upstream.api_key is not None:
+            headers["Authorization"] = f"Bearer {upstream.api_key.get_secret_value()}"
+        headers.update(upstream.headers)
+        self._headers = headers
+
+    async def chat(self, ctx: RequestContext) -> Reply:
+        """Forward phase: POST the chat request to ``{base_url}/chat/completions``."""
+        body = ctx.body
+        if ctx.upstream_model != ctx.model:
+            payload = dict(ctx.payload)
+            payload["model"] = ctx.upstream_model
+            body = orjson.dumps(payload)
+        return await self._client.post(self._chat_url, body, self._headers, ctx.stream)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.close()

@@ -1,0 +1,1 @@
+"""The HTTP server: the RSGI application and its route table."""

@@ -1,0 +1,127 @@
+"""The RSGI application Granian serves: one :class:`Gateway` per worker process.
+
+Dispatch is one dict lookup on the path, then on the method (405 with ``Allow`` when the path
+exists with other methods, 404 when it does not). Every response carries ``x-request-id``: the
+client's, when well-formed, or a new one.
+
+Example:
+    ``granian --interface rsgi --factory ferrogate.server.app:create_app`` (what ``ferrogate serve`` runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from granian.rsgi import HTTPProtocol, Scope
+
+from ferrogate.config import Config, default_config, load_config
+from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.pipeline.chain import ChatChain, write_error
+from ferrogate.pipeline.router import Router
+from ferrogate.store import Store, open_store
+
+log = logging.getLogger("ferrogate.server")
+
+Handler = Callable[[Scope, HTTPProtocol, list[tuple[str, str]], str], Awaitable[None]]
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
+_JSON = ("content-type", "application/json")
+
+
+class Gateway:
+    """The application: routes, shared state of this worker, and its start/stop hooks."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.router = Router(config)
+        self.chat = ChatChain(self.router, config.server.max_body_bytes)
+        self.in_flight = 0
+        self.routes: dict[str, dict[str, Handler]] = {
+            "/v1/chat/completions": {"POST": self.chat},
+            "/v1/models": {"GET": self.models},
+            "/health": {"GET": self.health},
+            "/ready": {"GET": self.ready},
+        }
+
+    async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
+        """Serve one HTTP request (Granian's RSGI entry point)."""
+        rid = scope.headers.get("x-request-id")
+        if rid is None or _REQUEST_ID.fullmatch(rid) is None:
+            rid = os.urandom(12).hex()
+        headers = [("x-request-id", rid)]
+        methods = self.routes.get(scope.path)
+        handler = methods.get(scope.method) if methods is not None else None
+        if handler is None:
+            write_error(proto, _no_route(scope, methods), headers)
+            return
+        self.in_flight += 1
+        try:
+            await handler(scope, proto, headers, rid)
+        finally:
+            self.in_flight -= 1
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Worker start (Granian calls it once per worker, before serving)."""
+        log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Worker stop: let in-flight requests finish within the grace period, then close pools."""
+        loop.run_until_complete(self.drain(self.config.server.grace_period_s))
+        loop.run_until_complete(self.router.close())
+        self.store.close()
+
+    async def drain(self, grace_s: float) -> None:
+        """Wait until no request is in flight, or ``grace_s`` seconds have passed."""
+        deadline = time.monotonic() + grace_s
+        # polling, at shutdown only: an Event would cost every request a set/clear
+        while self.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if self.in_flight:
+            log.warning("shutdown: %d requests still in flight after %.1fs", self.in_flight, grace_s)
+
+    async def models(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
+        """``GET /v1/models``: the model groups this gateway serves."""
+        proto.response_bytes(200, [_JSON, *headers], self.router.models_body)
+
+    async def health(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
+        """``GET /health``: the process is up."""
+        proto.response_bytes(200, [_JSON, *headers], b'{"status":"ok"}')
+
+    async def ready(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
+        """``GET /ready``: configuration loaded and the store reachable (503 otherwise)."""
+        problem = await self.store.ping()
+        if problem is not None:
+            write_error(proto, GatewayError(ErrorKind.NOT_READY, f"store unreachable: {problem}"), headers)
+            return
+        body = {"status": "ready", "model_groups": len(self.config.model_groups), "store": self.store.kind}
+        proto.response_bytes(200, [_JSON, *headers], orjson.dumps(body))
+
+
+def _no_route(scope: Scope, methods: dict[str, Any] | None) -> GatewayError:
+    if methods is None:
+        return GatewayError(ErrorKind.NOT_FOUND, f"no route for {scope.method} {scope.path}")
+    allowed = ", ".join(sorted(methods))
+    return GatewayError(
+        ErrorKind.METHOD_NOT_ALLOWED,
+        f"method {scope.method} is not allowed on {scope.path} (allowed: {allowed})",
+        headers=[("allow", allowed)],
+    )
+
+
+def create_app() -> Gateway:
+    """Build the application from the environment (Granian's factory target).
+
+    ``FERROGATE_CONFIG`` names the YAML file (the built-in default when unset);
+    ``FERROGATE_DATABASE_URL`` the store (a SQLite file by default).
+    """
+    path = os.environ.get("FERROGATE_CONFIG")
+    config = load_config(path) if path else default_config()
+    return Gateway(config, open_store(os.environ.get("FERROGATE_DATABASE_URL")))

@@ -1,0 +1,1 @@
+"""Fake upstream providers that speak each provider's real wire format."""
