@@ -63,7 +63,8 @@ class Gateway:
         raise RuntimeError(f"gateway did not become healthy:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 20.0) -> int:

@@ -6,10 +6,10 @@ import asyncio
 
 import openai
 import pytest
-from bpe_openai import o200k_base
 
 from tests.fakes.openai_upstream import WORDS, FakeUpstream
 from tests.support import Gateway
+from tests.unit.core.reference import openai_count
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
 
@@ -23,7 +23,7 @@ def test_mock_non_streaming(gateway: Gateway) -> None:
     text = reply.choices[0].message.content
     assert text is not None and text.startswith("This is a mock answer")
     assert reply.usage is not None
-    assert reply.usage.completion_tokens == o200k_base().count(text)
+    assert reply.usage.completion_tokens == openai_count(text, "o200k_base")
     assert reply.usage.prompt_tokens > 0
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
@@ -39,7 +39,7 @@ def test_mock_streaming_with_usage(gateway: Gateway) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     usage = [c.usage for c in chunks if c.usage is not None]
     assert len(usage) == 1
-    assert usage[0].completion_tokens == o200k_base().count(text)
+    assert usage[0].completion_tokens == openai_count(text, "o200k_base")
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == 4  # mock.chunks
 
 
@@ -86,10 +86,9 @@ def test_streaming_usage_counted_when_upstream_sends_none(gateway: Gateway) -> N
     chunks = list(stream)
     usage = [c.usage for c in chunks if c.usage is not None]
     assert len(usage) == 1
-    enc = o200k_base()
-    assert usage[0].completion_tokens == enc.count("".join(WORDS))
+    assert usage[0].completion_tokens == openai_count("".join(WORDS), "o200k_base")
     # OpenAI's chat rule: 3 per message + content + role, plus 3 to prime the reply
-    expected_prompt = sum(3 + enc.count(m["role"]) + enc.count(m["content"]) for m in MESSAGES) + 3
+    expected_prompt = sum(3 + openai_count(m["role"] + m["content"], "o200k_base") for m in MESSAGES) + 3
     assert usage[0].prompt_tokens == expected_prompt
 
 

@@ -73,12 +73,13 @@ def load_config_text(text: str, source: str, env: Mapping[str, str] | None = Non
         raise ConfigError(source, [("(document)", "the top level must be a mapping")])
     problems: list[tuple[str, str]] = []
     data = _interpolate(raw, os.environ if env is None else env, "", problems)
-    if problems:
-        raise ConfigError(source, problems)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, [_problem(e["loc"], e["msg"]) for e in exc.errors()]) from None
+        problems += [_problem(e["loc"], e["msg"]) for e in exc.errors()]
+    if problems:  # every problem at once: interpolation and schema alike
+        raise ConfigError(source, problems)
+    return config
 
 
 def default_config(env: Mapping[str, str] | None = None) -> Config:

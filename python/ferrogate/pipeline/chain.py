@@ -36,12 +36,12 @@ class ChatChain:
             reply = await forward(ctx)
             await respond(ctx, proto, reply, headers)
         except GatewayError as err:
-            ctx.error = err
+            ctx.fail(err)
             ctx.status = err.status
             write_error(proto, err, headers)
         except Exception as exc:
             log.exception("request %s failed inside the gateway", rid)
-            ctx.error = exc
+            ctx.fail(exc)
             internal = GatewayError(ErrorKind.INTERNAL, f"internal error (request id {rid})")
             ctx.status = internal.status
             write_error(proto, internal, headers)

@@ -73,3 +73,7 @@ class RequestContext:
         self.usage: Usage | None = None
         self.response_model: str | None = None
         self.error: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        """Record the error the request ended with (its traceback dropped: no reference cycle)."""
+        self.error = error.with_traceback(None)

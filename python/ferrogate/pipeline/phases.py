@@ -106,15 +106,18 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
                     chunk = _with_usage(ctx, meter, chunk)
                 await transport.send_bytes(chunk)
         except GatewayError as err:
-            ctx.error = err
+            ctx.fail(err)
             await transport.send_bytes(b"data: " + err.to_json() + b"\n\n")
         except _core.SseError as err:
-            ctx.error = err
+            ctx.fail(err)
             bad = GatewayError(ErrorKind.UPSTREAM_PROTOCOL, f"upstream sent a malformed stream: {err}")
             await transport.send_bytes(b"data: " + bad.to_json() + b"\n\n")
     except (ProtocolClosed, ProtocolError) as exc:
-        ctx.error = exc  # the client went away; stop reading upstream
+        ctx.fail(exc)  # the client went away; stop reading upstream
     finally:
+        # Granian ends the response when the transport is dropped: drop it now, not when a
+        # traceback that still references this frame is collected.
+        del transport
         if reply.release is not None:
             await reply.release()
         ctx.usage = _stream_usage(ctx, meter)

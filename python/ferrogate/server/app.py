@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from granian.rsgi import HTTPProtocol, Scope
 
+from ferrogate import _core
 from ferrogate.config import Config, default_config, load_config
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.pipeline.chain import ChatChain, write_error
@@ -69,7 +70,9 @@ class Gateway:
             self.in_flight -= 1
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Worker start (Granian calls it once per worker, before serving)."""
+        """Worker start (Granian calls it once per worker, before serving): warm the tokenizers."""
+        for encoding in ("o200k_base", "cl100k_base"):
+            _core.count_tokens("warm up", encoding)
         log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
