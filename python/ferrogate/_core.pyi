@@ -1,0 +1,138 @@
+"""Rust core of ferrogate (``ferrogate._core``): SSE parsing, stream metering, token counting.
+
+Written by hand and checked with ``python -m mypy.stubtest ferrogate._core``. CPU work runs
+with the GIL released. Every error is a :class:`CoreError`.
+
+Example:
+    >>> from ferrogate._core import SseParser, count_tokens
+    >>> [e.data for e in SseParser().feed(b"data: hi\\n\\n")]
+    ['hi']
+    >>> count_tokens("hello world")
+    2
+"""
+
+from typing import ClassVar, final
+
+__all__ = [
+    "ChatStreamMeter",
+    "CoreError",
+    "InvalidBodyError",
+    "SseError",
+    "SseEvent",
+    "SseParser",
+    "UnknownEncodingError",
+    "__version__",
+    "count_chat_prompt",
+    "count_tokens",
+    "encoding_for_model",
+    "model_encoding",
+]
+
+__version__: str
+
+class CoreError(Exception):
+    """Base class of every error raised by ferrogate._core."""
+
+class UnknownEncodingError(CoreError):
+    """The encoding name is not a bundled one (o200k_base, cl100k_base)."""
+
+class SseError(CoreError):
+    """An SSE stream broke the parser's bounds (a line or an event over max_event_bytes)."""
+
+class InvalidBodyError(CoreError):
+    """A chat request body is not JSON with a messages array of message objects."""
+
+@final
+class SseEvent:
+    """One server-sent event; immutable, compared by value."""
+
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    @property
+    def event(self) -> str:
+        """The event type, ``"message"`` by default."""
+    @property
+    def data(self) -> str:
+        """The data lines joined by ``"\\n"``."""
+    @property
+    def id(self) -> str | None:
+        """The last event id of the stream (it persists across events), if any."""
+    @property
+    def retry(self) -> int | None:
+        """The ``retry`` value (ms) given in this event's block, if any."""
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class SseParser:
+    """Incremental SSE parser (WHATWG rules): bytes in, split anywhere; complete events out.
+
+    A line, or the data of one event, longer than ``max_event_bytes`` raises :class:`SseError`
+    (events completed before it are returned first; the error is then sticky).
+
+    Example:
+        >>> p = SseParser()
+        >>> p.feed(b"data: a\\r")
+        []
+        >>> [e.data for e in p.feed(b"\\n\\n")]
+        ['a']
+    """
+
+    def __new__(cls, max_event_bytes: int = 1048576) -> SseParser: ...
+    @property
+    def max_event_bytes(self) -> int:
+        """The bound on one line and on the data of one event."""
+    def feed(self, data: bytes) -> list[SseEvent]:
+        """Feeds the next chunk; returns the events it completes."""
+    def finish(self) -> list[SseEvent]:
+        """Ends the stream; returns a pending unterminated event, if any, and resets."""
+
+@final
+class ChatStreamMeter:
+    """Meters one OpenAI chat-completions SSE stream from its raw upstream bytes.
+
+    Example:
+        >>> m = ChatStreamMeter()
+        >>> m.feed(b'data: {"model":"gpt-4o","choices":[{"delta":{"content":"hi"}}]}\\n\\n')
+        >>> m.model, m.completion_text, m.usage
+        ('gpt-4o', 'hi', None)
+    """
+
+    def __new__(cls, encoding: str = "o200k_base") -> ChatStreamMeter: ...
+    def feed(self, data: bytes) -> None:
+        """Feeds raw upstream bytes (GIL released); raises SseError on an oversize event."""
+    def finish(self) -> None:
+        """Ends the stream: an unterminated final event is still metered."""
+    @property
+    def usage(self) -> tuple[int, int, int, int] | None:
+        """``(prompt, completion, cached, reasoning)`` tokens from the upstream's usage."""
+    @property
+    def model(self) -> str | None:
+        """The response model, if the upstream named one."""
+    @property
+    def done(self) -> bool:
+        """Whether ``data: [DONE]`` has been seen."""
+    @property
+    def error(self) -> str | None:
+        """The raw JSON of an upstream ``error`` value, if one was sent."""
+    @property
+    def completion_text(self) -> str:
+        """The accumulated completion text (content, reasoning, tool call names and arguments)."""
+    @property
+    def encoding(self) -> str:
+        """The encoding used to count completion tokens."""
+    @property
+    def malformed_events(self) -> int:
+        """How many data events were neither ``[DONE]`` nor a readable JSON object."""
+    def count_completion_tokens(self) -> int:
+        """Counts the tokens of :attr:`completion_text` (the fallback when no usage arrived)."""
+
+def count_tokens(text: str, encoding: str = "o200k_base") -> int:
+    """Counts the tokens of ``text`` in ``encoding`` (``o200k_base`` or ``cl100k_base``)."""
+
+def count_chat_prompt(body: bytes, encoding: str = "o200k_base") -> int:
+    """Counts the prompt tokens of an OpenAI chat request body, with OpenAI's message overhead."""
+
+def encoding_for_model(model: str) -> str:
+    """The encoding name for ``model`` (``o200k_base`` as an estimate for unknown models)."""
+
+def model_encoding(model: str) -> tuple[str, bool]:
+    """``(encoding, is_estimate)`` for ``model``; ``is_estimate`` is true for unknown models."""

@@ -1,0 +1,19 @@
+//! `ferrogate_core`: the Rust core of the ferrogate AI gateway.
+//!
+//! Plain Rust modules usable (and tested) without Python; the PyO3 layer that turns them
+//! into the `ferrogate._core` extension module lives in [`py`] behind the `python` feature.
+//!
+//! - [`sse`]: incremental server-sent-events parser and the chat-completions stream meter
+//!   used by the *respond* phase.
+//! - [`tokens`]: OpenAI tokenizers (o200k_base, cl100k_base) and the chat prompt overhead rule.
+//! - [`error`]: one error enum per component.
+
+pub mod error;
+pub mod sse;
+pub mod tokens;
+
+#[cfg(feature = "python")]
+pub mod py;
+
+#[cfg(feature = "python")]
+pub use py::_core;

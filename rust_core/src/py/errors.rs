@@ -1,0 +1,63 @@
+//! The one place where Rust errors become Python exceptions.
+//!
+//! Hierarchy (all in `ferrogate._core`):
+//! `CoreError(Exception)` > `UnknownEncodingError`, `SseError`, `InvalidBodyError`.
+
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+
+use crate::error as core_error;
+
+pyo3::create_exception!(
+    ferrogate._core,
+    CoreError,
+    PyException,
+    "Base class of every error raised by ferrogate._core."
+);
+pyo3::create_exception!(
+    ferrogate._core,
+    UnknownEncodingError,
+    CoreError,
+    "The encoding name is not a bundled one (o200k_base, cl100k_base)."
+);
+pyo3::create_exception!(
+    ferrogate._core,
+    SseError,
+    CoreError,
+    "An SSE stream broke the parser's bounds (a line or an event over max_event_bytes)."
+);
+pyo3::create_exception!(
+    ferrogate._core,
+    InvalidBodyError,
+    CoreError,
+    "A chat request body is not JSON with a messages array of message objects."
+);
+
+/// Adds the exception classes to the module.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("CoreError", py.get_type::<CoreError>())?;
+    m.add(
+        "UnknownEncodingError",
+        py.get_type::<UnknownEncodingError>(),
+    )?;
+    m.add("SseError", py.get_type::<SseError>())?;
+    m.add("InvalidBodyError", py.get_type::<InvalidBodyError>())?;
+    Ok(())
+}
+
+impl From<core_error::SseError> for PyErr {
+    fn from(error: core_error::SseError) -> Self {
+        SseError::new_err(error.to_string())
+    }
+}
+
+impl From<core_error::TokenError> for PyErr {
+    fn from(error: core_error::TokenError) -> Self {
+        let message = error.to_string();
+        match error {
+            core_error::TokenError::UnknownEncoding(_) => UnknownEncodingError::new_err(message),
+            core_error::TokenError::InvalidBody(_) => InvalidBodyError::new_err(message),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! PyO3 bindings: the `ferrogate._core` extension module (only built with the `python`
+//! feature).
+//!
+//! Thin wrappers over the plain Rust modules: only `bytes`, `str`, ints and tuples cross the
+//! boundary, CPU work runs with the GIL released (`Python::detach`), and every Rust error is
+//! translated in [`errors`] into the `CoreError` hierarchy. Python sees `SseParser`, `SseEvent`
+//! and `ChatStreamMeter` (Rust `PySseParser`, ...); the hand-written stub is
+//! `python/ferrogate/_core.pyi`.
+
+mod errors;
+mod meter;
+mod sse;
+mod tokens;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use pyo3::prelude::*;
+
+/// Locks `mutex`; a poisoned lock (a panic while held, which our code does not do) still yields
+/// the state, which every method leaves consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The `ferrogate._core` module: SSE parsing, stream metering and token counting.
+#[pymodule]
+pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    m.add_class::<sse::PySseEvent>()?;
+    m.add_class::<sse::PySseParser>()?;
+    m.add_class::<meter::PyChatStreamMeter>()?;
+    m.add_function(wrap_pyfunction!(tokens::count_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(tokens::count_chat_prompt, m)?)?;
+    m.add_function(wrap_pyfunction!(tokens::encoding_for_model, m)?)?;
+    m.add_function(wrap_pyfunction!(tokens::model_encoding, m)?)?;
+    Ok(())
+}
