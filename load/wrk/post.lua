@@ -1,0 +1,21 @@
+-- POST a small chat request and print the results as one JSON line for load/bench.py.
+-- BENCH_MODEL (default "bench") and BENCH_STREAM=1 (adds "stream":true) pick the request.
+local model = os.getenv("BENCH_MODEL") or "bench"
+local stream = os.getenv("BENCH_STREAM") == "1"
+
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer x"
+wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"hello"}]'
+    .. (stream and ',"stream":true}' or '}')
+
+function done(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format(
+        'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,'
+            .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
+            .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d}\n',
+        summary.requests, summary.duration, summary.bytes,
+        e.connect, e.read, e.write, e.status, e.timeout,
+        latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max))
+end
