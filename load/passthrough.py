@@ -77,7 +77,8 @@ class _Pyreqwest:
         builder = self.client.request(method, url).headers(headers)
         if body:
             builder = builder.body_bytes(body)
-        async with builder.build_streamed() as resp:
+        # no read-ahead: by default pyreqwest holds a stream back until 64 KiB have arrived
+        async with builder.streamed_read_buffer_limit(0).build_streamed() as resp:
             ctype = resp.get_header("content-type") or "application/json"
             if ctype.startswith(SSE):
                 transport = protocol.response_stream(resp.status, [("content-type", ctype)])

@@ -21,7 +21,17 @@ def upstream() -> Iterator[FakeUpstream]:
 
 def gateway_config(upstream_port: int) -> str:
     """Model groups that route to the fake upstream's behaviours, plus the mock and a dead upstream."""
-    behaviours = ["echo", "no-usage", "slow", "fail-400", "fail-429", "fail-500", "die-mid-stream", "slow-stream"]
+    behaviours = [
+        "echo",
+        "no-usage",
+        "slow",
+        "fail-400",
+        "fail-429",
+        "fail-500",
+        "die-mid-stream",
+        "slow-stream",
+        "gated-stream",
+    ]
     groups = "\n".join(f"  - name: fake-{b}\n    deployments: [{{upstream: fake, model: {b}}}]" for b in behaviours)
     return f"""
 server:

@@ -65,7 +65,7 @@ def test_invalid_fields_are_400_naming_the_field(gateway: Gateway, body: Any, pa
 
 def test_invalid_field_through_the_sdk(gateway: Gateway) -> None:
     sdk = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
-    with pytest.raises(openai.BadRequestError) as info:
+    with sdk, pytest.raises(openai.BadRequestError) as info:
         sdk.chat.completions.create(model="mock", messages=OK_MESSAGES, max_tokens=-5)  # type: ignore[arg-type]
     assert info.value.body is not None and info.value.body["param"] == "max_tokens"  # type: ignore[index]
 
@@ -126,10 +126,10 @@ def test_stream_dying_midway_ends_with_error_event(gateway: Gateway) -> None:
 
 
 def test_sdk_raises_on_stream_error_event(gateway: Gateway) -> None:
-    sdk = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
-    stream = sdk.chat.completions.create(model="fake-die-mid-stream", messages=OK_MESSAGES, stream=True)  # type: ignore[arg-type]
-    with pytest.raises(openai.APIError):
-        list(stream)
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0) as sdk:
+        stream = sdk.chat.completions.create(model="fake-die-mid-stream", messages=OK_MESSAGES, stream=True)  # type: ignore[arg-type]
+        with pytest.raises(openai.APIError):
+            list(stream)
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/models", "/health", "/ready", "/nowhere"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import openai
 import pytest
@@ -14,12 +15,14 @@ from tests.unit.core.reference import openai_count
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
 
 
-def client(gw: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key="unused", max_retries=0)
+@pytest.fixture(scope="module")
+def sdk(gateway: Gateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0) as client:
+        yield client
 
 
-def test_mock_non_streaming(gateway: Gateway) -> None:
-    reply = client(gateway).chat.completions.create(model="mock", messages=MESSAGES)  # type: ignore[arg-type]
+def test_mock_non_streaming(sdk: openai.OpenAI) -> None:
+    reply = sdk.chat.completions.create(model="mock", messages=MESSAGES)  # type: ignore[arg-type]
     text = reply.choices[0].message.content
     assert text is not None and text.startswith("This is a mock answer")
     assert reply.usage is not None
@@ -28,8 +31,8 @@ def test_mock_non_streaming(gateway: Gateway) -> None:
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
-def test_mock_streaming_with_usage(gateway: Gateway) -> None:
-    stream = client(gateway).chat.completions.create(
+def test_mock_streaming_with_usage(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(
         model="mock",
         messages=MESSAGES,
         stream=True,
@@ -43,14 +46,14 @@ def test_mock_streaming_with_usage(gateway: Gateway) -> None:
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == 4  # mock.chunks
 
 
-def test_mock_max_tokens_cuts_the_answer(gateway: Gateway) -> None:
-    reply = client(gateway).chat.completions.create(model="mock", messages=MESSAGES, max_tokens=3)  # type: ignore[arg-type]
+def test_mock_max_tokens_cuts_the_answer(sdk: openai.OpenAI) -> None:
+    reply = sdk.chat.completions.create(model="mock", messages=MESSAGES, max_tokens=3)  # type: ignore[arg-type]
     assert reply.choices[0].finish_reason == "length"
     assert reply.usage is not None and reply.usage.completion_tokens == 3
 
 
-def test_upstream_gets_its_model_name_and_key(gateway: Gateway, upstream: FakeUpstream) -> None:
-    reply = client(gateway).chat.completions.create(model="fake-echo", messages=MESSAGES)  # type: ignore[arg-type]
+def test_upstream_gets_its_model_name_and_key(sdk: openai.OpenAI, upstream: FakeUpstream) -> None:
+    reply = sdk.chat.completions.create(model="fake-echo", messages=MESSAGES)  # type: ignore[arg-type]
     assert reply.choices[0].message.content == "model=echo"
     last = upstream.requests[-1]
     assert last["body"]["model"] == "echo"
@@ -58,8 +61,8 @@ def test_upstream_gets_its_model_name_and_key(gateway: Gateway, upstream: FakeUp
     assert last["headers"]["Authorization"] == "Bearer sk-fake-upstream-key"
 
 
-def test_streaming_passes_upstream_usage(gateway: Gateway) -> None:
-    stream = client(gateway).chat.completions.create(
+def test_streaming_passes_upstream_usage(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(
         model="fake-echo",
         messages=MESSAGES,
         stream=True,
@@ -71,13 +74,13 @@ def test_streaming_passes_upstream_usage(gateway: Gateway) -> None:
     assert [(u.prompt_tokens, u.completion_tokens) for u in usage] == [(11, len(WORDS))]
 
 
-def test_streaming_without_include_usage_sends_no_usage(gateway: Gateway) -> None:
-    stream = client(gateway).chat.completions.create(model="fake-echo", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+def test_streaming_without_include_usage_sends_no_usage(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(model="fake-echo", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
     assert all(c.usage is None for c in stream)
 
 
-def test_streaming_usage_counted_when_upstream_sends_none(gateway: Gateway) -> None:
-    stream = client(gateway).chat.completions.create(
+def test_streaming_usage_counted_when_upstream_sends_none(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(
         model="fake-no-usage",
         messages=MESSAGES,
         stream=True,
@@ -106,15 +109,27 @@ def test_async_client_streaming_and_not(gateway: Gateway) -> None:
     assert streamed.startswith("This is a mock answer")
 
 
-def test_models_lists_the_configured_groups(gateway: Gateway) -> None:
-    ids = [m.id for m in client(gateway).models.list()]
+def test_models_lists_the_configured_groups(sdk: openai.OpenAI) -> None:
+    ids = [m.id for m in sdk.models.list()]
     assert ids[:2] == ["mock", "gone"]
     assert "fake-echo" in ids
 
 
 @pytest.mark.parametrize("status", [400, 429, 500])
-def test_upstream_errors_pass_through(gateway: Gateway, status: int) -> None:
+def test_upstream_errors_pass_through(sdk: openai.OpenAI, status: int) -> None:
     with pytest.raises(openai.APIStatusError) as info:
-        client(gateway).chat.completions.create(model=f"fake-fail-{status}", messages=MESSAGES)  # type: ignore[arg-type]
+        sdk.chat.completions.create(model=f"fake-fail-{status}", messages=MESSAGES)  # type: ignore[arg-type]
     assert info.value.status_code == status
     assert info.value.body == {"message": f"fake failure {status}", "type": "fake_error", "param": None, "code": "fake"}
+
+
+def test_stream_frames_are_relayed_as_they_arrive(sdk: openai.OpenAI, upstream: FakeUpstream) -> None:
+    """The upstream holds its stream after the first content chunk until the client has that chunk."""
+    upstream.gate.clear()
+    stream = sdk.chat.completions.create(model="fake-gated-stream", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    first = [next(stream), next(stream)]  # the role chunk and the first word, while the upstream waits
+    assert first[1].choices[0].delta.content == WORDS[0]
+    upstream.gate.set()
+    rest = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert rest == "".join(WORDS[1:])
+    assert upstream.gate_opened_in_time is True

@@ -8,6 +8,8 @@
 - ``fail-400`` / ``fail-429`` / ``fail-500``: that status with an OpenAI error body.
 - ``die-mid-stream``: streams two chunks, then drops the connection.
 - ``slow-stream``: 5 chunks, 0.3 s apart.
+- ``gated-stream``: one chunk, then waits (up to 10 s) for ``FakeUpstream.gate`` to be set
+  before the rest; ``gate_opened_in_time`` records whether it was (proves frame-by-frame relay).
 Every request is recorded in ``FakeUpstream.requests`` (headers and JSON body).
 """
 
@@ -42,6 +44,8 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.gate = threading.Event()
+        self.gate_opened_in_time: bool | None = None
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -102,10 +106,14 @@ class FakeUpstream:
         await resp.write(_chunk(model, {"role": "assistant", "content": ""}))
         words = WORDS if model != "slow-stream" else WORDS[:5]
         for i, word in enumerate(words):
+            if model == "gated-stream" and i == 1:
+                opened = await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10)
+                self.gate_opened_in_time = opened
             if model == "slow-stream":
                 await asyncio.sleep(0.3)
             await resp.write(_chunk(model, {"content": word}))
             if model == "die-mid-stream" and i == 1:
+                await asyncio.sleep(0.3)  # the client has the first chunks by now
                 assert request.transport is not None
                 request.transport.abort()
                 return resp
