@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -85,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = _load(args.config)
-        open_store(os.environ.get("FERROGATE_DATABASE_URL")).close()
+        asyncio.run(open_store(os.environ.get("FERROGATE_DATABASE_URL")).close())
     except (ConfigError, StoreError) as exc:
         print(f"ferrogate: {exc}", file=sys.stderr)
         return 1

@@ -79,7 +79,7 @@ class Gateway:
         """Worker stop: let in-flight requests finish within the grace period, then close pools."""
         loop.run_until_complete(self.drain(self.config.server.grace_period_s))
         loop.run_until_complete(self.router.close())
-        self.store.close()
+        loop.run_until_complete(self.store.close())
 
     async def drain(self, grace_s: float) -> None:
         """Wait until no request is in flight, or ``grace_s`` seconds have passed."""

@@ -1,0 +1,153 @@
+"""The store's interface: what the rest of ferrogate may ask of any backend.
+
+Both backends (:class:`~ferrogate.store.sqlite.SqliteStore`, :class:`~ferrogate.store.postgres.PostgresStore`)
+implement it through :class:`~ferrogate.store.sql.SqlStore` and pass the same test suite. Every write is one
+transaction; every list is a keyset page ordered by ``(created_at, id)``.
+
+Example:
+    >>> # store = open_store("sqlite:///.ferrogate/ferrogate.db")
+    >>> # await store.migrate(); await store.check_schema()
+    >>> # team = await store.teams.create("ml")
+    >>> # page = await store.keys.list(team_id=team.id, limit=100)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from ferrogate.store.records import Key, KeyMatch, Page, Team, User
+
+
+class Teams(Protocol):
+    """``store.teams`` (see :class:`~ferrogate.store.teams.SqlTeams` for each method's errors)."""
+
+    async def create(
+        self,
+        name: str,
+        *,
+        allowed_models: Sequence[str] = ("*",),
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget: float | None = None,
+        budget_period: str | None = None,
+        classification: str = "internal",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Team: ...
+    async def get(self, team_id: str) -> Team: ...
+    async def update(self, team_id: str, changes: Mapping[str, Any]) -> Team: ...
+    async def delete(self, team_id: str) -> None: ...
+    async def list(
+        self, *, name_prefix: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> Page[Team]: ...
+
+
+class Users(Protocol):
+    """``store.users`` (see :class:`~ferrogate.store.users.SqlUsers`)."""
+
+    async def create(
+        self,
+        team_id: str,
+        name: str,
+        *,
+        role: str = "member",
+        email: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> User: ...
+    async def get(self, user_id: str) -> User: ...
+    async def update(self, user_id: str, changes: Mapping[str, Any]) -> User: ...
+    async def delete(self, user_id: str) -> None: ...
+    async def list(
+        self, *, team_id: str | None = None, role: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> Page[User]: ...
+
+
+class Keys(Protocol):
+    """``store.keys`` (see :class:`~ferrogate.store.keys.SqlKeys`)."""
+
+    async def create(
+        self,
+        key_hash: str,
+        prefix: str,
+        *,
+        role: str = "member",
+        name: str = "",
+        team_id: str | None = None,
+        user_id: str | None = None,
+        allowed_models: Sequence[str] | None = None,
+        expires_at: datetime | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Key: ...
+    async def get(self, key_id: str) -> Key: ...
+    async def get_by_hash(self, key_hash: str, *, now: datetime | None = None) -> KeyMatch | None: ...
+    async def list(
+        self,
+        *,
+        team_id: str | None = None,
+        user_id: str | None = None,
+        role: str | None = None,
+        revoked: bool | None = None,
+        name_prefix: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Key]: ...
+    async def update(self, key_id: str, changes: Mapping[str, Any]) -> Key: ...
+    async def revoke(self, key_id: str, *, at: datetime | None = None) -> Key: ...
+    async def rotate(self, key_id: str, new_hash: str, new_prefix: str, grace_until: datetime) -> Key: ...
+    async def touch_last_used(self, key_ids: Iterable[str], at: datetime) -> None: ...
+    async def delete(self, key_id: str) -> None: ...
+
+
+class Store(Protocol):
+    """A store backend: entity repositories, schema management and health."""
+
+    #: ``"sqlite"`` or ``"postgres"`` (shown by ``/ready``).
+    kind: str
+
+    @property
+    def teams(self) -> Teams:
+        """Team operations."""
+        ...
+
+    @property
+    def users(self) -> Users:
+        """User operations."""
+        ...
+
+    @property
+    def keys(self) -> Keys:
+        """Key operations."""
+        ...
+
+    async def ping(self) -> str | None:
+        """``None`` when the database answers, else a short description of the fault."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections (idempotent)."""
+        ...
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations in order; the versions applied now (``[]`` when up to date).
+
+        Raises:
+            SchemaError: the database is newer than the code, or a migration failed (and was rolled back).
+        """
+        ...
+
+    async def schema_version(self) -> int:
+        """The newest applied migration (0 for an empty database)."""
+        ...
+
+    async def check_schema(self) -> None:
+        """Refuse to run against a schema that does not match the code.
+
+        Raises:
+            SchemaError: the database is newer (upgrade ferrogate) or migrations are pending (run
+                ``ferrogate migrate``).
+        """
+        ...
