@@ -23,7 +23,15 @@ def free_port() -> int:
 class Gateway:
     """A ``ferrogate serve`` process; ``url`` is its base URL."""
 
-    def __init__(self, tmp: Path, config: str | None, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        config: str | None,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        dev: bool = True,
+        database_url: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"gateway-{self.port}.log"
@@ -39,12 +47,14 @@ class Gateway:
             "--workers",
             str(workers),
         ]
+        if dev:
+            args.append("--dev")
         if config is not None:
             cfg = tmp / f"config-{self.port}.yaml"
             cfg.write_text(config)
             args += ["--config", str(cfg)]
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("FERROGATE_", "OPENAI_"))}
-        full_env["FERROGATE_DATABASE_URL"] = f"sqlite:///{tmp}/store-{self.port}.db"
+        full_env["FERROGATE_DATABASE_URL"] = database_url or f"sqlite:///{tmp}/store-{self.port}.db"
         full_env.update(env or {})
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(args, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)

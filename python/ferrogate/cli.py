@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ferrogate import __version__
 from ferrogate.config import Config, ConfigError, default_config, load_config
+from ferrogate.manage import add_manage_commands, prepare_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("FERROGATE_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
     )
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="local use only: no FERROGATE_MASTER_KEY needed, callers without a key get every model",
+    )
     serve.set_defaults(func=_serve)
+    add_manage_commands(sub)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -81,15 +88,21 @@ def _serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
-    from ferrogate.store import StoreError, open_store
+    from ferrogate.server.settings import Settings, SettingsError
+    from ferrogate.store import StoreError
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.dev:
+        os.environ["FERROGATE_DEV"] = "1"
     try:
+        settings = Settings.from_env()
         config = _load(args.config)
-        asyncio.run(open_store(os.environ.get("FERROGATE_DATABASE_URL")).close())
-    except (ConfigError, StoreError) as exc:
+        asyncio.run(prepare_store(settings.database_url))
+    except (ConfigError, StoreError, SettingsError) as exc:
         print(f"ferrogate: {exc}", file=sys.stderr)
         return 1
+    if settings.dev:
+        print("ferrogate: --dev: callers without a key are let in; not for production", file=sys.stderr)
     if args.config:
         os.environ["FERROGATE_CONFIG"] = str(Path(args.config).resolve())
     if args.workers < 1:

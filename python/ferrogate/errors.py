@@ -44,6 +44,10 @@ class ErrorKind(enum.Enum):
 
     INVALID_JSON = "invalid_json"
     INVALID_FIELD = "invalid_field"
+    UNAUTHORIZED = "unauthorized"
+    MODEL_NOT_ALLOWED = "model_not_allowed"
+    PERMISSION_DENIED = "permission_denied"
+    CONFLICT = "conflict"
     UNKNOWN_MODEL = "unknown_model"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -58,6 +62,10 @@ class ErrorKind(enum.Enum):
 KINDS: dict[ErrorKind, KindInfo] = {
     ErrorKind.INVALID_JSON: KindInfo(400, "invalid_request_error", "invalid_json", False, Source.CLIENT),
     ErrorKind.INVALID_FIELD: KindInfo(400, "invalid_request_error", "invalid_value", False, Source.CLIENT),
+    ErrorKind.UNAUTHORIZED: KindInfo(401, "invalid_request_error", "invalid_api_key", False, Source.CLIENT),
+    ErrorKind.MODEL_NOT_ALLOWED: KindInfo(403, "invalid_request_error", "model_not_allowed", False, Source.CLIENT),
+    ErrorKind.PERMISSION_DENIED: KindInfo(403, "invalid_request_error", "permission_denied", False, Source.CLIENT),
+    ErrorKind.CONFLICT: KindInfo(409, "invalid_request_error", "conflict", False, Source.CLIENT),
     ErrorKind.UNKNOWN_MODEL: KindInfo(404, "invalid_request_error", "model_not_found", False, Source.CLIENT),
     ErrorKind.NOT_FOUND: KindInfo(404, "invalid_request_error", "not_found", False, Source.CLIENT),
     ErrorKind.METHOD_NOT_ALLOWED: KindInfo(405, "invalid_request_error", "method_not_allowed", False, Source.CLIENT),

@@ -94,7 +94,7 @@ def test_config_check_unknown_upstream_reference(tmp_path: Path) -> None:
 def test_serve_refuses_an_invalid_config_without_traceback(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("server: {max_body_bytes: 10}\n")
-    out = run("serve", "--port", "1", "--config", str(cfg))
+    out = run("serve", "--dev", "--port", "1", "--config", str(cfg))
     assert out.returncode == 1
     assert "server.max_body_bytes" in out.stderr
     assert "Traceback" not in out.stderr
@@ -104,7 +104,7 @@ def test_serve_refuses_an_unsupported_database_url() -> None:
     import os
 
     env = {**os.environ, "FERROGATE_DATABASE_URL": "mysql://x"}
-    out = run("serve", "--port", "1", env=env)
+    out = run("serve", "--dev", "--port", "1", env=env)
     assert out.returncode == 1
     assert "FERROGATE_DATABASE_URL" in out.stderr
 
@@ -155,3 +155,13 @@ def test_two_workers_serve(tmp_path: Path) -> None:
     finally:
         assert gw.stop() == 0
     assert statuses == {200}
+
+
+def test_serve_refuses_to_start_without_a_master_key() -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FERROGATE_")}
+    out = run("serve", "--port", "1", env=env)
+    assert out.returncode == 1
+    assert "FERROGATE_MASTER_KEY is not set" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -6,25 +6,28 @@ import logging
 
 from granian.rsgi import HTTPProtocol, Scope
 
+from ferrogate.auth.authenticator import Authenticator
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.pipeline.context import RequestContext
-from ferrogate.pipeline.phases import account, forward, receive, respond, route
+from ferrogate.pipeline.phases import account, authenticate, authorize, forward, receive, respond, route
 from ferrogate.pipeline.router import Router
 
 log = logging.getLogger("ferrogate.pipeline")
 
 
 class ChatChain:
-    """``POST /v1/chat/completions``: receive -> route -> forward -> respond; account always.
+    """``POST /v1/chat/completions``: receive -> authenticate -> authorize -> route -> forward -> respond;
+    account always.
 
     A :class:`GatewayError` from any phase becomes the OpenAI-shaped error response; any other
     exception is logged and answered with a 500 in the same shape (never a traceback).
     """
 
-    __slots__ = ("max_body", "router")
+    __slots__ = ("auth", "max_body", "router")
 
-    def __init__(self, router: Router, max_body: int) -> None:
+    def __init__(self, router: Router, auth: Authenticator, max_body: int) -> None:
         self.router = router
+        self.auth = auth
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
@@ -32,6 +35,8 @@ class ChatChain:
         ctx = RequestContext(rid)
         try:
             await receive(ctx, scope, proto, self.max_body)
+            await authenticate(ctx, scope, self.auth)
+            authorize(ctx)
             route(ctx, self.router)
             reply = await forward(ctx)
             await respond(ctx, proto, reply, headers)

@@ -44,6 +44,7 @@ class RequestContext:
         "deployment_index",
         "error",
         "group",
+        "identity",
         "include_usage",
         "model",
         "payload",
@@ -66,6 +67,7 @@ class RequestContext:
         self.stream = False
         self.include_usage = False
         self.group = ""
+        self.identity: Any = None  # ferrogate.auth.identity.Identity, set by authenticate
         self.deployment_index = 0
         self.upstream_model = ""
         self.provider: Any = None

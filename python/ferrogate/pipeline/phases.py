@@ -1,7 +1,7 @@
 """The request phases of ``/v1/chat/completions``, one function each, in chain order.
 
-receive -> route -> forward -> respond, then account, which always runs (also on errors).
-Authentication, authorization, limits, guardrails and budgets slot in between receive and
+receive -> authenticate -> authorize -> route -> forward -> respond, then account, which
+always runs (also on errors). Limits, guardrails and budgets slot in between authorize and
 route as their issues land; see docs/ARCHITECTURE.md for the chart. A phase answers early by
 raising :class:`ferrogate.errors.GatewayError`.
 """
@@ -15,6 +15,7 @@ import orjson
 from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError, Scope
 
 from ferrogate import _core
+from ferrogate.auth.authenticator import Authenticator
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.pipeline.context import RequestContext, Usage
 from ferrogate.pipeline.router import Router
@@ -67,19 +68,32 @@ async def receive(ctx: RequestContext, scope: Scope, proto: HTTPProtocol, limit:
         ctx.include_usage = bool(options and options.get("include_usage"))
 
 
+async def authenticate(ctx: RequestContext, scope: Scope, auth: Authenticator) -> None:
+    """Phase 2: resolve the credential to ``ctx.identity`` (401 ``invalid_api_key`` otherwise)."""
+    ctx.identity = await auth.identify(scope)
+
+
+def authorize(ctx: RequestContext) -> None:
+    """Phase 3: the key's and its team's model globs must both admit ``ctx.model`` (403 otherwise)."""
+    if not ctx.identity.allows(ctx.model):
+        raise GatewayError(
+            ErrorKind.MODEL_NOT_ALLOWED, f"this key is not allowed to use model '{ctx.model}'", param="model"
+        )
+
+
 def route(ctx: RequestContext, router: Router) -> None:
-    """Phase 2: pick the deployment that serves ``ctx.model`` (404 if no group has that name)."""
+    """Phase 4: pick the deployment that serves ``ctx.model`` (404 if no group has that name)."""
     router.pick(ctx)
 
 
 async def forward(ctx: RequestContext) -> Reply:
-    """Phase 3: the provider adapter sends the request upstream (502/504 on faults)."""
+    """Phase 5: the provider adapter sends the request upstream (502/504 on faults)."""
     reply: Reply = await ctx.provider.chat(ctx)
     return reply
 
 
 async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, headers: list[tuple[str, str]]) -> None:
-    """Phase 4: write the upstream's answer to the client.
+    """Phase 6: write the upstream's answer to the client.
 
     A whole body (JSON, or an upstream error passed through with its status) is sent as is.
     A stream is relayed frame by frame as it arrives while the Rust ``ChatStreamMeter`` picks
@@ -158,7 +172,7 @@ def _with_usage(ctx: RequestContext, meter: Any, chunk: bytes) -> bytes:
 
 
 def account(ctx: RequestContext) -> None:
-    """Phase 5, always run: settle what the request used.
+    """Phase 7, always run: settle what the request used.
 
     ``respond`` left the usage in ``ctx.usage`` (picked from the answer, or counted); this
     logs the outcome at debug level. Usage records, spend and audit events join here.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from ferrogate.auth.identity import Identity
 from ferrogate.config.model import Config
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.providers import Provider, build_provider
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 class Router:
     """Maps a requested model to ``(provider, upstream model name)``; owns the providers."""
 
-    __slots__ = ("_routes", "models_body", "providers")
+    __slots__ = ("_models", "_routes", "providers")
 
     def __init__(self, config: Config) -> None:
         self.providers: dict[str, Provider] = {u.name: build_provider(u) for u in config.upstreams}
@@ -29,14 +30,14 @@ class Router:
         for group in config.model_groups:
             first = group.deployments[0]
             self._routes[group.name] = (self.providers[first.upstream], first.model or group.name)
-        self.models_body = orjson.dumps(
-            {
-                "object": "list",
-                "data": [
-                    {"id": g.name, "object": "model", "created": 0, "owned_by": g.owned_by} for g in config.model_groups
-                ],
-            }
-        )
+        self._models = [
+            (g.name, {"id": g.name, "object": "model", "created": 0, "owned_by": g.owned_by})
+            for g in config.model_groups
+        ]
+
+    def models_for(self, identity: Identity) -> bytes:
+        """The ``/v1/models`` body: the groups ``identity`` may use, in configuration order."""
+        return orjson.dumps({"object": "list", "data": [m for name, m in self._models if identity.allows(name)]})
 
     def pick(self, ctx: RequestContext) -> None:
         """Set ``ctx.provider`` and ``ctx.upstream_model`` for ``ctx.model``.

@@ -98,7 +98,9 @@ class PooledClient:
 
     def _fault(self, exc: PyreqwestError, where: str) -> GatewayError:
         if isinstance(exc, ConnectTimeoutError):
-            return GatewayError(ErrorKind.UPSTREAM_TIMEOUT, f"upstream '{self.name}' did not accept a connection in time")
+            return GatewayError(
+                ErrorKind.UPSTREAM_TIMEOUT, f"upstream '{self.name}' did not accept a connection in time"
+            )
         if isinstance(exc, RequestTimeoutError):
             return GatewayError(ErrorKind.UPSTREAM_TIMEOUT, f"upstream '{self.name}' did not answer in time{where}")
         if isinstance(exc, ConnectError):

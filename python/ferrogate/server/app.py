@@ -22,10 +22,16 @@ import orjson
 from granian.rsgi import HTTPProtocol, Scope
 
 from ferrogate import _core
+from ferrogate.admin.api import AdminApi
+from ferrogate.admin.service import AdminService
+from ferrogate.auth.authenticator import Authenticator
+from ferrogate.auth.identity import DEV_IDENTITY
+from ferrogate.auth.keys import KeyHasher
 from ferrogate.config import Config, default_config, load_config
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.pipeline.chain import ChatChain, write_error
 from ferrogate.pipeline.router import Router
+from ferrogate.server.settings import Settings
 from ferrogate.store import Store, open_store
 
 log = logging.getLogger("ferrogate.server")
@@ -39,12 +45,17 @@ _JSON = ("content-type", "application/json")
 class Gateway:
     """The application: routes, shared state of this worker, and its start/stop hooks."""
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: Store, settings: Settings) -> None:
         self.config = config
         self.store = store
+        self.settings = settings
         self.router = Router(config)
-        self.chat = ChatChain(self.router, config.server.max_body_bytes)
+        hasher = KeyHasher(settings.master_key.encode())
+        self.auth = Authenticator(store, hasher, anonymous=DEV_IDENTITY if settings.dev else None)
+        self.chat = ChatChain(self.router, self.auth, config.server.max_body_bytes)
+        self.admin = AdminApi(AdminService(store, config, hasher, self.auth.forget), settings.master_key)
         self.in_flight = 0
+        self._tasks: list[asyncio.Task[None]] = []
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self.chat},
             "/v1/models": {"GET": self.models},
@@ -60,6 +71,8 @@ class Gateway:
         headers = [("x-request-id", rid)]
         methods = self.routes.get(scope.path)
         handler = methods.get(scope.method) if methods is not None else None
+        if handler is None and scope.path.startswith("/admin/"):
+            handler = self.admin
         if handler is None:
             write_error(proto, _no_route(scope, methods), headers)
             return
@@ -73,11 +86,24 @@ class Gateway:
         """Worker start (Granian calls it once per worker, before serving): warm the tokenizers."""
         for encoding in ("o200k_base", "cl100k_base"):
             _core.count_tokens("warm up", encoding)
+        self._tasks.append(loop.create_task(self._every(5.0, self.auth.flush_last_used)))
+
+    async def _every(self, period_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` every ``period_s`` seconds, off the hot path; a failure is logged, not fatal."""
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await job()
+            except Exception:
+                log.exception("background job %s failed", getattr(job, "__name__", job))
         log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Worker stop: let in-flight requests finish within the grace period, then close pools."""
         loop.run_until_complete(self.drain(self.config.server.grace_period_s))
+        for task in self._tasks:
+            task.cancel()
+        loop.run_until_complete(self.auth.flush_last_used())
         loop.run_until_complete(self.router.close())
         loop.run_until_complete(self.store.close())
 
@@ -91,8 +117,13 @@ class Gateway:
             log.warning("shutdown: %d requests still in flight after %.1fs", self.in_flight, grace_s)
 
     async def models(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
-        """``GET /v1/models``: the model groups this gateway serves."""
-        proto.response_bytes(200, [_JSON, *headers], self.router.models_body)
+        """``GET /v1/models``: the model groups the calling key may use."""
+        try:
+            identity = await self.auth.identify(scope)
+        except GatewayError as err:
+            write_error(proto, err, headers)
+            return
+        proto.response_bytes(200, [_JSON, *headers], self.router.models_for(identity))
 
     async def health(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
         """``GET /health``: the process is up."""
@@ -125,6 +156,7 @@ def create_app() -> Gateway:
     ``FERROGATE_CONFIG`` names the YAML file (the built-in default when unset);
     ``FERROGATE_DATABASE_URL`` the store (a SQLite file by default).
     """
+    settings = Settings.from_env()
     path = os.environ.get("FERROGATE_CONFIG")
     config = load_config(path) if path else default_config()
-    return Gateway(config, open_store(os.environ.get("FERROGATE_DATABASE_URL")))
+    return Gateway(config, open_store(settings.database_url), settings)

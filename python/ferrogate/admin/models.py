@@ -1,0 +1,271 @@
+"""Admin API request and response models (pydantic): the one source of validation and of the OpenAPI schemas.
+
+Requests forbid unknown fields, so a typo is a 400 that names the field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RoleName = Literal["admin", "team_admin", "auditor", "member"]
+Period = Literal["daily", "weekly", "monthly", "total"]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Glob = Annotated[str, Field(min_length=1, max_length=200)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Money = Annotated[float, Field(ge=0)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ---- teams ---------------------------------------------------------------------------------
+
+
+class TeamCreate(_In):
+    """A new team."""
+
+    name: Name
+    allowed_models: list[Glob] = Field(default_factory=lambda: ["*"], description="model globs, e.g. gpt-4o*")
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    budget: Money | None = Field(None, description="USD per budget_period")
+    budget_period: Period | None = None
+    classification: str = Field("internal", min_length=1, max_length=64)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TeamUpdate(_In):
+    """Fields to change on a team (only those given change)."""
+
+    name: Name | None = None
+    allowed_models: list[Glob] | None = None
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    budget: Money | None = None
+    budget_period: Period | None = None
+    classification: str | None = Field(None, min_length=1, max_length=64)
+    metadata: dict[str, Any] | None = None
+
+
+class TeamOut(_Out):
+    """A team."""
+
+    id: str
+    name: str
+    allowed_models: list[str]
+    rpm: int | None
+    tpm: int | None
+    budget: float | None
+    budget_period: Period | None
+    classification: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class TeamList(BaseModel):
+    """One page of teams; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    data: list[TeamOut]
+    next_cursor: str | None
+
+
+class TeamQuery(_In):
+    """Filters and paging of the team list."""
+
+    name_prefix: str | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+# ---- users ---------------------------------------------------------------------------------
+
+
+class UserCreate(_In):
+    """A new user of a team."""
+
+    team_id: str
+    name: Name
+    email: str | None = Field(None, max_length=320)
+    role: RoleName = "member"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserUpdate(_In):
+    """Fields to change on a user."""
+
+    name: Name | None = None
+    email: str | None = Field(None, max_length=320)
+    role: RoleName | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class UserOut(_Out):
+    """A user."""
+
+    id: str
+    team_id: str
+    name: str
+    email: str | None
+    role: RoleName
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserList(BaseModel):
+    """One page of users."""
+
+    data: list[UserOut]
+    next_cursor: str | None
+
+
+class UserQuery(_In):
+    """Filters and paging of the user list."""
+
+    team_id: str | None = None
+    role: RoleName | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+# ---- keys ----------------------------------------------------------------------------------
+
+
+class KeyCreate(_In):
+    """A new key: a virtual key (role ``member``) or an admin key (``admin``, ``team_admin``, ``auditor``)."""
+
+    name: Name
+    team_id: str | None = Field(None, description="required for member and team_admin keys")
+    user_id: str | None = None
+    role: RoleName = "member"
+    allowed_models: list[Glob] | None = Field(None, description="narrows the team's; null = the team's")
+    expires_at: datetime | None = None
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    budget: Money | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class KeyUpdate(_In):
+    """Fields to change on a key."""
+
+    name: Name | None = None
+    allowed_models: list[Glob] | None = None
+    expires_at: datetime | None = None
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    budget: Money | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class KeyRotate(_In):
+    """How long the old secret keeps working after a rotation."""
+
+    grace_period_s: int = Field(86_400, ge=0, le=30 * 86_400)
+
+
+class KeyOut(_Out):
+    """A key as listed: never its secret, only its display prefix."""
+
+    id: str
+    prefix: str
+    name: str
+    team_id: str | None
+    user_id: str | None
+    role: RoleName
+    allowed_models: list[str] | None
+    expires_at: datetime | None
+    rpm: int | None
+    tpm: int | None
+    budget: float | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    previous_expires_at: datetime | None = Field(description="the old secret of a rotation works until then")
+
+
+class KeySecret(KeyOut):
+    """A key with its secret: returned once, by create and rotate."""
+
+    key: str = Field(description="the secret; shown only now, store it safely")
+
+
+class KeyList(BaseModel):
+    """One page of keys."""
+
+    data: list[KeyOut]
+    next_cursor: str | None
+
+
+class KeyQuery(_In):
+    """Filters and paging of the key list."""
+
+    team_id: str | None = None
+    user_id: str | None = None
+    role: RoleName | None = None
+    revoked: bool | None = None
+    name_prefix: str | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+# ---- llm -----------------------------------------------------------------------------------
+
+
+class UpstreamOut(BaseModel):
+    """A configured upstream (its key never shown)."""
+
+    name: str
+    provider: str
+    base_url: str | None
+    has_api_key: bool
+    timeouts: dict[str, float]
+
+
+class UpstreamList(BaseModel):
+    """Every configured upstream."""
+
+    data: list[UpstreamOut]
+
+
+class DeploymentOut(BaseModel):
+    """Where a model group is served."""
+
+    upstream: str
+    model: str
+
+
+class ModelGroupOut(BaseModel):
+    """A model group and its deployments."""
+
+    name: str
+    owned_by: str
+    deployments: list[DeploymentOut]
+
+
+class ModelGroupList(BaseModel):
+    """Every configured model group."""
+
+    data: list[ModelGroupOut]
+
+
+class Deleted(BaseModel):
+    """The answer to a delete."""
+
+    id: str
+    deleted: bool = True
+
+
+class Empty(_In):
+    """No parameters."""

@@ -1,0 +1,35 @@
+"""THE admin route table. A route added here without a permission cannot exist (the field is
+required), and a test walks every route with every role against :data:`~.rbac.GRANTS`."""
+
+from __future__ import annotations
+
+from ferrogate.admin import models as m
+from ferrogate.admin.rbac import Permission as P
+from ferrogate.admin.service import AdminService as S
+from ferrogate.admin.table import AdminRoute as R
+
+TEAM = "/admin/v1/teams/{team_id}"
+USER = "/admin/v1/users/{user_id}"
+KEY = "/admin/v1/keys/{key_id}"
+
+ROUTES: tuple[R, ...] = (
+    R("POST", "/admin/v1/teams", P.TEAMS_WRITE, "Create a team", m.TeamOut, S.create_team, m.TeamCreate, status=201),
+    R("GET", "/admin/v1/teams", P.TEAMS_READ, "List teams", m.TeamList, S.list_teams, query=m.TeamQuery),
+    R("GET", TEAM, P.TEAMS_READ, "Get a team", m.TeamOut, S.get_team),
+    R("PATCH", TEAM, P.TEAMS_WRITE, "Update a team", m.TeamOut, S.update_team, m.TeamUpdate),
+    R("DELETE", TEAM, P.TEAMS_WRITE, "Delete a team (it must have no users or keys)", m.Deleted, S.delete_team),
+    R("POST", "/admin/v1/users", P.USERS_WRITE, "Create a user", m.UserOut, S.create_user, m.UserCreate, status=201),
+    R("GET", "/admin/v1/users", P.USERS_READ, "List users", m.UserList, S.list_users, query=m.UserQuery),
+    R("GET", USER, P.USERS_READ, "Get a user", m.UserOut, S.get_user),
+    R("PATCH", USER, P.USERS_WRITE, "Update a user", m.UserOut, S.update_user, m.UserUpdate),
+    R("DELETE", USER, P.USERS_WRITE, "Delete a user (it must have no keys)", m.Deleted, S.delete_user),
+    R("POST", "/admin/v1/keys", P.KEYS_WRITE, "Create a key", m.KeySecret, S.create_key, m.KeyCreate, status=201),
+    R("GET", "/admin/v1/keys", P.KEYS_READ, "List keys", m.KeyList, S.list_keys, query=m.KeyQuery),
+    R("GET", KEY, P.KEYS_READ, "Get a key", m.KeyOut, S.get_key),
+    R("PATCH", KEY, P.KEYS_WRITE, "Update a key", m.KeyOut, S.update_key, m.KeyUpdate),
+    R("DELETE", KEY, P.KEYS_WRITE, "Delete a key", m.Deleted, S.delete_key),
+    R("POST", KEY + "/revoke", P.KEYS_WRITE, "Revoke a key (refused within 1 s everywhere)", m.KeyOut, S.revoke_key),
+    R("POST", KEY + "/rotate", P.KEYS_WRITE, "Rotate a key's secret", m.KeySecret, S.rotate_key, m.KeyRotate),
+    R("GET", "/admin/v1/llm/upstreams", P.LLM_READ, "List upstreams", m.UpstreamList, S.list_upstreams),
+    R("GET", "/admin/v1/llm/model_groups", P.LLM_READ, "List model groups", m.ModelGroupList, S.list_model_groups),
+)

@@ -1,0 +1,254 @@
+"""What the admin routes do: each handler takes the service and one :class:`~.table.Call`.
+
+``team_admin`` callers are scoped to their own team: other teams' objects answer 404 (their
+existence is not revealed), lists are filtered to the team, and they may create only
+``member`` keys and ``member``/``team_admin`` users there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ferrogate.admin import models as m
+from ferrogate.admin.rbac import Principal, Role
+from ferrogate.admin.table import Call
+from ferrogate.auth.keys import KeyHasher, display_prefix, new_key
+from ferrogate.config import Config
+from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.store import Store
+from ferrogate.store.errors import NotFound
+from ferrogate.store.records import Key
+
+
+def _key_out(key: Key) -> m.KeyOut:
+    return m.KeyOut.model_validate(key)
+
+
+def _secret(key: Key, secret: str) -> m.KeySecret:
+    return m.KeySecret.model_validate({**m.KeyOut.model_validate(key).model_dump(), "key": secret})
+
+
+def _forbidden(message: str) -> GatewayError:
+    return GatewayError(ErrorKind.PERMISSION_DENIED, message)
+
+
+class AdminService:
+    """The admin plane's state: the store, the configuration, the key hasher, cache invalidation."""
+
+    def __init__(
+        self, store: Store, config: Config, hasher: KeyHasher, invalidate: Callable[[str | None], None]
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.hasher = hasher
+        self.invalidate = invalidate  # drop a key hash (or everything) from every auth cache
+
+    # ---- scoping ----
+
+    def _scope_team(self, who: Principal, team_id: str | None, entity: str, id: str) -> None:
+        if not who.sees_team(team_id):
+            raise NotFound(entity, id)
+
+    def _own_team(self, who: Principal, team_id: str | None) -> str | None:
+        """The team a list is restricted to: the caller's for a team admin, else the filter given."""
+        if who.role is Role.TEAM_ADMIN:
+            if team_id is not None and team_id != who.team_id:
+                raise _forbidden("a team admin sees only its own team")
+            return who.team_id
+        return team_id
+
+    # ---- teams ----
+
+    async def create_team(self, call: Call) -> m.TeamOut:
+        body: m.TeamCreate = call.body
+        team = await self.store.teams.create(body.name, **body.model_dump(exclude={"name"}))
+        return m.TeamOut.model_validate(team)
+
+    async def list_teams(self, call: Call) -> m.TeamList:
+        q: m.TeamQuery = call.query
+        who = call.principal
+        if who.role is Role.TEAM_ADMIN:
+            own = await self.store.teams.get(who.team_id or "")
+            return m.TeamList(data=[m.TeamOut.model_validate(own)], next_cursor=None)
+        page = await self.store.teams.list(name_prefix=q.name_prefix, limit=q.limit, cursor=q.cursor)
+        return m.TeamList(data=[m.TeamOut.model_validate(t) for t in page.items], next_cursor=page.next_cursor)
+
+    async def get_team(self, call: Call) -> m.TeamOut:
+        team_id = call.params["team_id"]
+        self._scope_team(call.principal, team_id, "team", team_id)
+        return m.TeamOut.model_validate(await self.store.teams.get(team_id))
+
+    async def update_team(self, call: Call) -> m.TeamOut:
+        body: m.TeamUpdate = call.body
+        team = await self.store.teams.update(call.params["team_id"], body.model_dump(exclude_unset=True))
+        self.invalidate(None)  # the team's model list feeds every one of its keys' identities
+        return m.TeamOut.model_validate(team)
+
+    async def delete_team(self, call: Call) -> m.Deleted:
+        await self.store.teams.delete(call.params["team_id"])
+        self.invalidate(None)
+        return m.Deleted(id=call.params["team_id"])
+
+    # ---- users ----
+
+    async def create_user(self, call: Call) -> m.UserOut:
+        body: m.UserCreate = call.body
+        who = call.principal
+        if who.role is Role.TEAM_ADMIN:
+            if body.team_id != who.team_id:
+                raise _forbidden("a team admin creates users only in its own team")
+            if body.role not in ("member", "team_admin"):
+                raise _forbidden(f"a team admin cannot create a user with role {body.role!r}")
+        user = await self.store.users.create(
+            body.team_id, body.name, role=body.role, email=body.email, metadata=body.metadata
+        )
+        return m.UserOut.model_validate(user)
+
+    async def list_users(self, call: Call) -> m.UserList:
+        q: m.UserQuery = call.query
+        team_id = self._own_team(call.principal, q.team_id)
+        page = await self.store.users.list(team_id=team_id, role=q.role, limit=q.limit, cursor=q.cursor)
+        return m.UserList(data=[m.UserOut.model_validate(u) for u in page.items], next_cursor=page.next_cursor)
+
+    async def _user(self, call: Call) -> Any:
+        user_id = call.params["user_id"]
+        user = await self.store.users.get(user_id)
+        self._scope_team(call.principal, user.team_id, "user", user_id)
+        return user
+
+    async def get_user(self, call: Call) -> m.UserOut:
+        return m.UserOut.model_validate(await self._user(call))
+
+    async def update_user(self, call: Call) -> m.UserOut:
+        body: m.UserUpdate = call.body
+        await self._user(call)
+        if call.principal.role is Role.TEAM_ADMIN and body.role not in (None, "member", "team_admin"):
+            raise _forbidden(f"a team admin cannot give role {body.role!r}")
+        user = await self.store.users.update(call.params["user_id"], body.model_dump(exclude_unset=True))
+        return m.UserOut.model_validate(user)
+
+    async def delete_user(self, call: Call) -> m.Deleted:
+        await self._user(call)
+        await self.store.users.delete(call.params["user_id"])
+        return m.Deleted(id=call.params["user_id"])
+
+    # ---- keys ----
+
+    async def create_key(self, call: Call) -> m.KeySecret:
+        body: m.KeyCreate = call.body
+        who = call.principal
+        if who.role is Role.TEAM_ADMIN:
+            if body.role != "member":
+                raise _forbidden("a team admin creates only member keys")
+            if body.team_id not in (None, who.team_id):
+                raise _forbidden("a team admin creates keys only in its own team")
+            body = body.model_copy(update={"team_id": who.team_id})
+        if body.role in ("member", "team_admin") and body.team_id is None:
+            raise GatewayError(ErrorKind.INVALID_FIELD, f"a {body.role} key needs a team_id", param="team_id")
+        if body.user_id is not None:
+            user = await self.store.users.get(body.user_id)
+            if user.team_id != body.team_id:
+                raise GatewayError(
+                    ErrorKind.INVALID_FIELD, f"user {body.user_id} is not in team {body.team_id}", param="user_id"
+                )
+        if body.expires_at is not None and body.expires_at.tzinfo is None:
+            body = body.model_copy(update={"expires_at": body.expires_at.replace(tzinfo=UTC)})
+        secret = new_key()
+        fields = body.model_dump(exclude={"metadata"})
+        key = await self.store.keys.create(
+            self.hasher.hash(secret), display_prefix(secret), metadata=body.metadata, **fields
+        )
+        return _secret(key, secret)
+
+    async def list_keys(self, call: Call) -> m.KeyList:
+        q: m.KeyQuery = call.query
+        team_id = self._own_team(call.principal, q.team_id)
+        page = await self.store.keys.list(
+            team_id=team_id,
+            user_id=q.user_id,
+            role=q.role,
+            revoked=q.revoked,
+            name_prefix=q.name_prefix,
+            limit=q.limit,
+            cursor=q.cursor,
+        )
+        return m.KeyList(data=[_key_out(k) for k in page.items], next_cursor=page.next_cursor)
+
+    async def _key(self, call: Call) -> Key:
+        key_id = call.params["key_id"]
+        key = await self.store.keys.get(key_id)
+        self._scope_team(call.principal, key.team_id, "key", key_id)
+        if call.principal.role is Role.TEAM_ADMIN and key.role != "member":
+            raise NotFound("key", key_id)
+        return key
+
+    async def get_key(self, call: Call) -> m.KeyOut:
+        return _key_out(await self._key(call))
+
+    async def update_key(self, call: Call) -> m.KeyOut:
+        body: m.KeyUpdate = call.body
+        old = await self._key(call)
+        changes = body.model_dump(exclude_unset=True)
+        if isinstance(changes.get("expires_at"), datetime) and changes["expires_at"].tzinfo is None:
+            changes["expires_at"] = changes["expires_at"].replace(tzinfo=UTC)
+        key = await self.store.keys.update(old.id, changes)
+        self._forget(old)
+        return _key_out(key)
+
+    async def delete_key(self, call: Call) -> m.Deleted:
+        old = await self._key(call)
+        await self.store.keys.delete(old.id)
+        self._forget(old)
+        return m.Deleted(id=old.id)
+
+    async def revoke_key(self, call: Call) -> m.KeyOut:
+        old = await self._key(call)
+        key = await self.store.keys.revoke(old.id)
+        self._forget(old)
+        return _key_out(key)
+
+    async def rotate_key(self, call: Call) -> m.KeySecret:
+        body: m.KeyRotate = call.body
+        old = await self._key(call)
+        if old.revoked_at is not None:
+            raise GatewayError(ErrorKind.CONFLICT, f"key {old.id} is revoked; create a new one", param="key_id")
+        secret = new_key()
+        grace_until = datetime.now(UTC) + timedelta(seconds=body.grace_period_s)
+        key = await self.store.keys.rotate(old.id, self.hasher.hash(secret), display_prefix(secret), grace_until)
+        self._forget(old)
+        return _secret(key, secret)
+
+    def _forget(self, key: Key) -> None:
+        self.invalidate(key.key_hash)
+        if key.previous_hash is not None:
+            self.invalidate(key.previous_hash)
+
+    # ---- llm ----
+
+    async def list_upstreams(self, call: Call) -> m.UpstreamList:
+        return m.UpstreamList(
+            data=[
+                m.UpstreamOut(
+                    name=u.name,
+                    provider=u.provider,
+                    base_url=u.base_url,
+                    has_api_key=u.api_key is not None,
+                    timeouts=u.timeouts.model_dump(),
+                )
+                for u in self.config.upstreams
+            ]
+        )
+
+    async def list_model_groups(self, call: Call) -> m.ModelGroupList:
+        return m.ModelGroupList(
+            data=[
+                m.ModelGroupOut(
+                    name=g.name,
+                    owned_by=g.owned_by,
+                    deployments=[m.DeploymentOut(upstream=d.upstream, model=d.model or g.name) for d in g.deployments],
+                )
+                for g in self.config.model_groups
+            ]
+        )

@@ -1,0 +1,1 @@
+"""Authentication of data-plane callers: virtual keys, their hashing, the in-process cache."""

@@ -1,0 +1,171 @@
+"""The authenticate phase's machinery: credential -> :class:`Identity`, cached in-process.
+
+A credential comes from ``Authorization: Bearer``, ``api-key`` (Azure clients) or
+``x-api-key`` (Anthropic clients). It is hashed under the master secret and looked up by
+hash, first in an in-process cache (positive and negative entries, ``ttl_s`` each, so a
+revoked key stops working on every worker within ``ttl_s`` even without Redis), then in the
+store. Invalidations (revoke, rotate, delete, team changes) also arrive at once through
+:meth:`Authenticator.forget` (called locally and, with Redis, from the pub/sub listener).
+
+Every refusal is the same 401 whatever the reason (unknown, revoked, expired), so a caller
+learns nothing about which keys exist; repeated failures from one client address are slowed
+down (:class:`FailureThrottle`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+
+from granian.rsgi import Scope
+
+from ferrogate.auth.identity import Identity
+from ferrogate.auth.keys import KeyHasher, looks_like_key
+from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.store import Store
+from ferrogate.store.errors import NotFound
+
+_MISSING = GatewayError(
+    ErrorKind.UNAUTHORIZED,
+    "Missing API key: send it as 'Authorization: Bearer fg-...' (or 'api-key' / 'x-api-key').",
+)
+_INCORRECT = GatewayError(ErrorKind.UNAUTHORIZED, "Incorrect API key provided.")
+
+
+def credential(scope: Scope) -> str | None:
+    """The raw credential a request carries, if any."""
+    headers = scope.headers
+    auth = headers.get("authorization")
+    if auth is not None:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+    other: str | None = headers.get("api-key") or headers.get("x-api-key")
+    return other
+
+
+class FailureThrottle:
+    """Slows down clients that keep failing authentication.
+
+    After ``free`` failures within ``window_s`` from one address, each further failure is
+    answered only after a delay that doubles per failure, up to ``max_delay_s``. Memory is
+    bounded: the least recently seen addresses are forgotten first.
+    """
+
+    __slots__ = ("_seen", "free", "max_delay_s", "max_entries", "window_s")
+
+    def __init__(self, free: int = 5, window_s: float = 60.0, max_delay_s: float = 2.0, max_entries: int = 10_000):
+        self.free = free
+        self.window_s = window_s
+        self.max_delay_s = max_delay_s
+        self.max_entries = max_entries
+        self._seen: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def failed(self, address: str) -> float:
+        """Record a failure; the delay (seconds) to wait before answering it."""
+        now = time.monotonic()
+        count, since = self._seen.pop(address, (0, now))
+        if now - since > self.window_s:
+            count, since = 0, now
+        count += 1
+        self._seen[address] = (count, since)
+        if len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+        if count <= self.free:
+            return 0.0
+        return float(min(self.max_delay_s, 0.05 * 2 ** (count - self.free - 1)))
+
+
+class Authenticator:
+    """Resolves credentials to identities; the cache makes a hit cost one HMAC and two dict lookups."""
+
+    __slots__ = ("_cache", "anonymous", "hasher", "max_entries", "store", "throttle", "ttl_s", "used")
+
+    def __init__(
+        self,
+        store: Store,
+        hasher: KeyHasher,
+        *,
+        ttl_s: float = 1.0,
+        max_entries: int = 100_000,
+        anonymous: Identity | None = None,
+    ) -> None:
+        self.store = store
+        self.hasher = hasher
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.anonymous = anonymous  # ``--dev``: callers without a ferrogate key get this identity
+        self.throttle = FailureThrottle()
+        self.used: set[str] = set()  # key ids seen since the last last_used_at flush
+        self._cache: dict[str, tuple[Identity | None, float]] = {}
+
+    async def identify(self, scope: Scope) -> Identity:
+        """Authenticate phase: the caller's identity.
+
+        Raises:
+            GatewayError: 401 ``invalid_api_key`` (delayed for repeat offenders).
+        """
+        token = credential(scope)
+        if token is None:
+            if self.anonymous is not None:
+                return self.anonymous
+            raise await self._refuse(scope, _MISSING)
+        if not looks_like_key(token):
+            if self.anonymous is not None:  # --dev: "sk-anything" from an SDK that insists on a key
+                return self.anonymous
+            raise await self._refuse(scope, _INCORRECT)
+        digest = self.hasher.hash(token)
+        now = time.time()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[1] > now:
+            identity = hit[0]
+        else:
+            identity = await self._load(digest, now)
+        if identity is None or (identity.valid_until is not None and identity.valid_until <= now):
+            raise await self._refuse(scope, _INCORRECT)
+        self.used.add(identity.key_id)
+        return identity
+
+    async def flush_last_used(self) -> None:
+        """Write ``last_used_at`` for the keys seen since the last flush (off the hot path)."""
+        if self.used:
+            ids, self.used = self.used, set()
+            await self.store.keys.touch_last_used(ids, datetime.now(UTC))
+
+    async def _load(self, digest: str, now: float) -> Identity | None:
+        identity: Identity | None = None
+        match = await self.store.keys.get_by_hash(digest)
+        if match is not None and match.key.role == "member":
+            key = match.key
+            valid = [] if key.expires_at is None else [key.expires_at.timestamp()]
+            if match.matched == "previous" and key.previous_expires_at is not None:
+                valid.append(key.previous_expires_at.timestamp())
+            team_models: tuple[str, ...] = ("*",)
+            if key.team_id is not None:
+                try:
+                    team_models = (await self.store.teams.get(key.team_id)).allowed_models
+                except NotFound:
+                    team_models = ()
+            usable = key.revoked_at is None
+            if usable:
+                identity = Identity(
+                    key.id, key.team_id, key.user_id, team_models, key.allowed_models, min(valid) if valid else None
+                )
+        if len(self._cache) >= self.max_entries:
+            self._cache.clear()  # crude but bounded; a refill costs one lookup per active key
+        self._cache[digest] = (identity, now + self.ttl_s)
+        return identity
+
+    async def _refuse(self, scope: Scope, error: GatewayError) -> GatewayError:
+        delay = self.throttle.failed(scope.client.rsplit(":", 1)[0])
+        if delay:
+            await asyncio.sleep(delay)
+        return GatewayError(error.kind, error.message)
+
+    def forget(self, key_hash: str | None = None) -> None:
+        """Drop one cached credential (by hash), or all of them."""
+        if key_hash is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key_hash, None)

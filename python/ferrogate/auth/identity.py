@@ -1,0 +1,53 @@
+"""Who a data-plane request speaks for, as the authenticate phase caches it."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+
+class Identity:
+    """A usable virtual key with what authorize needs, flattened for the hot path.
+
+    ``valid_until`` is the epoch second the key stops working (expiry, or the end of a
+    rotation grace period when the old secret was used); ``None`` for no end.
+    Model decisions are memoised per model name (the set of names is the configured groups).
+    """
+
+    __slots__ = ("_decisions", "key_id", "key_models", "team_id", "team_models", "user_id", "valid_until")
+
+    def __init__(
+        self,
+        key_id: str,
+        team_id: str | None,
+        user_id: str | None,
+        team_models: tuple[str, ...],
+        key_models: tuple[str, ...] | None,
+        valid_until: float | None,
+    ) -> None:
+        self.key_id = key_id
+        self.team_id = team_id
+        self.user_id = user_id
+        self.team_models = team_models
+        self.key_models = key_models
+        self.valid_until = valid_until
+        self._decisions: dict[str, bool] = {}
+
+    def allows(self, model: str) -> bool:
+        """Whether both the team's and the key's globs admit ``model``.
+
+        Example:
+            >>> Identity("k", "t", None, ("gpt-*",), None, None).allows("gpt-4o")
+            True
+        """
+        decision = self._decisions.get(model)
+        if decision is None:
+            decision = any(fnmatchcase(model, g) for g in self.team_models) and (
+                self.key_models is None or any(fnmatchcase(model, g) for g in self.key_models)
+            )
+            if len(self._decisions) < 4096:
+                self._decisions[model] = decision
+        return decision
+
+
+#: The identity of unauthenticated callers of a server started with ``--dev`` (every model).
+DEV_IDENTITY = Identity("dev", None, None, ("*",), None, None)
