@@ -7,7 +7,7 @@ existence is not revealed), lists are filtered to the team, and they may create 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,7 +38,7 @@ class AdminService:
     """The admin plane's state: the store, the configuration, the key hasher, cache invalidation."""
 
     def __init__(
-        self, store: Store, config: Config, hasher: KeyHasher, invalidate: Callable[[str | None], None]
+        self, store: Store, config: Config, hasher: KeyHasher, invalidate: Callable[[str | None], Awaitable[None]]
     ) -> None:
         self.store = store
         self.config = config
@@ -83,12 +83,12 @@ class AdminService:
     async def update_team(self, call: Call) -> m.TeamOut:
         body: m.TeamUpdate = call.body
         team = await self.store.teams.update(call.params["team_id"], body.model_dump(exclude_unset=True))
-        self.invalidate(None)  # the team's model list feeds every one of its keys' identities
+        await self.invalidate(None)  # the team's model list feeds every one of its keys' identities
         return m.TeamOut.model_validate(team)
 
     async def delete_team(self, call: Call) -> m.Deleted:
         await self.store.teams.delete(call.params["team_id"])
-        self.invalidate(None)
+        await self.invalidate(None)
         return m.Deleted(id=call.params["team_id"])
 
     # ---- users ----
@@ -165,10 +165,15 @@ class AdminService:
     async def list_keys(self, call: Call) -> m.KeyList:
         q: m.KeyQuery = call.query
         team_id = self._own_team(call.principal, q.team_id)
+        role = q.role
+        if call.principal.role is Role.TEAM_ADMIN:  # as in _key: a team admin sees only member keys
+            if role not in (None, "member"):
+                raise _forbidden("a team admin sees only member keys")
+            role = "member"
         page = await self.store.keys.list(
             team_id=team_id,
             user_id=q.user_id,
-            role=q.role,
+            role=role,
             revoked=q.revoked,
             name_prefix=q.name_prefix,
             limit=q.limit,
@@ -194,19 +199,19 @@ class AdminService:
         if isinstance(changes.get("expires_at"), datetime) and changes["expires_at"].tzinfo is None:
             changes["expires_at"] = changes["expires_at"].replace(tzinfo=UTC)
         key = await self.store.keys.update(old.id, changes)
-        self._forget(old)
+        await self._forget(old)
         return _key_out(key)
 
     async def delete_key(self, call: Call) -> m.Deleted:
         old = await self._key(call)
         await self.store.keys.delete(old.id)
-        self._forget(old)
+        await self._forget(old)
         return m.Deleted(id=old.id)
 
     async def revoke_key(self, call: Call) -> m.KeyOut:
         old = await self._key(call)
         key = await self.store.keys.revoke(old.id)
-        self._forget(old)
+        await self._forget(old)
         return _key_out(key)
 
     async def rotate_key(self, call: Call) -> m.KeySecret:
@@ -217,13 +222,13 @@ class AdminService:
         secret = new_key()
         grace_until = datetime.now(UTC) + timedelta(seconds=body.grace_period_s)
         key = await self.store.keys.rotate(old.id, self.hasher.hash(secret), display_prefix(secret), grace_until)
-        self._forget(old)
+        await self._forget(old)
         return _secret(key, secret)
 
-    def _forget(self, key: Key) -> None:
-        self.invalidate(key.key_hash)
+    async def _forget(self, key: Key) -> None:
+        await self.invalidate(key.key_hash)
         if key.previous_hash is not None:
-            self.invalidate(key.previous_hash)
+            await self.invalidate(key.previous_hash)
 
     # ---- llm ----
 

@@ -25,6 +25,7 @@ from ferrogate import _core
 from ferrogate.admin.api import AdminApi
 from ferrogate.admin.service import AdminService
 from ferrogate.auth.authenticator import Authenticator
+from ferrogate.auth.broadcast import Invalidator
 from ferrogate.auth.identity import DEV_IDENTITY
 from ferrogate.auth.keys import KeyHasher
 from ferrogate.config import Config, default_config, load_config
@@ -51,9 +52,13 @@ class Gateway:
         self.settings = settings
         self.router = Router(config)
         hasher = KeyHasher(settings.master_key.encode())
-        self.auth = Authenticator(store, hasher, anonymous=DEV_IDENTITY if settings.dev else None)
+        self.auth = Authenticator(
+            store, hasher, ttl_s=settings.auth_cache_ttl_s, anonymous=DEV_IDENTITY if settings.dev else None
+        )
+        self.auth.throttle.free = settings.auth_free_failures
         self.chat = ChatChain(self.router, self.auth, config.server.max_body_bytes)
-        self.admin = AdminApi(AdminService(store, config, hasher, self.auth.forget), settings.master_key)
+        self.invalidator = Invalidator(self.auth.forget, settings.redis_url)
+        self.admin = AdminApi(AdminService(store, config, hasher, self.invalidator), settings.master_key)
         self.in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.routes: dict[str, dict[str, Handler]] = {
@@ -87,6 +92,7 @@ class Gateway:
         for encoding in ("o200k_base", "cl100k_base"):
             _core.count_tokens("warm up", encoding)
         self._tasks.append(loop.create_task(self._every(5.0, self.auth.flush_last_used)))
+        self._tasks.append(loop.create_task(self.invalidator.listen()))
 
     async def _every(self, period_s: float, job: Callable[[], Awaitable[None]]) -> None:
         """Run ``job`` every ``period_s`` seconds, off the hot path; a failure is logged, not fatal."""
@@ -104,6 +110,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         loop.run_until_complete(self.auth.flush_last_used())
+        loop.run_until_complete(self.invalidator.close())
         loop.run_until_complete(self.router.close())
         loop.run_until_complete(self.store.close())
 

@@ -25,10 +25,15 @@ class Settings:
     dev: bool
     database_url: str | None
     redis_url: str | None
+    auth_cache_ttl_s: float = 1.0
+    auth_free_failures: int = 5
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """Read ``FERROGATE_MASTER_KEY``, ``FERROGATE_DEV``, ``FERROGATE_DATABASE_URL``, ``FERROGATE_REDIS_URL``.
+        """Read ``FERROGATE_MASTER_KEY``, ``FERROGATE_DEV``, ``FERROGATE_DATABASE_URL``, ``FERROGATE_REDIS_URL``,
+        ``FERROGATE_AUTH_CACHE_TTL_S`` (how long a worker trusts a cached key lookup; default 1 s),
+        ``FERROGATE_AUTH_FREE_FAILURES`` (failed authentications per client address and minute answered
+        without delay; default 5).
 
         Raises:
             SettingsError: no master key and not in dev mode, or a master key under 16 characters.
@@ -43,4 +48,10 @@ class Settings:
             )
         if len(master) < 16:
             raise SettingsError("FERROGATE_MASTER_KEY must be at least 16 characters")
-        return cls(master, dev, env.get("FERROGATE_DATABASE_URL") or None, env.get("FERROGATE_REDIS_URL") or None)
+        try:
+            ttl = float(env.get("FERROGATE_AUTH_CACHE_TTL_S") or 1.0)
+            free = int(env.get("FERROGATE_AUTH_FREE_FAILURES") or 5)
+        except ValueError:
+            raise SettingsError("FERROGATE_AUTH_CACHE_TTL_S and FERROGATE_AUTH_FREE_FAILURES must be numbers") from None
+        redis_url = env.get("FERROGATE_REDIS_URL") or None
+        return cls(master, dev, env.get("FERROGATE_DATABASE_URL") or None, redis_url, ttl, free)
