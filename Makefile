@@ -25,8 +25,8 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 install: $(VENV)/.deps ## venv, dependencies, and the Rust core built from source (release)
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --skip-install
 
-serve: install ## install, then start the gateway on its embedded default (port $(PORT))
-	$(BIN)/ferrogate serve --port $(PORT)
+serve: install ## install, then start the gateway on its embedded default (port $(PORT); --dev unless FERROGATE_MASTER_KEY is set)
+	$(BIN)/ferrogate serve --port $(PORT) $(if $(FERROGATE_MASTER_KEY),,--dev)
 
 services: ## start PostgreSQL and Redis if they are not running (installs them if absent)
 	bash scripts/services.sh

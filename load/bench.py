@@ -64,7 +64,7 @@ class Target:
 def _probe(url: str, model: str, stream: bool) -> str | None:
     """POST one chat request; None if it answered 200 with the expected body, else what went wrong."""
     body = loadgen.request_body(model, stream).encode()
-    headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {os.environ.get('BENCH_KEY', 'x')}", "Content-Type": "application/json"}
     req = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - fixed 127.0.0.1 URL
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - fixed 127.0.0.1 URL
@@ -93,11 +93,29 @@ def start_gateway(args: argparse.Namespace, upstream_port: int, logdir: Path) ->
     config.write_text(GATEWAY_YAML.format(port=upstream_port))
     port = procs.free_port()
     cmd = [str(exe), "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    usage = subprocess.run([str(exe), "serve", "--help"], capture_output=True, text=True, timeout=60, check=False)
-    cmd += [flag for flag in ("--dev",) if flag in usage.stdout]  # the issue's command, once serve has it
     cmd += args.gateway_arg
-    print(f"gateway: {' '.join(cmd[1:])}", file=sys.stderr)
-    proc = _start_server("gateway", cmd, None, port, args.server_cpu, logdir)
+    # The full pipeline: a real virtual key checked on every request (no --dev), on a fresh SQLite store.
+    env = dict(
+        os.environ,
+        FERROGATE_MASTER_KEY="bench-master-key-0123456789",
+        FERROGATE_DATABASE_URL=f"sqlite:///{logdir / 'gateway.db'}",
+    )
+    manage = [str(exe)]
+    team = subprocess.run(
+        [*manage, "teams", "create", "--name", "bench"], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    team_id = json.loads(team.stdout)["id"]
+    key = subprocess.run(
+        [*manage, "keys", "create", "--name", "bench", "--team", team_id],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    os.environ["BENCH_KEY"] = json.loads(key.stdout)["key"]  # wrk, hey and the probes send it
+    print(f"gateway: {' '.join(cmd[1:])} (with a virtual key)", file=sys.stderr)
+    proc = _start_server("gateway", cmd, env, port, args.server_cpu, logdir)
     if proc is None:
         log = (logdir / "gateway.log").read_text(errors="replace")[-3000:]
         return None, None, f"gateway did not start:\n{log}"

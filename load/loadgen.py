@@ -73,7 +73,7 @@ def run_hey(
     """Fixed offered rate with hey (-q per worker x -c workers); latency percentiles in µs."""
     per_worker = max(1, math.ceil(rate / workers))
     cmd = ["hey", "-z", f"{seconds:g}s", "-c", str(workers), "-q", str(per_worker)]
-    cmd += ["-m", "POST", "-T", "application/json", "-H", "Authorization: Bearer x"]
+    cmd += ["-m", "POST", "-T", "application/json", "-H", f"Authorization: Bearer {os.environ.get('BENCH_KEY', 'x')}"]
     cmd += ["-d", request_body(model, stream), "-o", "csv", url]
     cmd = procs.pinned(cmd, cpu)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=False)

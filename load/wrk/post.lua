@@ -1,11 +1,12 @@
 -- POST a small chat request and print the results as one JSON line for load/bench.py.
--- BENCH_MODEL (default "bench") and BENCH_STREAM=1 (adds "stream":true) pick the request.
+-- BENCH_MODEL (default "bench") and BENCH_STREAM=1 (adds "stream":true) pick the request;
+-- BENCH_KEY is the bearer credential (a real virtual key for the gateway).
 local model = os.getenv("BENCH_MODEL") or "bench"
 local stream = os.getenv("BENCH_STREAM") == "1"
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer x"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_KEY") or "x")
 wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"hello"}]'
     .. (stream and ',"stream":true}' or '}')
 
