@@ -39,7 +39,7 @@ async def prepare_store(url: str | None) -> None:
 def add_manage_commands(sub: Any) -> None:
     """Register ``migrate``, ``keys`` and ``teams`` on the top-level subparsers."""
     migrate = sub.add_parser("migrate", help="apply the store's pending migrations")
-    migrate.set_defaults(func=_run(_migrate, needs_key=False))
+    migrate.set_defaults(func=_run(_migrate, needs_key=False, migrate_first=False))
 
     keys = sub.add_parser("keys", help="virtual and admin keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create a key; prints its secret once")
@@ -75,13 +75,13 @@ def add_manage_commands(sub: Any) -> None:
 Job = Callable[[argparse.Namespace, Store, KeyHasher | None], Awaitable[None]]
 
 
-def _run(job: Job, needs_key: bool = True) -> Callable[[argparse.Namespace], int]:
+def _run(job: Job, needs_key: bool = True, migrate_first: bool = True) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         async def go() -> None:
             hasher = KeyHasher(Settings.from_env().master_key.encode()) if needs_key else None
             store = open_store(os.environ.get("FERROGATE_DATABASE_URL") or None)
             try:
-                if store.kind == "sqlite":
+                if store.kind == "sqlite" and migrate_first:  # `migrate` itself reports what it applies
                     await store.migrate()
                 await job(args, store, hasher)
             finally:

@@ -149,6 +149,7 @@ class AdminService:
             raise GatewayError(ErrorKind.INVALID_FIELD, f"a {body.role} key needs a team_id", param="team_id")
         if body.user_id is not None:
             user = await self.store.users.get(body.user_id)
+            self._scope_team(who, user.team_id, "user", body.user_id)  # another team's user: 404, as unknown
             if user.team_id != body.team_id:
                 raise GatewayError(
                     ErrorKind.INVALID_FIELD, f"user {body.user_id} is not in team {body.team_id}", param="user_id"

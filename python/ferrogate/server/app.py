@@ -93,6 +93,7 @@ class Gateway:
             _core.count_tokens("warm up", encoding)
         self._tasks.append(loop.create_task(self._every(5.0, self.auth.flush_last_used)))
         self._tasks.append(loop.create_task(self.invalidator.listen()))
+        log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
 
     async def _every(self, period_s: float, job: Callable[[], Awaitable[None]]) -> None:
         """Run ``job`` every ``period_s`` seconds, off the hot path; a failure is logged, not fatal."""
@@ -102,7 +103,6 @@ class Gateway:
                 await job()
             except Exception:
                 log.exception("background job %s failed", getattr(job, "__name__", job))
-        log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Worker stop: let in-flight requests finish within the grace period, then close pools."""
