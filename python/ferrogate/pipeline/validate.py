@@ -78,8 +78,9 @@ def validate_chat(payload: Any) -> None:
         include = options.get("include_usage")
         if include is not None and type(include) is not bool:
             raise _bad("stream_options.include_usage", "'stream_options.include_usage' must be a boolean")
-    _int_at_least(payload, "max_tokens", 1)
-    _int_at_least(payload, "max_completion_tokens", 1)
-    _int_at_least(payload, "n", 1)
-    _number_between(payload, "temperature", 0, 2)
-    _number_between(payload, "top_p", 0, 1)
+    if len(payload) > 2:  # beyond the two required fields: check the optional ones the gateway relies on
+        _int_at_least(payload, "max_tokens", 1)
+        _int_at_least(payload, "max_completion_tokens", 1)
+        _int_at_least(payload, "n", 1)
+        _number_between(payload, "temperature", 0, 2)
+        _number_between(payload, "top_p", 0, 1)
