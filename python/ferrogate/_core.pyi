@@ -97,8 +97,11 @@ class ChatStreamMeter:
     """
 
     def __new__(cls, encoding: str = "o200k_base") -> ChatStreamMeter: ...
-    def feed(self, data: bytes) -> None:
-        """Feeds raw upstream bytes (GIL released); raises SseError on an oversize event."""
+    def feed(self, data: bytes) -> bool:
+        """Feeds raw upstream bytes; returns whether ``data: [DONE]`` has been seen.
+
+        The GIL is released for chunks of 16 KiB or more. Raises SseError on an oversize event.
+        """
     def finish(self) -> None:
         """Ends the stream: an unterminated final event is still metered."""
     @property

@@ -122,6 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         log_access=False,
+        websockets=False,  # no WebSocket route: skip the upgrade handling
         workers_kill_timeout=int(config.server.grace_period_s) + 5,
     )
     server.serve()

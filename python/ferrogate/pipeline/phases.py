@@ -115,8 +115,7 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
     try:
         try:
             async for chunk in reply.stream:
-                meter.feed(chunk)
-                if meter.done and ctx.include_usage and meter.usage is None:
+                if meter.feed(chunk) and ctx.include_usage and ctx.usage is None and meter.usage is None:
                     chunk = _with_usage(ctx, meter, chunk)
                 await transport.send_bytes(chunk)
         except GatewayError as err:

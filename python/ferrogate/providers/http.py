@@ -26,11 +26,12 @@ from ferrogate.providers.base import Reply
 class PooledClient:
     """POSTs to one upstream over a shared keep-alive pool, mapping faults to 502/504."""
 
-    __slots__ = ("_client", "name", "upstream")
+    __slots__ = ("_client", "_headers", "name", "upstream")
 
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: Upstream, headers: dict[str, str]) -> None:
         self.upstream = upstream
         self.name = upstream.name
+        self._headers = headers  # sent with every request: set once on the client, not per request
         self._client: Client | None = None
 
     def _get_client(self) -> Client:
@@ -46,6 +47,7 @@ class PooledClient:
                 .zstd(False)
                 .deflate(False)
                 .user_agent(f"ferrogate/{__version__}")
+                .default_headers(self._headers)
                 .connect_timeout(timedelta(seconds=t.connect_s))
                 .read_timeout(timedelta(seconds=t.read_s))
                 .timeout(timedelta(seconds=t.total_s))
@@ -56,29 +58,23 @@ class PooledClient:
             self._client = client
         return client
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str], stream: bool) -> Reply:
+    async def post(self, url: str, body: bytes, stream: bool) -> Reply:
         """POST ``body`` to ``url``; a 2xx streamed answer comes back as ``Reply.stream``.
 
         Raises:
             GatewayError: 502 when the upstream cannot be reached or breaks the protocol,
                 504 when it does not answer in time.
         """
-        builder = self._get_client().post(url).headers(headers).body_bytes(body)
-        if not stream:
-            try:
-                resp = await builder.build().send()
-                data = bytes(await resp.bytes())
-            except PyreqwestError as exc:
-                raise self._fault(exc, "") from None
-            return Reply(resp.status, resp.get_header("content-type") or "application/json", body=data)
-        # no read-ahead: pyreqwest would otherwise hold a stream back until 64 KiB had arrived
+        builder = self._get_client().post(url).body_bytes(body)
+        # One code path for both (measured: the streamed request costs no more than send()).
+        # No read-ahead: pyreqwest would otherwise hold a stream back until 64 KiB had arrived.
         request = builder.streamed_read_buffer_limit(0).build_streamed()
         try:
             resp = await request.__aenter__()
         except PyreqwestError as exc:
             raise self._fault(exc, "") from None
-        content_type = resp.get_header("content-type") or "text/event-stream"
-        if resp.status >= 300:  # an error answer to a stream request: pass it through whole
+        content_type = resp.get_header("content-type") or ("text/event-stream" if stream else "application/json")
+        if not stream or resp.status >= 300:  # a whole answer, or an error answer to a stream request
             try:
                 data = bytes(await resp.bytes())
             except PyreqwestError as exc:

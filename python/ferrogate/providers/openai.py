@@ -21,17 +21,16 @@ if TYPE_CHECKING:
 class OpenAIProvider:
     """Forwards chat completions to an OpenAI-compatible ``base_url``."""
 
-    __slots__ = ("_chat_url", "_client", "_headers", "name")
+    __slots__ = ("_chat_url", "_client", "name")
 
     def __init__(self, upstream: Upstream) -> None:
         self.name = upstream.name
-        self._client = PooledClient(upstream)
         self._chat_url = f"{upstream.base_url}/chat/completions"
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
         if upstream.api_key is not None:
             headers["Authorization"] = f"Bearer {upstream.api_key.get_secret_value()}"
         headers.update(upstream.headers)
-        self._headers = headers
+        self._client = PooledClient(upstream, headers)
 
     async def chat(self, ctx: RequestContext) -> Reply:
         """Forward phase: POST the chat request to ``{base_url}/chat/completions``."""
@@ -40,7 +39,7 @@ class OpenAIProvider:
             payload = dict(ctx.payload)
             payload["model"] = ctx.upstream_model
             body = orjson.dumps(payload)
-        return await self._client.post(self._chat_url, body, self._headers, ctx.stream)
+        return await self._client.post(self._chat_url, body, ctx.stream)
 
     async def close(self) -> None:
         """Close the connection pool."""

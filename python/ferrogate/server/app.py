@@ -60,6 +60,8 @@ class Gateway:
         self.invalidator = Invalidator(self.auth.forget, settings.redis_url)
         self.admin = AdminApi(AdminService(store, config, hasher, self.invalidator), settings.master_key)
         self.in_flight = 0
+        self._rid_prefix = os.urandom(6).hex()
+        self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self.chat},
@@ -72,7 +74,8 @@ class Gateway:
         """Serve one HTTP request (Granian's RSGI entry point)."""
         rid = scope.headers.get("x-request-id")
         if rid is None or _REQUEST_ID.fullmatch(rid) is None:
-            rid = os.urandom(12).hex()
+            self._seq += 1  # a random per-process prefix and a counter: unique without a syscall
+            rid = f"{self._rid_prefix}{self._seq:012x}"
         headers = [("x-request-id", rid)]
         methods = self.routes.get(scope.path)
         handler = methods.get(scope.method) if methods is not None else None
