@@ -102,22 +102,33 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
     OpenAI error event; a client that goes away stops the upstream read.
     """
     ctx.status = reply.status
-    if reply.stream is None:
+    read = reply.read
+    if read is None:
         body = reply.body or b""
         proto.response_bytes(reply.status, [("content-type", reply.content_type), *headers], body)
         if reply.status == 200:
             ctx.usage = _json_usage(body)
         return
+    fault = reply.fault
     meter = _core.ChatStreamMeter(_core.encoding_for_model(ctx.upstream_model))
     transport = proto.response_stream(
         reply.status, [("content-type", reply.content_type), ("cache-control", "no-cache"), *headers]
     )
     try:
         try:
-            async for chunk in reply.stream:
-                if meter.feed(chunk) and ctx.include_usage and ctx.usage is None and meter.usage is None:
-                    chunk = _with_usage(ctx, meter, chunk)
-                await transport.send_bytes(chunk)
+            while True:
+                try:
+                    chunk = await read()
+                except Exception as exc:
+                    if fault is None:
+                        raise
+                    raise fault(exc) from None
+                if chunk is None:
+                    break
+                data = chunk if type(chunk) is bytes else bytes(chunk)
+                if meter.feed(data) and ctx.include_usage and ctx.usage is None and meter.usage is None:
+                    data = _with_usage(ctx, meter, data)
+                await transport.send_bytes(data)
         except GatewayError as err:
             ctx.fail(err)
             await transport.send_bytes(b"data: " + err.to_json() + b"\n\n")

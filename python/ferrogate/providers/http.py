@@ -9,13 +9,12 @@ client is built lazily inside the worker's running event loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectError, ConnectTimeoutError, PyreqwestError, RequestTimeoutError
 from pyreqwest.request import StreamRequest
-from pyreqwest.response import Response
 
 from ferrogate import __version__
 from ferrogate.config.model import Upstream
@@ -82,17 +81,18 @@ class PooledClient:
             finally:
                 await request.__aexit__(None, None, None)
             return Reply(resp.status, content_type, body=data)
-        return Reply(resp.status, content_type, stream=self._iterate(resp), release=_releaser(request))
+        return Reply(
+            resp.status,
+            content_type,
+            read=resp.body_reader.read_chunk,
+            fault=self._stream_fault,
+            release=_releaser(request),
+        )
 
-    async def _iterate(self, resp: Response) -> AsyncIterator[bytes]:
-        reader = resp.body_reader
-        try:
-            while (chunk := await reader.read_chunk()) is not None:
-                yield bytes(chunk)
-        except PyreqwestError as exc:
-            raise self._fault(exc, " mid-stream") from None
+    def _stream_fault(self, exc: Exception) -> GatewayError:
+        return self._fault(exc, " mid-stream")
 
-    def _fault(self, exc: PyreqwestError, where: str) -> GatewayError:
+    def _fault(self, exc: Exception, where: str) -> GatewayError:
         if isinstance(exc, ConnectTimeoutError):
             return GatewayError(
                 ErrorKind.UPSTREAM_TIMEOUT, f"upstream '{self.name}' did not accept a connection in time"
@@ -117,5 +117,5 @@ def _releaser(request: StreamRequest) -> Callable[[], Awaitable[None]]:
     return release
 
 
-def _cause(exc: PyreqwestError) -> str:
+def _cause(exc: Exception) -> str:
     return str(exc) or type(exc).__name__

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -73,7 +73,7 @@ class MockProvider:
             }
             return Reply(200, "application/json", body=orjson.dumps(body))
         stream = self._stream(base, words, finish, n_choices, usage if ctx.include_usage else None)
-        return Reply(200, "text/event-stream; charset=utf-8", stream=stream)
+        return Reply(200, "text/event-stream; charset=utf-8", read=_reader(stream))
 
     async def _stream(
         self, base: dict[str, Any], words: list[str], finish: str, n_choices: int, usage: dict[str, Any] | None
@@ -105,6 +105,16 @@ class MockProvider:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+def _reader(stream: AsyncIterator[bytes]) -> Callable[[], Awaitable[bytes | None]]:
+    async def read() -> bytes | None:
+        try:
+            return await anext(stream)
+        except StopAsyncIteration:
+            return None
+
+    return read
 
 
 def _usage(prompt: int, completion: int) -> dict[str, Any]:
