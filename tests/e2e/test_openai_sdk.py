@@ -74,9 +74,15 @@ def test_streaming_passes_upstream_usage(sdk: openai.OpenAI) -> None:
     assert [(u.prompt_tokens, u.completion_tokens) for u in usage] == [(11, len(WORDS))]
 
 
-def test_streaming_without_include_usage_sends_no_usage(sdk: openai.OpenAI) -> None:
-    stream = sdk.chat.completions.create(model="fake-echo", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
-    assert all(c.usage is None for c in stream)
+@pytest.mark.parametrize("model", ["fake-echo", "mock"])
+def test_streaming_without_include_usage_sends_no_usage(sdk: openai.OpenAI, upstream: FakeUpstream, model: str) -> None:
+    """The gateway asks the upstream for usage anyway (to meter it) and strips it from the client's stream."""
+    stream = sdk.chat.completions.create(model=model, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    chunks = list(stream)
+    assert all(c.usage is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    if model == "fake-echo":
+        assert upstream.requests[-1]["body"]["stream_options"] == {"include_usage": True}
 
 
 def test_streaming_usage_counted_when_upstream_sends_none(sdk: openai.OpenAI) -> None:

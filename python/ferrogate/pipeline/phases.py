@@ -9,6 +9,7 @@ raising :class:`ferrogate.errors.GatewayError`.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -97,8 +98,10 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
 
     A whole body (JSON, or an upstream error passed through with its status) is sent as is.
     A stream is relayed frame by frame as it arrives while the Rust ``ChatStreamMeter`` picks
-    out the usage; if the client asked for usage and the upstream sent none, a usage chunk
-    counted by the core is added before ``[DONE]``. A stream that breaks upstream ends with an
+    out the usage. The upstream is always asked for usage (see the providers); when the client
+    did not ask, that usage chunk is taken out of its stream. If the client asked and the
+    upstream sent none, a usage chunk counted by the core is added before ``[DONE]``. A stream
+    that breaks upstream ends with an
     OpenAI error event; a client that goes away stops the upstream read.
     """
     ctx.status = reply.status
@@ -110,6 +113,7 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
             ctx.usage = _json_usage(body)
         return
     fault = reply.fault
+    strip = not ctx.include_usage
     meter = _core.ChatStreamMeter(_core.encoding_for_model(ctx.upstream_model))
     transport = proto.response_stream(
         reply.status, [("content-type", reply.content_type), ("cache-control", "no-cache"), *headers]
@@ -126,9 +130,14 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
                 if chunk is None:
                     break
                 data = chunk if type(chunk) is bytes else bytes(chunk)
-                if meter.feed(data) and ctx.include_usage and ctx.usage is None and meter.usage is None:
+                done = meter.feed(data)
+                if strip and meter.usage is not None:  # the usage chunk the client did not ask for
+                    data = _without_usage(data)
+                    strip = False
+                elif done and ctx.include_usage and ctx.usage is None and meter.usage is None:
                     data = _with_usage(ctx, meter, data)
-                await transport.send_bytes(data)
+                if data:
+                    await transport.send_bytes(data)
         except GatewayError as err:
             ctx.fail(err)
             await transport.send_bytes(b"data: " + err.to_json() + b"\n\n")
@@ -155,6 +164,21 @@ def _stream_usage(ctx: RequestContext, meter: Any) -> Usage:
     encoding = _core.encoding_for_model(ctx.upstream_model)
     prompt = _core.count_chat_prompt(ctx.body, encoding)
     return Usage(prompt, meter.count_completion_tokens(), counted=True)
+
+
+_USAGE_EVENT = re.compile(rb'"choices":\s*\[\]')
+_USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
+
+
+def _without_usage(chunk: bytes) -> bytes:
+    """The chunk without its usage-only event(s) (``"choices": []`` with a usage object).
+
+    Only events complete in this chunk are removed; a usage event split across chunks (rare)
+    reaches the client, which OpenAI's SDKs accept.
+    """
+    events = chunk.split(b"\n\n")
+    kept = [e for e in events if not (_USAGE_OBJECT.search(e) and _USAGE_EVENT.search(e))]
+    return chunk if len(kept) == len(events) else b"\n\n".join(kept)
 
 
 def _with_usage(ctx: RequestContext, meter: Any, chunk: bytes) -> bytes:

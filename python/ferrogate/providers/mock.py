@@ -4,7 +4,8 @@ For demos, tests and load tests. The answer is a fixed sequence of words (``mock
 them, cut at ``max_tokens``/``max_completion_tokens``); prompt and completion tokens are
 counted with the Rust core's tokenizer, so usage is realistic. Streams come in
 ``mock.chunks`` content chunks with ``mock.chunk_delay_ms`` between them, in OpenAI's
-``chat.completion.chunk`` format, with the usage chunk when ``stream_options.include_usage``.
+``chat.completion.chunk`` format, always with a final usage chunk (as an OpenAI upstream asked
+with ``stream_options.include_usage``, which the gateway always asks for).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class MockProvider:
                 "system_fingerprint": _FINGERPRINT,
             }
             return Reply(200, "application/json", body=orjson.dumps(body))
-        stream = self._stream(base, words, finish, n_choices, usage if ctx.include_usage else None)
+        stream = self._stream(base, words, finish, n_choices, usage)  # the gateway strips it if not asked for
         return Reply(200, "text/event-stream; charset=utf-8", read=_reader(stream))
 
     async def _stream(

@@ -1,7 +1,10 @@
 """The OpenAI-compatible provider: OpenAI, vLLM, llama.cpp server, Ollama's /v1, OpenRouter...
 
 The client's body goes upstream unchanged when the deployment's model name equals the one the
-client asked for (the common case: no re-serialisation); otherwise only ``model`` is replaced.
+client asked for (the common case: no re-serialisation); otherwise ``model`` is replaced. A stream
+whose client did not ask for usage is sent with ``stream_options.include_usage`` anyway, so the
+gateway meters the upstream's own count; the respond phase takes that chunk out of the client's
+stream.
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ class OpenAIProvider:
     async def chat(self, ctx: RequestContext) -> Reply:
         """Forward phase: POST the chat request to ``{base_url}/chat/completions``."""
         body = ctx.body
-        if ctx.upstream_model != ctx.model:
+        ask_usage = ctx.stream and not ctx.include_usage
+        if ctx.upstream_model != ctx.model or ask_usage:
             payload = dict(ctx.payload)
             payload["model"] = ctx.upstream_model
+            if ask_usage:  # metering needs the upstream's usage; respond strips it from the client's stream
+                payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
             body = orjson.dumps(payload)
         return await self._client.post(self._chat_url, body, ctx.stream)
 
