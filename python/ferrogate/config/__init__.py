@@ -1,6 +1,7 @@
 """Configuration: the schema (:mod:`.model`) and the YAML loader (:mod:`.loader`)."""
 
-from ferrogate.config.loader import ConfigError, default_config, load_config, load_config_text
+from ferrogate.config.errors import ConfigError
+from ferrogate.config.loader import default_config, load_config, load_config_text
 from ferrogate.config.model import Config, Deployment, ModelGroup, ServerSettings, Upstream
 
 __all__ = [

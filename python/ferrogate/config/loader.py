@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from ferrogate.config.errors import ConfigError
 from ferrogate.config.model import Config, Deployment, ModelGroup, Upstream
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -34,16 +35,6 @@ DEFAULT_OPENAI_MODELS = (
     "gpt-5-mini",
     "gpt-5-nano",
 )
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; ``problems`` lists ``(yaml_path, message)`` pairs."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  {path}: {msg}" for path, msg in problems)
-        super().__init__(f"invalid configuration in {source}:\n{lines}")
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -1,4 +1,4 @@
-"""The store: where durable state lives (teams, users, keys). SQLite (one file, WAL) is the embedded default;
+"""The store: where durable state lives (teams, users, keys, usage). SQLite (one file, WAL) is the embedded default;
 PostgreSQL is selected by ``FERROGATE_DATABASE_URL=postgresql://...``. See docs/store.md.
 
 Example:
@@ -9,9 +9,10 @@ Example:
 
 from __future__ import annotations
 
-from ferrogate.store.base import Keys, Store, Teams, Users
+from ferrogate.store.base import Keys, Store, Teams, Usage, Users
 from ferrogate.store.errors import Conflict, InUse, InvalidReference, InvalidValue, NotFound, SchemaError, StoreError
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
+from ferrogate.store.usage import UsageRecord, UsageRow
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -29,6 +30,9 @@ __all__ = [
     "StoreError",
     "Team",
     "Teams",
+    "Usage",
+    "UsageRecord",
+    "UsageRow",
     "User",
     "Users",
     "open_store",

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
+from ferrogate.store.usage import GroupBy, UsageRecord, UsageRow
 
 
 class Teams(Protocol):
@@ -102,6 +103,26 @@ class Keys(Protocol):
     async def delete(self, key_id: str) -> None: ...
 
 
+class Usage(Protocol):
+    """``store.usage`` (see :class:`~ferrogate.store.usage.SqlUsage`)."""
+
+    async def insert_many(self, records: Iterable[UsageRecord]) -> int: ...
+    async def get(self, request_id: str) -> UsageRecord: ...
+    async def summary(
+        self,
+        *,
+        team_id: str | None = None,
+        key_id: str | None = None,
+        user_id: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group_by: GroupBy | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[UsageRow]: ...
+
+
 class Store(Protocol):
     """A store backend: entity repositories, schema management and health."""
 
@@ -121,6 +142,11 @@ class Store(Protocol):
     @property
     def keys(self) -> Keys:
         """Key operations."""
+        ...
+
+    @property
+    def usage(self) -> Usage:
+        """Usage records: batched inserts and summaries."""
         ...
 
     async def ping(self) -> str | None:

@@ -59,7 +59,7 @@ def check_versions(applied: Collection[int], known: Sequence[Migration]) -> None
         SchemaError: the database is newer than the code, or migrations are pending.
 
     Example:
-        >>> check_versions({1}, load_migrations("sqlite"))
+        >>> check_versions({1, 2}, load_migrations("sqlite"))
     """
     refuse_newer(applied, known)
     pending = [m.version for m in known if m.version not in applied]

@@ -139,6 +139,10 @@ class PostgresStore(SqlStore):
         value: datetime = raw.astimezone(UTC)
         return value
 
+    def utc_day(self, column: str) -> str:
+        """The UTC date of a timestamptz column, as ``YYYY-MM-DD`` text."""
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
     async def ping(self) -> str | None:
         """``None`` when ``SELECT 1`` answers within 5 s, else the error text."""
         try:

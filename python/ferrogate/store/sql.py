@@ -109,19 +109,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class SqlStore(ABC):
-    """The store over SQL: entity repositories (``teams``, ``users``, ``keys``) plus schema management."""
+    """The store over SQL: repositories (``teams``, ``users``, ``keys``, ``usage``) plus schema management."""
 
     kind: str
 
     def __init__(self, migrations: Sequence[Migration]) -> None:
         from ferrogate.store.keys import SqlKeys
         from ferrogate.store.teams import SqlTeams
+        from ferrogate.store.usage import SqlUsage
         from ferrogate.store.users import SqlUsers
 
         self.migrations = tuple(migrations)
         self.teams = SqlTeams(self)
         self.users = SqlUsers(self)
         self.keys = SqlKeys(self)
+        self.usage = SqlUsage(self)
 
     # ---- what a backend provides -------------------------------------------------------------------------
     @abstractmethod
@@ -140,6 +142,14 @@ class SqlStore(ABC):
     @abstractmethod
     def ts_out(self, raw: Any) -> datetime:
         """A stored timestamp as an aware UTC datetime."""
+
+    @abstractmethod
+    def utc_day(self, column: str) -> str:
+        """SQL for the UTC date (``YYYY-MM-DD`` text) of the timestamp ``column``.
+
+        Example:
+            >>> # store.utc_day("created_at")  # "substr(created_at, 1, 10)" on SQLite
+        """
 
     @abstractmethod
     async def ping(self) -> str | None:

@@ -137,6 +137,10 @@ class SqliteStore(SqlStore):
         """Parse the stored text (``fromisoformat`` reads the trailing ``Z`` as UTC)."""
         return datetime.fromisoformat(raw)
 
+    def utc_day(self, column: str) -> str:
+        """The date part of the stored fixed-width UTC text."""
+        return f"substr({column}, 1, 10)"
+
     async def ping(self) -> str | None:
         """``None`` when a trivial query succeeds, else the error text."""
         try:

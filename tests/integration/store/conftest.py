@@ -115,7 +115,7 @@ async def empty_store(backend: Backend) -> AsyncIterator[SqlStore]:
 @pytest.fixture
 async def store(empty_store: SqlStore) -> SqlStore:
     """A migrated store on an empty database."""
-    assert await empty_store.migrate() == [1]
+    assert await empty_store.migrate() == [m.version for m in empty_store.migrations]
     return empty_store
 
 

@@ -1,0 +1,138 @@
+"""The price table: lookups (exact, longest dated prefix), cost rule, missing list, YAML errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ferrogate.config.errors import ConfigError
+from ferrogate.metering import Price, PriceTable, load_prices, parse_prices
+
+ROOT = Path(__file__).resolve().parents[3]
+OPENAI_MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "o3-mini",
+    "o4-mini",
+    "gpt-5",
+    "gpt-5-mini",
+    "gpt-5-nano",
+)
+TABLE = PriceTable(
+    models={
+        "gpt-4o": Price(input=2.5, output=10, cached_input=1.25),
+        "gpt-4o-mini": Price(input=0.15, output=0.6, cached_input=0.075),
+        "gpt-5": Price(input=1.25, output=10),
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("gpt-4o", "gpt-4o"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-mini", "gpt-4o-mini"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),  # the longest prefix wins
+        ("gpt-4o:ft-acme", "gpt-4o"),
+        ("gpt-5@2025", "gpt-5"),
+        ("gpt-4omni", None),  # a prefix must end at a separator
+        ("gpt-5.1", None),
+        ("gpt-4", None),
+        ("", None),
+    ],
+)
+def test_price_for(model: str, expected: str | None) -> None:
+    assert TABLE.price_for(model) == (None if expected is None else TABLE.models[expected])
+    assert TABLE.price_for(model) == (None if expected is None else TABLE.models[expected])  # cached answer
+
+
+@pytest.mark.parametrize(
+    ("model", "prompt", "completion", "cached", "expected"),
+    [
+        ("gpt-4o", 1_000_000, 0, 0, 2.5),
+        ("gpt-4o", 0, 1_000_000, 0, 10.0),
+        ("gpt-4o", 1_000_000, 0, 1_000_000, 1.25),
+        ("gpt-4o-2024-08-06", 1000, 100, 400, (600 * 2.5 + 400 * 1.25 + 100 * 10) / 1e6),
+        ("gpt-4o", 10, 0, 50, 10 * 1.25 / 1e6),  # cached never exceeds the prompt
+        ("gpt-5", 1_000_000, 0, 1_000_000, 1.25),  # no cached rate: billed as input
+        ("gpt-4o-mini", 0, 0, 0, 0.0),
+        ("claude-3", 10, 10, 0, None),  # unpriced: None, never a silent zero
+    ],
+)
+def test_cost(model: str, prompt: int, completion: int, cached: int, expected: float | None) -> None:
+    got = TABLE.cost(model, prompt, completion, cached)
+    assert got == (None if expected is None else pytest.approx(expected, rel=1e-12, abs=1e-15))
+
+
+def test_missing_and_overrides() -> None:
+    assert TABLE.missing(["gpt-4o-2024-08-06", "mock", "x", "mock", "gpt-5"]) == ["mock", "x"]
+    custom = TABLE.with_overrides({"x": Price(input=1, output=1), "gpt-4o": Price(input=0, output=0)})
+    assert custom.missing(["x", "mock"]) == ["mock"]
+    assert custom.cost("gpt-4o-2024-08-06", 100, 100) == 0.0
+    assert custom.cost("gpt-4o-mini", 1_000_000, 0) == 0.15  # others untouched
+    assert TABLE.cost("gpt-4o", 1_000_000, 0) == 2.5  # the base table is not changed
+    assert TABLE.with_overrides(None) is TABLE
+
+
+def test_shipped_table_prices_every_default_model() -> None:
+    table = load_prices(ROOT / "configs" / "prices.yaml")
+    assert table.missing([*OPENAI_MODELS, "mock"]) == []
+    assert table.models["mock"] == Price(input=0, output=0, cached_input=0)
+    assert table.cost("mock", 10**6, 10**6, 10**5) == 0.0
+    for name in OPENAI_MODELS:
+        price = table.models[name]
+        assert 0 < price.cached_rate < price.input < price.output, name
+    assert table.price_for("gpt-4.1-mini-2025-04-14") == table.models["gpt-4.1-mini"]
+
+
+def test_overrides_passed_to_load(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("models: {a: {input: 1, output: 2}}")
+    table = load_prices(path, {"b": Price(input=3, output=4)})
+    assert table.missing(["a", "b", "c"]) == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        ("models: {m: {input: -1, output: 2}}", [("models.m.input", "greater than or equal to 0")]),
+        ("models: {m: {input: 1}}", [("models.m.output", "Field required")]),
+        ("models: {m: {input: 1, output: 2, cache: 1}}", [("models.m.cache", "Extra inputs are not permitted")]),
+        (
+            "models: {m: {input: one, output: .nan}}",
+            [("models.m.input", "valid number"), ("models.m.output", "finite")],
+        ),
+        ("models: [gpt-4o]", [("models", "valid dictionary")]),
+        ("price: {}", [("price", "Extra inputs")]),
+        ("- a\n- b", [("(document)", "top level must be a mapping")]),
+        ("models: {m: [", [("line 1, column 14", "not valid YAML")]),
+    ],
+)
+def test_yaml_errors_name_the_path(text: str, problems: list[tuple[str, str]]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_prices(text, "prices.yaml")
+    assert caught.value.source == "prices.yaml"
+    assert [p for p, _ in caught.value.problems] == [p for p, _ in problems]
+    for (_, got), (_, want) in zip(caught.value.problems, problems, strict=True):
+        assert want in got
+
+
+def test_missing_file_and_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml:\n  \(file\): No such file"):
+        load_prices(tmp_path / "nope.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_prices(tmp_path / "empty.yaml").models == {}
+
+
+@pytest.mark.parametrize("module", ["ferrogate.metering", "ferrogate.metering.prices", "ferrogate.config.model"])
+def test_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    # ferrogate.config imports the price model and the price loader raises ConfigError: no import cycle either way
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
