@@ -84,6 +84,20 @@ def _version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_unpriced(config: Config) -> None:
+    """Warn at start about every served model the price table does not know (its cost is unknown)."""
+    from ferrogate.server.app import price_table
+
+    models = {d.model or g.name for g in config.model_groups for d in g.deployments}
+    missing = price_table(config).missing(sorted(models))
+    if missing:
+        logging.getLogger("ferrogate").warning(
+            "no price for %s: their requests are recorded with an unknown cost (server.prices_file = %s)",
+            ", ".join(missing),
+            config.server.prices_file,
+        )
+
+
 def _serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces
@@ -103,6 +117,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     if settings.dev:
         print("ferrogate: --dev: callers without a key are let in; not for production", file=sys.stderr)
+    _warn_unpriced(config)
+    if not settings.redis_url:  # the workers of this instance share one limiter table
+        from ferrogate.limits import default_table_path
+
+        os.environ.setdefault("FERROGATE_LIMITS_PATH", str(default_table_path(str(args.port))))
     if args.config:
         os.environ["FERROGATE_CONFIG"] = str(Path(args.config).resolve())
     if args.workers < 1:

@@ -48,6 +48,8 @@ class ErrorKind(enum.Enum):
     MODEL_NOT_ALLOWED = "model_not_allowed"
     PERMISSION_DENIED = "permission_denied"
     CONFLICT = "conflict"
+    RATE_LIMITED_REQUESTS = "rate_limited_requests"
+    RATE_LIMITED_TOKENS = "rate_limited_tokens"
     UNKNOWN_MODEL = "unknown_model"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -66,6 +68,8 @@ KINDS: dict[ErrorKind, KindInfo] = {
     ErrorKind.MODEL_NOT_ALLOWED: KindInfo(403, "invalid_request_error", "model_not_allowed", False, Source.CLIENT),
     ErrorKind.PERMISSION_DENIED: KindInfo(403, "invalid_request_error", "permission_denied", False, Source.CLIENT),
     ErrorKind.CONFLICT: KindInfo(409, "invalid_request_error", "conflict", False, Source.CLIENT),
+    ErrorKind.RATE_LIMITED_REQUESTS: KindInfo(429, "requests", "rate_limit_exceeded", True, Source.CLIENT),
+    ErrorKind.RATE_LIMITED_TOKENS: KindInfo(429, "tokens", "rate_limit_exceeded", True, Source.CLIENT),
     ErrorKind.UNKNOWN_MODEL: KindInfo(404, "invalid_request_error", "model_not_found", False, Source.CLIENT),
     ErrorKind.NOT_FOUND: KindInfo(404, "invalid_request_error", "not_found", False, Source.CLIENT),
     ErrorKind.METHOD_NOT_ALLOWED: KindInfo(405, "invalid_request_error", "method_not_allowed", False, Source.CLIENT),
@@ -86,9 +90,10 @@ class GatewayError(Exception):
         message: a sentence for the user; names the field, model or upstream at fault.
         param: the request field at fault, if any (OpenAI's ``param``).
         headers: extra response headers (e.g. ``Allow`` on a 405).
+        code: a more specific ``code`` than the kind's (e.g. which rate limit was hit).
     """
 
-    __slots__ = ("headers", "kind", "message", "param")
+    __slots__ = ("code", "headers", "kind", "message", "param")
 
     def __init__(
         self,
@@ -97,12 +102,14 @@ class GatewayError(Exception):
         *,
         param: str | None = None,
         headers: list[tuple[str, str]] | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.param = param
         self.headers = headers or []
+        self.code = code
 
     @property
     def info(self) -> KindInfo:
@@ -117,7 +124,8 @@ class GatewayError(Exception):
     def to_body(self) -> dict[str, Any]:
         """The OpenAI-shaped error object: ``{"error": {"message", "type", "param", "code"}}``."""
         info = KINDS[self.kind]
-        return {"error": {"message": self.message, "type": info.type, "param": self.param, "code": info.code}}
+        code = self.code or info.code
+        return {"error": {"message": self.message, "type": info.type, "param": self.param, "code": code}}
 
     def to_json(self) -> bytes:
         """The error body serialised."""

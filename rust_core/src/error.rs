@@ -34,3 +34,33 @@ pub enum TokenError {
     #[error("invalid chat request body: {0}")]
     InvalidBody(String),
 }
+
+/// Errors of the rate limiter ([`crate::ratelimit`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// A limit, period or cost that is not a usable number (non-finite, not positive, ...).
+    #[error("invalid rate: {0}")]
+    InvalidRate(String),
+    /// A table capacity of 0, or too large to map.
+    #[error("invalid limiter capacity {0}: expected 1 to 268435456 slots")]
+    InvalidCapacity(usize),
+    /// The shared table's file could not be created, locked, sized or mapped.
+    #[error("limiter table {path}: {message}")]
+    Io {
+        /// The file's path.
+        path: String,
+        /// What failed (the OS error).
+        message: String,
+    },
+    /// The file exists but is not a limiter table of this version and capacity.
+    #[error("limiter table {path} has the wrong layout: {message}")]
+    Layout {
+        /// The file's path.
+        path: String,
+        /// What does not match.
+        message: String,
+    },
+    /// This CPU has no lock-free 128-bit compare-and-swap, which the shared table needs.
+    #[error("shared limiter table unsupported on this machine: {0}")]
+    Unsupported(String),
+}

@@ -6,9 +6,12 @@
 //! - [`sse`]: incremental server-sent-events parser and the chat-completions stream meter
 //!   used by the *respond* phase.
 //! - [`tokens`]: OpenAI tokenizers (o200k_base, cl100k_base) and the chat prompt overhead rule.
+//! - [`ratelimit`]: cost-weighted GCRA buckets in a bounded table shared by worker processes,
+//!   used by the *limit* phase.
 //! - [`error`]: one error enum per component.
 
 pub mod error;
+pub mod ratelimit;
 pub mod sse;
 pub mod tokens;
 

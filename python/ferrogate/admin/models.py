@@ -269,3 +269,42 @@ class Deleted(BaseModel):
 
 class Empty(_In):
     """No parameters."""
+
+
+# ---- usage ---------------------------------------------------------------------------------
+
+
+class UsageQuery(_In):
+    """Filters, grouping and paging of usage sums (``from`` inclusive, ``to`` exclusive, ISO-8601)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    team_id: str | None = None
+    key_id: str | None = None
+    user_id: str | None = None
+    model: str | None = None
+    since: datetime | None = Field(None, alias="from")
+    until: datetime | None = Field(None, alias="to")
+    group_by: Literal["model", "day", "key"] | None = None
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class UsageRowOut(_Out):
+    """Sums over a group of requests (``group`` is null when ungrouped)."""
+
+    group: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost_usd: float = Field(description="priced requests only; see unpriced_requests")
+    unpriced_requests: int
+
+
+class UsageList(BaseModel):
+    """One page of usage sums."""
+
+    data: list[UsageRowOut]
+    next_cursor: str | None

@@ -30,6 +30,11 @@ def _secret(key: Key, secret: str) -> m.KeySecret:
     return m.KeySecret.model_validate({**m.KeyOut.model_validate(key).model_dump(), "key": secret})
 
 
+def _aware(when: datetime | None) -> datetime | None:
+    """A query timestamp without a zone is UTC."""
+    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
+
+
 def _forbidden(message: str) -> GatewayError:
     return GatewayError(ErrorKind.PERMISSION_DENIED, message)
 
@@ -230,6 +235,25 @@ class AdminService:
         await self.invalidate(key.key_hash)
         if key.previous_hash is not None:
             await self.invalidate(key.previous_hash)
+
+    # ---- usage ----
+
+    async def usage(self, call: Call) -> m.UsageList:
+        q: m.UsageQuery = call.query
+        team_id = self._own_team(call.principal, q.team_id)
+        since, until = (_aware(t) for t in (q.since, q.until))
+        page = await self.store.usage.summary(
+            team_id=team_id,
+            key_id=q.key_id,
+            user_id=q.user_id,
+            model=q.model,
+            since=since,
+            until=until,
+            group_by=q.group_by,
+            limit=q.limit,
+            cursor=q.cursor,
+        )
+        return m.UsageList(data=[m.UsageRowOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
 
     # ---- llm ----
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from granian.rsgi import Scope
 
-from ferrogate.auth.identity import Identity
+from ferrogate.auth.identity import Identity, Limits
 from ferrogate.auth.keys import KeyHasher, looks_like_key
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.store import Store
@@ -183,16 +183,18 @@ class Authenticator:
             if match.matched == "previous" and key.previous_expires_at is not None:
                 valid.append(key.previous_expires_at.timestamp())
             team_models: tuple[str, ...] = ("*",)
+            team_rpm = team_tpm = None
             if key.team_id is not None:
                 try:
-                    team_models = (await self.store.teams.get(key.team_id)).allowed_models
+                    team = await self.store.teams.get(key.team_id)
+                    team_models, team_rpm, team_tpm = team.allowed_models, team.rpm, team.tpm
                 except NotFound:
                     team_models = ()
-            usable = key.revoked_at is None
-            if usable:
+            if key.revoked_at is None:
                 identity = Identity(
                     key.id, key.team_id, key.user_id, team_models, key.allowed_models, min(valid) if valid else None
                 )
+                identity.limits = Limits(key.rpm, key.tpm, team_rpm, team_tpm)
         return identity
 
     async def _refuse(self, scope: Scope, error: GatewayError) -> GatewayError:

@@ -5,6 +5,26 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 
+class Limits:
+    """Requests and tokens per minute for a key and its team (``None``: no limit at that level)."""
+
+    __slots__ = ("key_rpm", "key_tpm", "team_rpm", "team_tpm")
+
+    def __init__(self, key_rpm: int | None, key_tpm: int | None, team_rpm: int | None, team_tpm: int | None) -> None:
+        self.key_rpm = key_rpm
+        self.key_tpm = key_tpm
+        self.team_rpm = team_rpm
+        self.team_tpm = team_tpm
+
+    @property
+    def any(self) -> bool:
+        """Whether any limit applies."""
+        return any(v is not None for v in (self.key_rpm, self.key_tpm, self.team_rpm, self.team_tpm))
+
+
+NO_LIMITS = Limits(None, None, None, None)
+
+
 class Identity:
     """A usable virtual key with what authorize needs, flattened for the hot path.
 
@@ -13,7 +33,7 @@ class Identity:
     Model decisions are memoised per model name (the set of names is the configured groups).
     """
 
-    __slots__ = ("_decisions", "key_id", "key_models", "team_id", "team_models", "user_id", "valid_until")
+    __slots__ = ("_decisions", "key_id", "key_models", "limits", "team_id", "team_models", "user_id", "valid_until")
 
     def __init__(
         self,
@@ -30,6 +50,7 @@ class Identity:
         self.team_models = team_models
         self.key_models = key_models
         self.valid_until = valid_until
+        self.limits = NO_LIMITS
         self._decisions: dict[str, bool] = {}
 
     def allows(self, model: str) -> bool:

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ferrogate.metering.prices import Price
+
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 
 
@@ -70,6 +72,7 @@ class Deployment(_Strict):
 
     upstream: Name
     model: str | None = Field(None, min_length=1, description="the upstream's model name; default: the group's")
+    price: Price | None = Field(None, description="overrides the price table for this deployment's model")
 
 
 class ModelGroup(_Strict):
@@ -85,6 +88,11 @@ class ServerSettings(_Strict):
 
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     grace_period_s: float = Field(30.0, ge=0, le=3600, description="in-flight requests may finish for this long")
+    prices_file: str | None = Field("configs/prices.yaml", description="the price table (relative: to the cwd)")
+    spool_dir: str = Field(".ferrogate/spool", description="usage records wait here while the store is down")
+    default_max_tokens: int = Field(
+        4096, ge=1, description="output tokens a request without max_tokens reserves against tokens-per-minute"
+    )
 
 
 class Config(_Strict):

@@ -3,41 +3,59 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from granian.rsgi import HTTPProtocol, Scope
 
 from ferrogate.auth.authenticator import Authenticator
 from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.limits import Limiter
+from ferrogate.metering import PriceTable, UsageRecorder
+from ferrogate.pipeline.account import account
 from ferrogate.pipeline.context import RequestContext
-from ferrogate.pipeline.phases import account, authenticate, authorize, forward, receive, respond, route
+from ferrogate.pipeline.limit import limit
+from ferrogate.pipeline.phases import authenticate, authorize, forward, receive, respond, route
 from ferrogate.pipeline.router import Router
 
 log = logging.getLogger("ferrogate.pipeline")
 
 
+@dataclass(frozen=True, slots=True)
+class ChainDeps:
+    """What the phases need besides the request: built once per worker."""
+
+    router: Router
+    auth: Authenticator
+    limiter: Limiter
+    recorder: UsageRecorder
+    prices: PriceTable
+    max_body: int
+    default_max_tokens: int
+
+
 class ChatChain:
-    """``POST /v1/chat/completions``: receive -> authenticate -> authorize -> route -> forward -> respond;
-    account always.
+    """``POST /v1/chat/completions``: receive -> authenticate -> authorize -> limit -> route -> forward
+    -> respond; account always.
 
     A :class:`GatewayError` from any phase becomes the OpenAI-shaped error response; any other
     exception is logged and answered with a 500 in the same shape (never a traceback).
     """
 
-    __slots__ = ("auth", "max_body", "router")
+    __slots__ = ("deps",)
 
-    def __init__(self, router: Router, auth: Authenticator, max_body: int) -> None:
-        self.router = router
-        self.auth = auth
-        self.max_body = max_body
+    def __init__(self, deps: ChainDeps) -> None:
+        self.deps = deps
 
     async def __call__(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
-        """Serve one request; ``headers`` go on every response (``x-request-id``)."""
+        """Serve one request; ``headers`` go on every response (``x-request-id``, rate limits)."""
+        deps = self.deps
         ctx = RequestContext(rid)
         try:
-            await receive(ctx, scope, proto, self.max_body)
-            await authenticate(ctx, scope, self.auth)
+            await receive(ctx, scope, proto, deps.max_body)
+            await authenticate(ctx, scope, deps.auth)
             authorize(ctx)
-            route(ctx, self.router)
+            await limit(ctx, deps.limiter, headers, deps.default_max_tokens)
+            route(ctx, deps.router)
             reply = await forward(ctx)
             await respond(ctx, proto, reply, headers)
         except GatewayError as err:
@@ -51,7 +69,7 @@ class ChatChain:
             ctx.status = internal.status
             write_error(proto, internal, headers)
         finally:
-            account(ctx)
+            await account(ctx, deps.limiter, deps.recorder, deps.prices)
 
 
 def write_error(proto: HTTPProtocol, err: GatewayError, headers: list[tuple[str, str]]) -> None:

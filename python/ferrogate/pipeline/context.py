@@ -54,6 +54,8 @@ class RequestContext:
         "started",
         "status",
         "stream",
+        "tpm_keys",
+        "tpm_reserved",
         "upstream_model",
         "usage",
     )
@@ -73,6 +75,8 @@ class RequestContext:
         self.provider: Any = None
         self.status = 0
         self.usage: Usage | None = None
+        self.tpm_reserved = 0.0  # tokens the limit phase reserved against tokens-per-minute
+        self.tpm_keys: list[tuple[str, int]] = []  # (limiter key, limit) the reservation was taken from
         self.response_model: str | None = None
         self.error: BaseException | None = None
 

@@ -205,25 +205,6 @@ def _with_usage(ctx: RequestContext, meter: Any, chunk: bytes) -> bytes:
     return chunk[:at] + frame + chunk[at:]
 
 
-def account(ctx: RequestContext) -> None:
-    """Phase 7, always run: settle what the request used.
-
-    ``respond`` left the usage in ``ctx.usage`` (picked from the answer, or counted); this
-    logs the outcome at debug level. Usage records, spend and audit events join here.
-    """
-    if log.isEnabledFor(logging.DEBUG):
-        u = ctx.usage
-        log.debug(
-            "request %s model=%s status=%s prompt=%s completion=%s error=%r",
-            ctx.request_id,
-            ctx.model,
-            ctx.status,
-            u.prompt_tokens if u else None,
-            u.completion_tokens if u else None,
-            ctx.error,
-        )
-
-
 def _json_usage(body: bytes) -> Usage | None:
     """The usage object of a whole chat.completion answer, if it has one."""
     try:

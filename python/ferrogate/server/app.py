@@ -16,6 +16,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,9 +31,12 @@ from ferrogate.auth.identity import DEV_IDENTITY
 from ferrogate.auth.keys import KeyHasher
 from ferrogate.config import Config, default_config, load_config
 from ferrogate.errors import ErrorKind, GatewayError
-from ferrogate.pipeline.chain import ChatChain, write_error
+from ferrogate.limits import Limiter, LocalLimiter, RedisLimiter
+from ferrogate.metering import PriceTable, UsageRecorder, load_prices
+from ferrogate.pipeline.chain import ChainDeps, ChatChain, write_error
 from ferrogate.pipeline.router import Router
 from ferrogate.server.settings import Settings
+from ferrogate.server.usage import usage_report
 from ferrogate.store import Store, open_store
 
 log = logging.getLogger("ferrogate.server")
@@ -56,7 +60,21 @@ class Gateway:
             store, hasher, ttl_s=settings.auth_cache_ttl_s, anonymous=DEV_IDENTITY if settings.dev else None
         )
         self.auth.throttle.free = settings.auth_free_failures
-        self.chat = ChatChain(self.router, self.auth, config.server.max_body_bytes)
+        self.recorder = UsageRecorder(store, Path(config.server.spool_dir))
+        self.limiter: Limiter = (
+            RedisLimiter.from_url(settings.redis_url) if settings.redis_url else LocalLimiter(settings.limits_path)
+        )
+        self.chat = ChatChain(
+            ChainDeps(
+                router=self.router,
+                auth=self.auth,
+                limiter=self.limiter,
+                recorder=self.recorder,
+                prices=price_table(config),
+                max_body=config.server.max_body_bytes,
+                default_max_tokens=config.server.default_max_tokens,
+            )
+        )
         self.invalidator = Invalidator(self.auth.forget, settings.redis_url)
         self.admin = AdminApi(AdminService(store, config, hasher, self.invalidator), settings.master_key)
         self.in_flight = 0
@@ -66,6 +84,8 @@ class Gateway:
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self.chat},
             "/v1/models": {"GET": self.models},
+            "/v1/usage": {"GET": self.usage},
+            "/v1/teams/me/usage": {"GET": self.usage},
             "/health": {"GET": self.health},
             "/ready": {"GET": self.ready},
         }
@@ -96,6 +116,7 @@ class Gateway:
             _core.count_tokens("warm up", encoding)
         self._tasks.append(loop.create_task(self._every(5.0, self.auth.flush_last_used)))
         self._tasks.append(loop.create_task(self.invalidator.listen()))
+        self._tasks.append(loop.create_task(self.recorder.run()))
         log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
 
     async def _every(self, period_s: float, job: Callable[[], Awaitable[None]]) -> None:
@@ -110,6 +131,7 @@ class Gateway:
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Worker stop: let in-flight requests finish within the grace period, then close pools."""
         loop.run_until_complete(self.drain(self.config.server.grace_period_s))
+        loop.run_until_complete(self.recorder.close())  # every usage record written, or spooled
         for task in self._tasks:
             task.cancel()
         loop.run_until_complete(self.auth.flush_last_used())
@@ -135,6 +157,16 @@ class Gateway:
             return
         proto.response_bytes(200, [_JSON, *headers], self.router.models_for(identity))
 
+    async def usage(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
+        """``GET /v1/usage`` (and ``/v1/teams/me/usage``): the calling key's team's usage and budget."""
+        try:
+            identity = await self.auth.identify(scope)
+            body = await usage_report(self.store, identity, scope.query_string)
+        except GatewayError as err:
+            write_error(proto, err, headers)
+            return
+        proto.response_bytes(200, [_JSON, *headers], body)
+
     async def health(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
         """``GET /health``: the process is up."""
         proto.response_bytes(200, [_JSON, *headers], b'{"status":"ok"}')
@@ -158,6 +190,18 @@ def _no_route(scope: Scope, methods: dict[str, Any] | None) -> GatewayError:
         f"method {scope.method} is not allowed on {scope.path} (allowed: {allowed})",
         headers=[("allow", allowed)],
     )
+
+
+def price_table(config: Config) -> PriceTable:
+    """The price table of ``server.prices_file`` with the deployments' own prices on top.
+
+    A missing file leaves every model unpriced (costs are recorded as unknown, never as zero).
+    """
+    overrides = {d.model or g.name: d.price for g in config.model_groups for d in g.deployments if d.price}
+    path = config.server.prices_file
+    if path and Path(path).is_file():
+        return load_prices(path, overrides)
+    return PriceTable(models=overrides)
 
 
 def create_app() -> Gateway:

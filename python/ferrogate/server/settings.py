@@ -27,6 +27,7 @@ class Settings:
     redis_url: str | None
     auth_cache_ttl_s: float = 1.0
     auth_free_failures: int = 5
+    limits_path: str | None = None  # the instance's shared limiter table (set by `ferrogate serve`)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -54,4 +55,5 @@ class Settings:
         except ValueError:
             raise SettingsError("FERROGATE_AUTH_CACHE_TTL_S and FERROGATE_AUTH_FREE_FAILURES must be numbers") from None
         redis_url = env.get("FERROGATE_REDIS_URL") or None
-        return cls(master, dev, env.get("FERROGATE_DATABASE_URL") or None, redis_url, ttl, free)
+        database_url = env.get("FERROGATE_DATABASE_URL") or None
+        return cls(master, dev, database_url, redis_url, ttl, free, env.get("FERROGATE_LIMITS_PATH") or None)

@@ -1,7 +1,8 @@
 //! The one place where Rust errors become Python exceptions.
 //!
 //! Hierarchy (all in `ferrogate._core`):
-//! `CoreError(Exception)` > `UnknownEncodingError`, `SseError`, `InvalidBodyError`.
+//! `CoreError(Exception)` > `UnknownEncodingError`, `SseError`, `InvalidBodyError`,
+//! `LimiterError`, `InvalidRateError`.
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -32,6 +33,18 @@ pyo3::create_exception!(
     CoreError,
     "A chat request body is not JSON with a messages array of message objects."
 );
+pyo3::create_exception!(
+    ferrogate._core,
+    LimiterError,
+    CoreError,
+    "The rate limiter's table could not be opened: a file error, a file of another layout or capacity, a bad capacity, or a CPU without 128-bit atomics."
+);
+pyo3::create_exception!(
+    ferrogate._core,
+    InvalidRateError,
+    CoreError,
+    "A rate limit, period or cost that is not a usable number (limit and period must be positive and finite, cost finite and >= 0)."
+);
 
 /// Adds the exception classes to the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -43,6 +56,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add("SseError", py.get_type::<SseError>())?;
     m.add("InvalidBodyError", py.get_type::<InvalidBodyError>())?;
+    m.add("LimiterError", py.get_type::<LimiterError>())?;
+    m.add("InvalidRateError", py.get_type::<InvalidRateError>())?;
     Ok(())
 }
 
@@ -58,6 +73,19 @@ impl From<core_error::TokenError> for PyErr {
         match error {
             core_error::TokenError::UnknownEncoding(_) => UnknownEncodingError::new_err(message),
             core_error::TokenError::InvalidBody(_) => InvalidBodyError::new_err(message),
+        }
+    }
+}
+
+impl From<core_error::LimitError> for PyErr {
+    fn from(error: core_error::LimitError) -> Self {
+        let message = error.to_string();
+        match error {
+            core_error::LimitError::InvalidRate(_) => InvalidRateError::new_err(message),
+            core_error::LimitError::InvalidCapacity(_)
+            | core_error::LimitError::Io { .. }
+            | core_error::LimitError::Layout { .. }
+            | core_error::LimitError::Unsupported(_) => LimiterError::new_err(message),
         }
     }
 }

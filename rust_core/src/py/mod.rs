@@ -3,12 +3,13 @@
 //!
 //! Thin wrappers over the plain Rust modules: only `bytes`, `str`, ints and tuples cross the
 //! boundary, CPU work runs with the GIL released (`Python::detach`), and every Rust error is
-//! translated in [`errors`] into the `CoreError` hierarchy. Python sees `SseParser`, `SseEvent`
-//! and `ChatStreamMeter` (Rust `PySseParser`, ...); the hand-written stub is
+//! translated in [`errors`] into the `CoreError` hierarchy. Python sees `SseParser`, `SseEvent`,
+//! `ChatStreamMeter` and `RateLimiter` (Rust `PySseParser`, ...); the hand-written stub is
 //! `python/ferrogate/_core.pyi`.
 
 mod errors;
 mod meter;
+mod ratelimit;
 mod sse;
 mod tokens;
 
@@ -22,7 +23,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The `ferrogate._core` module: SSE parsing, stream metering and token counting.
+/// The `ferrogate._core` module: SSE parsing, stream metering, token counting, rate limiting.
 #[pymodule]
 pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -30,6 +31,7 @@ pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sse::PySseEvent>()?;
     m.add_class::<sse::PySseParser>()?;
     m.add_class::<meter::PyChatStreamMeter>()?;
+    m.add_class::<ratelimit::PyRateLimiter>()?;
     m.add_function(wrap_pyfunction!(tokens::count_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::count_chat_prompt, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::encoding_for_model, m)?)?;

@@ -1,0 +1,24 @@
+"""Rate limits for the *limit* phase: cost-weighted GCRA buckets, exact across workers and instances.
+
+Two implementations of one async interface (:class:`Limiter`):
+
+- :class:`LocalLimiter`: the Rust table of ``ferrogate._core.RateLimiter`` in a shared-memory file, exact
+  across the worker processes of one instance (the embedded default, no Redis).
+- :class:`RedisLimiter`: the same GCRA arithmetic as one atomic Lua script in Redis, exact across
+  instances sharing ``FERROGATE_REDIS_URL``.
+
+Both return a :class:`Decision`. One limiter serves requests per minute (cost 1) and tokens per minute
+(cost = tokens): the caller names the bucket in the key (e.g. ``"rpm:key:<id>"``, ``"tpm:team:<id>"``).
+
+Example:
+    >>> import asyncio
+    >>> limiter = LocalLimiter(None)
+    >>> asyncio.run(limiter.check("rpm:key:1", 10, 60.0)).allowed
+    True
+"""
+
+from ferrogate.limits.decision import Decision, Limiter
+from ferrogate.limits.local import LocalLimiter, default_table_path
+from ferrogate.limits.redis import RedisLimiter
+
+__all__ = ["Decision", "Limiter", "LocalLimiter", "RedisLimiter", "default_table_path"]

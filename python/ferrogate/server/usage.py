@@ -1,0 +1,101 @@
+"""``GET /v1/usage`` and ``GET /v1/teams/me/usage``: what the calling key's team has used.
+
+Totals and per-model sums over ``from``..``to`` (ISO-8601 query parameters; default: the
+team's current budget period, or everything), and the team's budget with what is left of it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from ferrogate.auth.identity import Identity
+from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.store import Store
+from ferrogate.store.errors import NotFound
+from ferrogate.store.usage import UsageRow
+
+_MAX_MODELS = 1000
+
+
+def period_start(period: str | None, now: datetime) -> datetime | None:
+    """When the budget period containing ``now`` began (UTC); ``None`` for ``total`` or no period.
+
+    Example:
+        >>> period_start("monthly", datetime(2026, 11, 25, 14, tzinfo=UTC)).isoformat()
+        '2026-11-01T00:00:00+00:00'
+    """
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "daily":
+        return day
+    if period == "weekly":
+        return day - timedelta(days=day.weekday())
+    if period == "monthly":
+        return day.replace(day=1)
+    return None
+
+
+def _when(params: dict[str, str], name: str) -> datetime | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise GatewayError(ErrorKind.INVALID_FIELD, f"'{name}' must be an ISO-8601 time", param=name) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _row(row: UsageRow) -> dict[str, Any]:
+    return {
+        "requests": row.requests,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "cached_tokens": row.cached_tokens,
+        "reasoning_tokens": row.reasoning_tokens,
+        "cost_usd": row.cost_usd,
+        "unpriced_requests": row.unpriced_requests,
+    }
+
+
+async def usage_report(store: Store, identity: Identity, query: str) -> bytes:
+    """The usage document for ``identity``'s team (its key alone when it has no team)."""
+    params = dict(parse_qsl(query))
+    now = datetime.now(UTC)
+    team = None
+    if identity.team_id is not None:
+        try:
+            team = await store.teams.get(identity.team_id)
+        except NotFound:
+            team = None
+    start = period_start(team.budget_period if team else None, now)
+    since = _when(params, "from") or start
+    until = _when(params, "to")
+    scope: dict[str, Any] = {"team_id": identity.team_id} if identity.team_id else {"key_id": identity.key_id}
+    total = (await store.usage.summary(**scope, since=since, until=until)).items[0]
+    by_model = (await store.usage.summary(**scope, since=since, until=until, group_by="model", limit=_MAX_MODELS)).items
+    budget = None
+    if team is not None and team.budget is not None:
+        spent = (await store.usage.summary(team_id=team.id, since=start)).items[0].cost_usd
+        budget = {
+            "amount_usd": team.budget,
+            "period": team.budget_period or "total",
+            "period_start": start.isoformat() if start else None,
+            "spent_usd": spent,
+            "remaining_usd": max(0.0, team.budget - spent),
+        }
+    return orjson.dumps(
+        {
+            "object": "usage",
+            "team_id": identity.team_id,
+            "key_id": identity.key_id if identity.team_id is None else None,
+            "from": since.isoformat() if since else None,
+            "to": until.isoformat() if until else None,
+            "total": _row(total),
+            "by_model": [{"model": r.group, **_row(r)} for r in by_model],
+            "budget": budget,
+        }
+    )

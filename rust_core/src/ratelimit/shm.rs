@@ -1,0 +1,183 @@
+//! The shared-memory file behind the cross-process table: create or open it, check its layout,
+//! map it, and view its slots as atomics.
+//!
+//! This is the only module of the crate with `unsafe` code, for two operations no safe API
+//! offers: mapping a file ([`memmap2::MmapMut::map_mut`], unsafe because another process could
+//! truncate the file under us), and viewing the mapped bytes as `&[AtomicU128]`. The workspace
+//! lint is therefore `unsafe_code = "deny"` rather than `forbid`: `forbid` cannot be lifted by a
+//! module's `#![allow(unsafe_code)]`, and this module must lift it. Every other module still
+//! gets the error.
+//!
+//! Layout (little-endian, fixed): a 64-byte header of u64 words `magic` (`b"FGRLIM\0\x01"`),
+//! `version` (1), `capacity` (slots), `slot_bytes` (16), then `capacity` slots of 16 bytes, each
+//! one `AtomicU128` holding `key_hash << 64 | tat_ns` (0 = empty). The file is created (mode 0600) and
+//! initialised by the first process under an exclusive `flock` (the others wait on it, then
+//! check the header), and never resized or rewritten afterwards: only the slots change, and only
+//! by atomic compare-and-swap.
+//!
+//! 128-bit atomics come from `portable-atomic` (`cmpxchg16b` on x86_64, `casp`/`ldxp` on
+//! aarch64, detected at run time). Where they are not lock-free its fallback is a lock inside
+//! one process, useless across processes, so opening a shared table then fails with
+//! [`LimitError::Unsupported`].
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+use portable_atomic::AtomicU128;
+
+use crate::error::LimitError;
+
+/// First header word.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"FGRLIM\0\x01");
+/// Layout version; a file of another version is refused.
+pub const VERSION: u64 = 1;
+/// Bytes before the first slot (one cache line).
+pub const HEADER_BYTES: usize = 64;
+/// Bytes per slot.
+pub const SLOT_BYTES: usize = 16;
+
+/// A mapped table file: `capacity` atomic slots shared with every process that maps it.
+pub struct SharedSlots {
+    map: MmapMut,
+    capacity: usize,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SharedSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedSlots")
+            .field("path", &self.path)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+fn io_error(path: &Path, what: &str, error: &std::io::Error) -> LimitError {
+    LimitError::Io {
+        path: path.display().to_string(),
+        message: format!("{what}: {error}"),
+    }
+}
+
+fn header(capacity: usize) -> [u8; HEADER_BYTES] {
+    let mut bytes = [0u8; HEADER_BYTES];
+    let words = [MAGIC, VERSION, capacity as u64, SLOT_BYTES as u64];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    bytes
+}
+
+impl SharedSlots {
+    /// Opens the table file at `path`, creating and initialising it (zeroed slots) if it does
+    /// not exist or is empty. An existing file must have this layout version and exactly
+    /// `capacity` slots, else [`LimitError::Layout`] (delete it, or pass its capacity).
+    pub fn open(path: &Path, capacity: usize) -> Result<Self, LimitError> {
+        if !AtomicU128::is_lock_free() {
+            return Err(LimitError::Unsupported(
+                "no lock-free 128-bit compare-and-swap (cmpxchg16b)".to_owned(),
+            ));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| io_error(path, "open", &e))?;
+        file.lock().map_err(|e| io_error(path, "lock", &e))?;
+        let prepared = Self::prepare(&file, path, capacity);
+        file.unlock().map_err(|e| io_error(path, "unlock", &e))?;
+        prepared?;
+        // SAFETY: the file is a table file of the checked size; it is never truncated or
+        // resized by ferrogate after creation (a process outside it doing so would make reads
+        // fault, which is the documented contract of a shared table file). The mapped bytes are
+        // only ever accessed as atomics (`slots`), never through `&[u8]`.
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| io_error(path, "mmap", &e))?;
+        if map.len() != HEADER_BYTES + capacity * SLOT_BYTES {
+            return Err(LimitError::Layout {
+                path: path.display().to_string(),
+                message: format!("mapped {} bytes", map.len()),
+            });
+        }
+        Ok(Self {
+            map,
+            capacity,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Under the file lock: initialise an empty file, or check an existing one's header.
+    fn prepare(file: &File, path: &Path, capacity: usize) -> Result<(), LimitError> {
+        let expected_len = (HEADER_BYTES + capacity * SLOT_BYTES) as u64;
+        let len = file
+            .metadata()
+            .map_err(|e| io_error(path, "stat", &e))?
+            .len();
+        if len == 0 {
+            file.set_len(expected_len)
+                .map_err(|e| io_error(path, "resize", &e))?;
+            return file
+                .write_all_at(&header(capacity), 0)
+                .map_err(|e| io_error(path, "write header", &e));
+        }
+        let layout = |message: String| LimitError::Layout {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut found = [0u8; HEADER_BYTES];
+        file.read_exact_at(&mut found, 0)
+            .map_err(|_| layout(format!("{len} bytes, no complete header")))?;
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&found[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        if word(0) != MAGIC {
+            return Err(layout(
+                "not a ferrogate limiter table (bad magic)".to_owned(),
+            ));
+        }
+        if word(1) != VERSION || word(3) != SLOT_BYTES as u64 {
+            return Err(layout(format!(
+                "version {} with {}-byte slots, expected version {VERSION}",
+                word(1),
+                word(3)
+            )));
+        }
+        if word(2) != capacity as u64 {
+            return Err(layout(format!(
+                "capacity {} slots, asked for {capacity}",
+                word(2)
+            )));
+        }
+        if len != expected_len {
+            return Err(layout(format!("{len} bytes, expected {expected_len}")));
+        }
+        Ok(())
+    }
+
+    /// The slots, as atomics shared with every process that maps the file.
+    pub fn slots(&self) -> &[AtomicU128] {
+        let first = self
+            .map
+            .as_ptr()
+            .wrapping_add(HEADER_BYTES)
+            .cast::<AtomicU128>();
+        // SAFETY: `open` checked that the mapping holds `HEADER_BYTES + capacity * SLOT_BYTES`
+        // bytes; the mapping is page-aligned, so `first` is 16-byte aligned as `AtomicU128`
+        // requires (it has the size and alignment of `u128`); any bit pattern is a valid u128;
+        // every access (here and in other processes) is atomic, and the mapping lives as long
+        // as `self`, which the returned slice borrows.
+        unsafe { std::slice::from_raw_parts(first, self.capacity) }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

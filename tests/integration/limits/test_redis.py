@@ -1,0 +1,101 @@
+"""The Redis limiter against a real Redis: exact across clients and processes, sane values, typed errors.
+
+Redis is ``FERROGATE_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``); the tests are skipped, with
+the reason, when it is unreachable. Every test uses keys of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import os
+import secrets
+import time
+
+import pytest
+import redis
+
+from ferrogate._core import InvalidRateError
+from ferrogate.limits import RedisLimiter
+from ferrogate.limits.redis import KEY_PREFIX
+
+from .workers import hammer_redis, hammer_redis_clients
+
+URL = os.environ.get("FERROGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def redis_up() -> None:
+    client = redis.Redis.from_url(URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis unreachable at {URL}: {exc}")
+    finally:
+        client.close()
+
+
+def fresh_key() -> str:
+    return f"test:{secrets.token_hex(6)}"
+
+
+def test_clients_and_processes_admit_exactly_the_limit() -> None:
+    key = fresh_key()
+    start_at = time.time() + 1.5
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        others = pool.starmap_async(hammer_redis, [(URL, key, 50, 3600.0, start_at, 1.0, 2)] * 2)
+        here = asyncio.run(hammer_redis_clients(URL, key, 50, 3600.0, start_at, 1.0, 4))
+        counts = [here, *others.get(timeout=30)]
+    assert sum(counts) == 50, counts
+
+
+def test_decision_values_match_the_rust_arithmetic() -> None:
+    async def scenario() -> None:
+        limiter = RedisLimiter.from_url(URL)
+        key = fresh_key()
+        try:
+            first = await limiter.check(key, 100, 60.0)
+            assert first.allowed and math.floor(first.remaining) == 99 and first.limit == 100
+            assert first.retry_after_s == 0.0 and first.reset_s == pytest.approx(0.6, abs=0.01)
+            for _ in range(99):
+                assert (await limiter.check(key, 100, 60.0)).allowed
+            denied = await limiter.check(key, 100, 60.0, 3)
+            assert not denied.allowed and denied.remaining < 1
+            assert denied.retry_after_s == pytest.approx(1.8, abs=0.05)
+            assert denied.reset_s == pytest.approx(60.0, abs=0.05)
+            never = await limiter.check(fresh_key(), 10, 60.0, 11)
+            assert not never.allowed and never.retry_after_s == math.inf and never.remaining == 10
+            # Reserve 800 tokens, settle at 300: 700 left; an over-refund only fills the bucket.
+            tpm = fresh_key()
+            assert (await limiter.check(tpm, 1000, 60.0, 800)).allowed
+            assert (await limiter.peek(tpm, 1000, 60.0))[0] == pytest.approx(200, abs=0.5)
+            await limiter.refund(tpm, 1000, 60.0, 500)
+            assert (await limiter.peek(tpm, 1000, 60.0))[0] == pytest.approx(700, abs=0.5)
+            await limiter.refund(tpm, 1000, 60.0, 10_000)
+            assert await limiter.peek(tpm, 1000, 60.0) == (1000.0, 0.0)
+            with pytest.raises(InvalidRateError):
+                await limiter.check(key, 0, 60.0)
+            with pytest.raises(InvalidRateError):
+                await limiter.check(key, 10, 60.0, -1)
+        finally:
+            await limiter.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_buckets_expire_when_full_again() -> None:
+    async def scenario() -> None:
+        limiter = RedisLimiter.from_url(URL)
+        key = fresh_key()
+        try:
+            assert (await limiter.check(key, 1000, 1.0)).allowed  # full again after 1 ms
+            ttl = await limiter._client.pttl(KEY_PREFIX + key)
+            assert 0 < ttl <= 2
+            await asyncio.sleep(0.01)
+            assert await limiter._client.exists(KEY_PREFIX + key) == 0
+        finally:
+            await limiter.aclose()
+
+    asyncio.run(scenario())
