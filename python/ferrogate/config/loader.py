@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from ferrogate.config.errors import ConfigError
+from ferrogate.config.errors import ConfigError, read_yaml_mapping, yaml_path
 from ferrogate.config.model import Config, Deployment, ModelGroup, Upstream
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -52,16 +51,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 
 def load_config_text(text: str, source: str, env: Mapping[str, str] | None = None) -> Config:
     """Validate configuration given as YAML text (``source`` names it in errors)."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
-        raise ConfigError(source, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(source, [("(document)", "the top level must be a mapping")])
+    raw = read_yaml_mapping(text, source)
     problems: list[tuple[str, str]] = []
     data = _interpolate(raw, os.environ if env is None else env, "", problems)
     try:
@@ -113,17 +103,7 @@ def _interpolate(node: Any, env: Mapping[str, str], path: str, problems: list[tu
 
 def _problem(loc: tuple[int | str, ...], msg: str) -> tuple[str, str]:
     msg = msg.removeprefix("Value error, ")
-    path = _yaml_path(loc)
+    path = yaml_path(loc)
     if not loc and ": " in msg:  # a cross-field check names its own path first
         path, _, msg = msg.partition(": ")
     return path, msg
-
-
-def _yaml_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(document)"

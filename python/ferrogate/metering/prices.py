@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 if TYPE_CHECKING:
@@ -192,20 +191,14 @@ def parse_prices(text: str, source: str = "<prices>") -> PriceTable:
         ferrogate.config.errors.ConfigError: invalid configuration in <prices>:
           models.m.input: Input should be greater than or equal to 0
     """
-    try:
-        raw: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
-        raise _error(source, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise _error(source, [("(document)", "the top level must be a mapping with `models:`")])
+    # imported here: ferrogate.config (the package) imports this module for the deployment price override
+    from ferrogate.config.errors import read_yaml_mapping, yaml_path
+
+    raw = read_yaml_mapping(text, source, "a mapping with `models:`")
     try:
         return PriceTable(PriceFile.model_validate(raw).models)
     except ValidationError as exc:
-        problems = [(_yaml_path(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+        problems = [(yaml_path(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
         raise _error(source, problems) from None
 
 
@@ -214,10 +207,3 @@ def _error(source: str, problems: list[tuple[str, str]]) -> ConfigError:
     from ferrogate.config.errors import ConfigError
 
     return ConfigError(source, problems)
-
-
-def _yaml_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(document)"
