@@ -6,7 +6,6 @@ wiped before each test. The PostgreSQL half is skipped, with the reason, when th
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from ferrogate.store.postgres import PostgresStore
 from ferrogate.store.sql import SqlStore
 from ferrogate.store.sqlite import SqliteStore
 from ferrogate.store.usage import UsageRecord
-from tests.integration.store.conftest import PG_URL, in_thread, pg_admin, with_database
+from tests.integration.store.conftest import scratch_database
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -30,13 +29,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
-    name = f"fg_metering_test_{secrets.token_hex(4)}"
-    try:
-        in_thread(lambda: pg_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL at {PG_URL} is unavailable: {exc}")
-    yield with_database(PG_URL, name)
-    in_thread(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from scratch_database("fg_metering_test")
 
 
 async def wipe(url: str) -> None:

@@ -53,15 +53,23 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    name = f"fg_store_test_{secrets.token_hex(4)}"
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database named ``prefix`` + a random suffix, dropped afterwards (for fixtures).
+
+    Skips the test, with the reason, when the server is unreachable.
+    """
+    name = f"{prefix}_{secrets.token_hex(4)}"
     try:
         in_thread(lambda: pg_admin(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.skip(f"PostgreSQL at {PG_URL} is unavailable: {exc}")
     yield with_database(PG_URL, name)
     in_thread(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    yield from scratch_database("fg_store_test")
 
 
 class Backend:

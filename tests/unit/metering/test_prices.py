@@ -9,21 +9,10 @@ from pathlib import Path
 import pytest
 
 from ferrogate.config.errors import ConfigError
+from ferrogate.config.loader import DEFAULT_OPENAI_MODELS as OPENAI_MODELS
 from ferrogate.metering import Price, PriceTable, load_prices, parse_prices
 
 ROOT = Path(__file__).resolve().parents[3]
-OPENAI_MODELS = (
-    "gpt-4o",
-    "gpt-4o-mini",
-    "gpt-4.1",
-    "gpt-4.1-mini",
-    "gpt-4.1-nano",
-    "o3-mini",
-    "o4-mini",
-    "gpt-5",
-    "gpt-5-mini",
-    "gpt-5-nano",
-)
 TABLE = PriceTable(
     models={
         "gpt-4o": Price(input=2.5, output=10, cached_input=1.25),
