@@ -59,6 +59,11 @@ class Target:
     json_url: str
     sse_url: str
     sse_model: str
+    key: str = "x"  # the bearer credential wrk, hey and the probes send (BENCH_KEY)
+
+    def use(self) -> None:
+        """Make this target's key the one the load generators send."""
+        os.environ["BENCH_KEY"] = self.key
 
 
 def _probe(url: str, model: str, stream: bool) -> str | None:
@@ -84,13 +89,22 @@ def _start_server(name: str, cmd: list[str], env: dict[str, str] | None, port: i
     return proc
 
 
-def start_gateway(args: argparse.Namespace, upstream_port: int, logdir: Path) -> tuple[Any, Target | None, str]:
-    """Start `ferrogate serve` on the server CPU; (proc, target, '') or (None, None, reason to skip)."""
+def start_gateway(
+    args: argparse.Namespace, upstream_port: int, logdir: Path, name: str = "gateway", bare: bool = False
+) -> tuple[Any, Target | None, str]:
+    """Start `ferrogate serve` on the server CPU; (proc, target, '') or (None, None, reason to skip).
+
+    The default gateway runs the whole pipeline of a limited key: key rpm + tpm buckets (limits that never
+    refuse: their cost is measured, not their refusals) and usage metering. ``bare`` (``--ab``): a key without
+    limits and metering off, the same run's baseline for the cost of limits + metering.
+    """
     exe = Path(args.ferrogate)
     if not exe.exists():
         return None, None, f"{exe} not found (gateway not installed yet)"
+    logdir = logdir / name
+    logdir.mkdir(exist_ok=True)
     config = logdir / "gateway.yaml"
-    config.write_text(GATEWAY_YAML.format(port=upstream_port))
+    config.write_text(GATEWAY_YAML.format(port=upstream_port) + ("metering: {enabled: false}\n" if bare else ""))
     port = procs.free_port()
     cmd = [str(exe), "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     cmd += args.gateway_arg
@@ -105,22 +119,24 @@ def start_gateway(args: argparse.Namespace, upstream_port: int, logdir: Path) ->
         [*manage, "teams", "create", "--name", "bench"], capture_output=True, text=True, env=env, timeout=60, check=True
     )
     team_id = json.loads(team.stdout)["id"]
+    limits = [] if bare else ["--rpm", str(10**9), "--tpm", str(10**12)]
     key = subprocess.run(
-        [*manage, "keys", "create", "--name", "bench", "--team", team_id],
+        [*manage, "keys", "create", "--name", "bench", "--team", team_id, *limits],
         capture_output=True,
         text=True,
         env=env,
         timeout=60,
         check=True,
     )
-    os.environ["BENCH_KEY"] = json.loads(key.stdout)["key"]  # wrk, hey and the probes send it
-    print(f"gateway: {' '.join(cmd[1:])} (with a virtual key)", file=sys.stderr)
-    proc = _start_server("gateway", cmd, env, port, args.server_cpu, logdir)
+    what = "no limits, metering off" if bare else "key rpm+tpm limits, metering on"
+    print(f"{name}: {' '.join(cmd[1:])} (a virtual key; {what})", file=sys.stderr)
+    proc = _start_server(name, cmd, env, port, args.server_cpu, logdir)
     if proc is None:
-        log = (logdir / "gateway.log").read_text(errors="replace")[-3000:]
-        return None, None, f"gateway did not start:\n{log}"
+        log = (logdir / f"{name}.log").read_text(errors="replace")[-3000:]
+        return None, None, f"{name} did not start:\n{log}"
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    target = Target("gateway", proc.pid, url, url, "bench-sse")
+    target = Target(name, proc.pid, url, url, "bench-sse", key=json.loads(key.stdout)["key"])
+    target.use()
     problem = _probe(url, "bench", False) or _probe(url, "bench-sse", True)
     if problem:
         procs.stop(proc)
@@ -185,9 +201,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if gw is not None:
                     servers.append(gw)
                     targets.append(gw_target)
+                if args.ab and not skipped:
+                    bare, bare_target, skipped = start_gateway(args, up.port, logdir, "gateway-bare", bare=True)
+                    if bare is not None:
+                        servers.append(bare)
+                        targets.append(bare_target)
             if skipped:
                 print(f"SKIPPING the gateway: {skipped}", file=sys.stderr)
             for target in targets:
+                target.use()
                 for mode in args.modes:
                     problem = _probe(
                         target.sse_url if mode == "sse" else target.json_url,
@@ -198,6 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         raise SystemExit(f"{target.name} {mode} probe failed: {problem}")
             for rep in range(args.repeat):
                 for target in targets:
+                    target.use()
                     for mode in args.modes:
                         # Warm up pools and caches before the measured runs of this target and mode.
                         url = target.sse_url if mode == "sse" else target.json_url
@@ -216,6 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             runs.append(result)
                             print(report.progress_line(result), file=sys.stderr, flush=True)
                 for target in targets:
+                    target.use()
                     hey = loadgen.run_hey(
                         target.json_url,
                         rate=args.rate,
@@ -271,6 +295,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gateway-arg", action="append", default=[], help="extra argument for ferrogate serve")
     parser.add_argument("--ferrogate", default=str(Path(sys.executable).parent / "ferrogate"))
     parser.add_argument("--skip-gateway", action="store_true")
+    parser.add_argument(
+        "--ab", action="store_true", help="also run gateway-bare (no limits, metering off) for the same-run A/B"
+    )
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU for the server under test")
     parser.add_argument("--load-cpu", type=int, default=1, help="CPU for nginx, wrk and hey")
     parser.add_argument(

@@ -16,6 +16,7 @@ from typing import Any
 # The targets, one worker on one core.
 MAX_CPU_RATIO = 1.3  # gateway CPU per JSON request / pass-through's
 MIN_SSE_RATIO = 0.70  # gateway SSE streams/s / pass-through's
+MAX_AB_LOSS = 0.15  # gateway (limits + metering) throughput may be at most 15% under gateway-bare's
 MAX_ADDED_P50_US = 300.0  # at the fixed rate, gateway minus direct
 MAX_ADDED_P99_US = 1000.0
 
@@ -55,7 +56,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     runs, fixed = results["runs"], results["fixed_rate"]
     table = []
     keys = sorted({(r["target"], r["mode"], r["connections"]) for r in runs}, key=lambda k: (k[1], k[2]))
-    order = {"direct": 0, "passthrough": 1, "gateway": 2}
+    order = {"direct": 0, "passthrough": 1, "gateway-bare": 2, "gateway": 3}
     keys.sort(key=lambda k: (k[1], k[2], order.get(k[0], 9)))
     for target, mode, conns in keys:
         rows = [r for r in runs if (r["target"], r["mode"], r["connections"]) == (target, mode, conns)]
@@ -113,6 +114,20 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 sse is not None and sse >= MIN_SSE_RATIO,
             )
         )
+    for conns in conns_list if any(r["target"] == "gateway-bare" for r in runs) else []:
+        for mode in ("json", "sse"):  # --ab: the cost of limits + metering, same run, same server CPU
+            ab = _ratios(runs, "rps", {"target": "gateway", "mode": mode, "connections": conns},
+                         {"target": "gateway-bare", "mode": mode, "connections": conns})  # fmt: skip
+            value = median(ab) if ab else None
+            ratios[f"gateway_vs_bare_{mode}_rps_c{conns}"] = value
+            checks.append(
+                _check(
+                    f"{mode.upper()} req/s with limits+metering / without, c={conns}",
+                    value,
+                    f">= {1 - MAX_AB_LOSS:.2f}",
+                    value is not None and value >= 1 - MAX_AB_LOSS,
+                )
+            )
     gw = next((r for r in fixed_table if r["target"] == "gateway"), {})
     for field, limit in (("p50_us", MAX_ADDED_P50_US), ("p99_us", MAX_ADDED_P99_US)):
         added = gw.get(f"added_{field}")

@@ -50,6 +50,7 @@ class ErrorKind(enum.Enum):
     CONFLICT = "conflict"
     RATE_LIMITED_REQUESTS = "rate_limited_requests"
     RATE_LIMITED_TOKENS = "rate_limited_tokens"
+    INSUFFICIENT_QUOTA = "insufficient_quota"
     UNKNOWN_MODEL = "unknown_model"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -70,6 +71,7 @@ KINDS: dict[ErrorKind, KindInfo] = {
     ErrorKind.CONFLICT: KindInfo(409, "invalid_request_error", "conflict", False, Source.CLIENT),
     ErrorKind.RATE_LIMITED_REQUESTS: KindInfo(429, "requests", "rate_limit_exceeded", True, Source.CLIENT),
     ErrorKind.RATE_LIMITED_TOKENS: KindInfo(429, "tokens", "rate_limit_exceeded", True, Source.CLIENT),
+    ErrorKind.INSUFFICIENT_QUOTA: KindInfo(429, "insufficient_quota", "insufficient_quota", False, Source.CLIENT),
     ErrorKind.UNKNOWN_MODEL: KindInfo(404, "invalid_request_error", "model_not_found", False, Source.CLIENT),
     ErrorKind.NOT_FOUND: KindInfo(404, "invalid_request_error", "not_found", False, Source.CLIENT),
     ErrorKind.METHOD_NOT_ALLOWED: KindInfo(405, "invalid_request_error", "method_not_allowed", False, Source.CLIENT),

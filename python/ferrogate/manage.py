@@ -49,6 +49,7 @@ def add_manage_commands(sub: Any) -> None:
     create.add_argument("--role", default="member", choices=["member", "admin", "team_admin", "auditor"])
     create.add_argument("--models", nargs="*", help="model globs narrowing the team's")
     create.add_argument("--expires-in-days", type=float)
+    _limit_args(create)
     create.set_defaults(func=_run(_keys_create))
     listing = keys.add_parser("list", help="list keys (JSON lines)")
     listing.add_argument("--team", dest="team_id")
@@ -66,10 +67,18 @@ def add_manage_commands(sub: Any) -> None:
     tcreate = teams.add_parser("create", help="create a team")
     tcreate.add_argument("--name", required=True)
     tcreate.add_argument("--models", nargs="*", default=["*"], help="allowed model globs")
+    _limit_args(tcreate)
     tcreate.set_defaults(func=_run(_teams_create, needs_key=False))
     tlist = teams.add_parser("list", help="list teams (JSON lines)")
     tlist.add_argument("--limit", type=int, default=100)
     tlist.set_defaults(func=_run(_teams_list, needs_key=False))
+
+
+def _limit_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpm", type=int, help="requests per minute")
+    parser.add_argument("--tpm", type=int, help="tokens per minute")
+    parser.add_argument("--budget", type=float, help="USD per --budget-period")
+    parser.add_argument("--budget-period", choices=["daily", "weekly", "monthly", "total"])
 
 
 Job = Callable[[argparse.Namespace, Store, KeyHasher | None], Awaitable[None]]
@@ -120,6 +129,10 @@ async def _keys_create(args: argparse.Namespace, store: Store, hasher: KeyHasher
         user_id=args.user_id,
         allowed_models=args.models,
         expires_at=expires,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        budget=args.budget,
+        budget_period=args.budget_period,
     )
     _print(key, key=secret)
 
@@ -141,7 +154,15 @@ async def _keys_rotate(args: argparse.Namespace, store: Store, hasher: KeyHasher
 
 
 async def _teams_create(args: argparse.Namespace, store: Store, hasher: KeyHasher | None) -> None:
-    _print(await store.teams.create(args.name, allowed_models=args.models))
+    team = await store.teams.create(
+        args.name,
+        allowed_models=args.models,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        budget=args.budget,
+        budget_period=args.budget_period,
+    )
+    _print(team)
 
 
 async def _teams_list(args: argparse.Namespace, store: Store, hasher: KeyHasher | None) -> None:

@@ -96,6 +96,10 @@ class UserCreate(_In):
     name: Name
     email: str | None = Field(None, max_length=320)
     role: RoleName = "member"
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    budget: Money | None = Field(None, description="USD per budget_period (default period: total)")
+    budget_period: Period | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -105,6 +109,10 @@ class UserUpdate(_In):
     name: Name | None = None
     email: str | None = Field(None, max_length=320)
     role: RoleName | None = None
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    budget: Money | None = None
+    budget_period: Period | None = None
     metadata: dict[str, Any] | None = None
 
 
@@ -116,6 +124,10 @@ class UserOut(_Out):
     name: str
     email: str | None
     role: RoleName
+    rpm: int | None
+    tpm: int | None
+    budget: float | None
+    budget_period: Period | None
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -151,7 +163,8 @@ class KeyCreate(_In):
     expires_at: datetime | None = None
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
-    budget: Money | None = None
+    budget: Money | None = Field(None, description="USD per budget_period (default period: total)")
+    budget_period: Period | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -164,6 +177,7 @@ class KeyUpdate(_In):
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     budget: Money | None = None
+    budget_period: Period | None = None
     metadata: dict[str, Any] | None = None
 
 
@@ -187,6 +201,7 @@ class KeyOut(_Out):
     rpm: int | None
     tpm: int | None
     budget: float | None
+    budget_period: Period | None
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime

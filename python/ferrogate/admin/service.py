@@ -106,9 +106,8 @@ class AdminService:
                 raise _forbidden("a team admin creates users only in its own team")
             if body.role not in ("member", "team_admin"):
                 raise _forbidden(f"a team admin cannot create a user with role {body.role!r}")
-        user = await self.store.users.create(
-            body.team_id, body.name, role=body.role, email=body.email, metadata=body.metadata
-        )
+        fields = body.model_dump(exclude={"team_id", "name", "metadata"})
+        user = await self.store.users.create(body.team_id, body.name, metadata=body.metadata, **fields)
         return m.UserOut.model_validate(user)
 
     async def list_users(self, call: Call) -> m.UserList:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from granian.rsgi import Scope
 
-from ferrogate.auth.identity import Identity, Limits
+from ferrogate.auth.identity import BudgetRef, Identity, Limits
 from ferrogate.auth.keys import KeyHasher, looks_like_key
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.store import Store
@@ -183,18 +183,32 @@ class Authenticator:
             if match.matched == "previous" and key.previous_expires_at is not None:
                 valid.append(key.previous_expires_at.timestamp())
             team_models: tuple[str, ...] = ("*",)
-            team_rpm = team_tpm = None
+            budgets: list[BudgetRef] = []
+            if key.budget is not None:
+                budgets.append(BudgetRef("key", key.id, key.budget, key.budget_period or "total"))
+            user_rpm = user_tpm = team_rpm = team_tpm = None
+            if key.user_id is not None:
+                try:
+                    user = await self.store.users.get(key.user_id)
+                    user_rpm, user_tpm = user.rpm, user.tpm
+                    if user.budget is not None:
+                        budgets.append(BudgetRef("user", user.id, user.budget, user.budget_period or "total"))
+                except NotFound:
+                    pass
             if key.team_id is not None:
                 try:
                     team = await self.store.teams.get(key.team_id)
                     team_models, team_rpm, team_tpm = team.allowed_models, team.rpm, team.tpm
+                    if team.budget is not None:
+                        budgets.append(BudgetRef("team", team.id, team.budget, team.budget_period or "total"))
                 except NotFound:
                     team_models = ()
             if key.revoked_at is None:
                 identity = Identity(
                     key.id, key.team_id, key.user_id, team_models, key.allowed_models, min(valid) if valid else None
                 )
-                identity.limits = Limits(key.rpm, key.tpm, team_rpm, team_tpm)
+                identity.limits = Limits(key.rpm, key.tpm, user_rpm, user_tpm, team_rpm, team_tpm)
+                identity.budgets = tuple(budgets)
         return identity
 
     async def _refuse(self, scope: Scope, error: GatewayError) -> GatewayError:

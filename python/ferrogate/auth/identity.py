@@ -6,34 +6,79 @@ from fnmatch import fnmatchcase
 
 
 class Limits:
-    """Requests and tokens per minute for a key and its team (``None``: no limit at that level)."""
+    """Requests and tokens per minute for a key, its user and its team (``None``: no limit at that level).
 
-    __slots__ = ("key_rpm", "key_tpm", "team_rpm", "team_tpm")
+    ``any`` is computed once: the limit phase reads it on every request.
 
-    def __init__(self, key_rpm: int | None, key_tpm: int | None, team_rpm: int | None, team_tpm: int | None) -> None:
+    Example:
+        >>> Limits(None, 100, None, None, None, None).any
+        True
+    """
+
+    __slots__ = ("any", "key_rpm", "key_tpm", "team_rpm", "team_tpm", "user_rpm", "user_tpm")
+
+    def __init__(
+        self,
+        key_rpm: int | None,
+        key_tpm: int | None,
+        user_rpm: int | None,
+        user_tpm: int | None,
+        team_rpm: int | None,
+        team_tpm: int | None,
+    ) -> None:
         self.key_rpm = key_rpm
         self.key_tpm = key_tpm
+        self.user_rpm = user_rpm
+        self.user_tpm = user_tpm
         self.team_rpm = team_rpm
         self.team_tpm = team_tpm
-
-    @property
-    def any(self) -> bool:
-        """Whether any limit applies."""
-        return any(v is not None for v in (self.key_rpm, self.key_tpm, self.team_rpm, self.team_tpm))
+        self.any = any(v is not None for v in (key_rpm, key_tpm, user_rpm, user_tpm, team_rpm, team_tpm))
 
 
-NO_LIMITS = Limits(None, None, None, None)
+NO_LIMITS = Limits(None, None, None, None, None, None)
+
+
+class BudgetRef:
+    """One budget on a request's chain: ``scope`` ("key", "user", "team"), its owner's id, the limit in
+    USD per ``period`` ("daily", "weekly", "monthly", "total").
+
+    Example:
+        >>> BudgetRef("team", "team_1", 100.0, "monthly").scope
+        'team'
+    """
+
+    __slots__ = ("limit_usd", "owner_id", "period", "scope")
+
+    def __init__(self, scope: str, owner_id: str, limit_usd: float, period: str) -> None:
+        self.scope = scope
+        self.owner_id = owner_id
+        self.limit_usd = limit_usd
+        self.period = period
+
+    def __repr__(self) -> str:
+        return f"BudgetRef({self.scope!r}, {self.owner_id!r}, {self.limit_usd!r}, {self.period!r})"
 
 
 class Identity:
     """A usable virtual key with what authorize needs, flattened for the hot path.
 
     ``valid_until`` is the epoch second the key stops working (expiry, or the end of a
-    rotation grace period when the old secret was used); ``None`` for no end.
+    rotation grace period when the old secret was used); ``None`` for no end. ``limits`` are
+    the rpm/tpm of the key, its user and its team; ``budgets`` the budgets on its chain.
     Model decisions are memoised per model name (the set of names is the configured groups).
     """
 
-    __slots__ = ("_decisions", "key_id", "key_models", "limits", "team_id", "team_models", "user_id", "valid_until")
+    __slots__ = (
+        "_decisions",
+        "budgets",
+        "key_id",
+        "key_models",
+        "limits",
+        "team_id",
+        "team_models",
+        "user_id",
+        "valid_until",
+    )
 
     def __init__(
         self,
@@ -51,6 +96,7 @@ class Identity:
         self.key_models = key_models
         self.valid_until = valid_until
         self.limits = NO_LIMITS
+        self.budgets: tuple[BudgetRef, ...] = ()
         self._decisions: dict[str, bool] = {}
 
     def allows(self, model: str) -> bool:

@@ -95,10 +95,43 @@ class ServerSettings(_Strict):
     )
 
 
+class MeteringSettings(_Strict):
+    """Usage metering: one record per request, written in batches off the hot path."""
+
+    enabled: bool = Field(True, description="off: no usage records (and budgets see no spend)")
+    batch_size: int = Field(500, ge=1, le=10_000, description="records per store transaction")
+    interval_s: float = Field(0.5, gt=0, le=60, description="the longest a record waits in memory")
+
+
+class BudgetSettings(_Strict):
+    """How budgets (set per key, user and team through the admin API) are enforced and reported."""
+
+    soft_limit_pct: float = Field(80.0, gt=0, le=100, description="notify when a budget's spend reaches this")
+    webhook_url: str | None = Field(None, description="POSTed JSON events: budget.soft_limit, budget.exhausted")
+    webhook_secret: SecretStr | None = Field(None, description="signs events: x-ferrogate-signature: sha256=...")
+    reservation_ttl_s: float = Field(
+        900.0, ge=1, le=86_400, description="a reservation whose request never reported is dropped after this"
+    )
+    on_store_error: Literal["refuse", "allow"] = Field(
+        "refuse", description="when the store cannot be reached: 503 (refuse) or admit unchecked (allow)"
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if not value:  # "" (e.g. an unset ${VAR:-}) means no webhook
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
     server: ServerSettings = Field(default_factory=ServerSettings)
+    metering: MeteringSettings = Field(default_factory=MeteringSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     upstreams: list[Upstream] = Field(default_factory=list)
     model_groups: list[ModelGroup] = Field(default_factory=list)
 

@@ -219,8 +219,8 @@ class UsageRecorder:
             chunk = list(records[start : start + self._batch_size])
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    try:
-                        new = await self._store.usage.insert_many(chunk)
+                    try:  # queued records come typed from the account phase; spooled ones were checked on reading
+                        new = await self._store.usage.insert_many(chunk, validate=False)
                     except InvalidValue:
                         chunk = self._drop_invalid(chunk)
                         new = await self._store.usage.insert_many(chunk)

@@ -19,10 +19,14 @@ from ferrogate.pipeline.limit import settle
 log = logging.getLogger("ferrogate.request")
 
 
-async def account(ctx: RequestContext, limiter: Limiter, recorder: UsageRecorder, prices: PriceTable) -> None:
+async def account(
+    ctx: RequestContext, limiter: Limiter, recorder: UsageRecorder | None, prices: PriceTable
+) -> None:
     """Phase, always run: settle limits, meter usage and cost, log at debug level.
 
-    Requests refused before authentication are not metered (they belong to no key).
+    Requests refused before authentication are not metered (they belong to no key); with metering off
+    (``recorder`` is ``None``) nothing is recorded. The usage record also releases the request's budget
+    hold when it is stored (the real cost replaces the worst case).
     """
     if ctx.tpm_keys:
         try:
@@ -30,7 +34,7 @@ async def account(ctx: RequestContext, limiter: Limiter, recorder: UsageRecorder
         except Exception:
             log.exception("request %s: settling the token reservation failed", ctx.request_id)
     identity = ctx.identity
-    if identity is None:
+    if identity is None or recorder is None:
         return
     usage = ctx.usage
     upstream_model = ctx.upstream_model or None

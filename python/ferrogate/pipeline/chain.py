@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from granian.rsgi import HTTPProtocol, Scope
 
 from ferrogate.auth.authenticator import Authenticator
+from ferrogate.budgets.ledger import BudgetLedger
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.limits import Limiter
 from ferrogate.metering import PriceTable, UsageRecorder
 from ferrogate.pipeline.account import account
+from ferrogate.pipeline.budget import budget
 from ferrogate.pipeline.context import RequestContext
 from ferrogate.pipeline.limit import limit
 from ferrogate.pipeline.phases import authenticate, authorize, forward, receive, respond, route
@@ -27,15 +29,19 @@ class ChainDeps:
     router: Router
     auth: Authenticator
     limiter: Limiter
-    recorder: UsageRecorder
+    recorder: UsageRecorder | None  # None: metering off
+    ledger: BudgetLedger
     prices: PriceTable
     max_body: int
     default_max_tokens: int
 
 
 class ChatChain:
-    """``POST /v1/chat/completions``: receive -> authenticate -> authorize -> limit -> route -> forward
-    -> respond; account always.
+    """``POST /v1/chat/completions``: receive -> authenticate -> authorize -> limit -> route -> budget
+    -> forward -> respond; account always.
+
+    ``budget`` runs after ``route`` (the design lists it before): the worst-case cost needs the price
+    of the deployment that will serve, and a deployment may override the price table.
 
     A :class:`GatewayError` from any phase becomes the OpenAI-shaped error response; any other
     exception is logged and answered with a 500 in the same shape (never a traceback).
@@ -56,6 +62,8 @@ class ChatChain:
             authorize(ctx)
             await limit(ctx, deps.limiter, headers, deps.default_max_tokens)
             route(ctx, deps.router)
+            if ctx.identity.budgets and deps.recorder is not None:  # no metering: no spend to hold against
+                await budget(ctx, deps.ledger, deps.prices, deps.default_max_tokens)
             reply = await forward(ctx)
             await respond(ctx, proto, reply, headers)
         except GatewayError as err:

@@ -48,8 +48,10 @@ class RequestContext:
         "include_usage",
         "model",
         "payload",
+        "prompt_tokens",
         "provider",
         "request_id",
+        "reserved_usd",
         "response_model",
         "started",
         "status",
@@ -77,6 +79,8 @@ class RequestContext:
         self.usage: Usage | None = None
         self.tpm_reserved = 0.0  # tokens the limit phase reserved against tokens-per-minute
         self.tpm_keys: list[tuple[str, int]] = []  # (limiter key, limit) the reservation was taken from
+        self.prompt_tokens = -1  # counted by the core once (limit or budget phase); -1: not yet
+        self.reserved_usd = 0.0  # worst-case cost the budget phase reserved (0: no budget on the chain)
         self.response_model: str | None = None
         self.error: BaseException | None = None
 

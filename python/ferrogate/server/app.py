@@ -29,6 +29,8 @@ from ferrogate.auth.authenticator import Authenticator
 from ferrogate.auth.broadcast import Invalidator
 from ferrogate.auth.identity import DEV_IDENTITY
 from ferrogate.auth.keys import KeyHasher
+from ferrogate.budgets.ledger import BudgetLedger
+from ferrogate.budgets.notify import WebhookNotifier
 from ferrogate.config import Config, default_config, load_config
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.limits import Limiter, LocalLimiter, RedisLimiter
@@ -60,7 +62,14 @@ class Gateway:
             store, hasher, ttl_s=settings.auth_cache_ttl_s, anonymous=DEV_IDENTITY if settings.dev else None
         )
         self.auth.throttle.free = settings.auth_free_failures
-        self.recorder = UsageRecorder(store, Path(config.server.spool_dir))
+        metering = config.metering
+        self.recorder = UsageRecorder(
+            store, Path(config.server.spool_dir), batch_size=metering.batch_size, interval_s=metering.interval_s
+        )
+        budgets = config.budgets
+        secret = budgets.webhook_secret.get_secret_value() if budgets.webhook_secret else None
+        self.notifier = WebhookNotifier(budgets.webhook_url, secret=secret) if budgets.webhook_url else None
+        self.ledger = BudgetLedger(store, budgets, self.notifier)
         self.limiter: Limiter = (
             RedisLimiter.from_url(settings.redis_url) if settings.redis_url else LocalLimiter(settings.limits_path)
         )
@@ -69,7 +78,8 @@ class Gateway:
                 router=self.router,
                 auth=self.auth,
                 limiter=self.limiter,
-                recorder=self.recorder,
+                recorder=self.recorder if metering.enabled else None,
+                ledger=self.ledger,
                 prices=price_table(config),
                 max_body=config.server.max_body_bytes,
                 default_max_tokens=config.server.default_max_tokens,
@@ -92,11 +102,16 @@ class Gateway:
 
     async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
         """Serve one HTTP request (Granian's RSGI entry point)."""
-        rid = scope.headers.get("x-request-id")
-        if rid is None or _REQUEST_ID.fullmatch(rid) is None:
-            self._seq += 1  # a random per-process prefix and a counter: unique without a syscall
-            rid = f"{self._rid_prefix}{self._seq:012x}"
-        headers = [("x-request-id", rid)]
+        # The gateway's own id (a random per-process prefix and a counter: unique without a syscall) keys
+        # usage records and budget holds; a client's well-formed x-request-id is echoed but never trusted
+        # to be unique (a client reusing one must not lose or merge usage).
+        self._seq += 1
+        rid = f"{self._rid_prefix}{self._seq:012x}"
+        client_rid = scope.headers.get("x-request-id")
+        if client_rid is not None and _REQUEST_ID.fullmatch(client_rid) is not None:
+            headers = [("x-request-id", client_rid)]
+        else:
+            headers = [("x-request-id", rid)]
         methods = self.routes.get(scope.path)
         handler = methods.get(scope.method) if methods is not None else None
         if handler is None and scope.path.startswith("/admin/"):
@@ -117,6 +132,8 @@ class Gateway:
         self._tasks.append(loop.create_task(self._every(5.0, self.auth.flush_last_used)))
         self._tasks.append(loop.create_task(self.invalidator.listen()))
         self._tasks.append(loop.create_task(self.recorder.run()))
+        if self.notifier is not None:
+            self._tasks.append(loop.create_task(self.notifier.run()))
         log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
 
     async def _every(self, period_s: float, job: Callable[[], Awaitable[None]]) -> None:
@@ -132,6 +149,8 @@ class Gateway:
         """Worker stop: let in-flight requests finish within the grace period, then close pools."""
         loop.run_until_complete(self.drain(self.config.server.grace_period_s))
         loop.run_until_complete(self.recorder.close())  # every usage record written, or spooled
+        if self.notifier is not None:
+            loop.run_until_complete(self.notifier.close())  # queued budget notices get a last try
         for task in self._tasks:
             task.cancel()
         loop.run_until_complete(self.auth.flush_last_used())
@@ -161,7 +180,7 @@ class Gateway:
         """``GET /v1/usage`` (and ``/v1/teams/me/usage``): the calling key's team's usage and budget."""
         try:
             identity = await self.auth.identify(scope)
-            body = await usage_report(self.store, identity, scope.query_string)
+            body = await usage_report(self.store, self.ledger, identity, scope.query_string)
         except GatewayError as err:
             write_error(proto, err, headers)
             return

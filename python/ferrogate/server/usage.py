@@ -6,36 +6,20 @@ team's current budget period, or everything), and the team's budget with what is
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
 from ferrogate.auth.identity import Identity
+from ferrogate.budgets.ledger import EVER, BudgetLedger, period_start
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.store import Store
 from ferrogate.store.errors import NotFound
 from ferrogate.store.usage import UsageRow
 
 _MAX_MODELS = 1000
-
-
-def period_start(period: str | None, now: datetime) -> datetime | None:
-    """When the budget period containing ``now`` began (UTC); ``None`` for ``total`` or no period.
-
-    Example:
-        >>> period_start("monthly", datetime(2026, 11, 25, 14, tzinfo=UTC)).isoformat()
-        '2026-11-01T00:00:00+00:00'
-    """
-    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "daily":
-        return day
-    if period == "weekly":
-        return day - timedelta(days=day.weekday())
-    if period == "monthly":
-        return day.replace(day=1)
-    return None
 
 
 def _when(params: dict[str, str], name: str) -> datetime | None:
@@ -61,8 +45,13 @@ def _row(row: UsageRow) -> dict[str, Any]:
     }
 
 
-async def usage_report(store: Store, identity: Identity, query: str) -> bytes:
-    """The usage document for ``identity``'s team (its key alone when it has no team)."""
+async def usage_report(store: Store, ledger: BudgetLedger, identity: Identity, query: str) -> bytes:
+    """The usage document for ``identity``'s team (its key alone when it has no team).
+
+    ``budget`` is the team's budget (kept for clients of the first version); ``budgets`` lists every budget on
+    the calling key's chain (key, user, team) with what its period has spent, what requests in flight hold
+    and what is left, from the budget ledger.
+    """
     params = dict(parse_qsl(query))
     now = datetime.now(UTC)
     team = None
@@ -77,16 +66,21 @@ async def usage_report(store: Store, identity: Identity, query: str) -> bytes:
     scope: dict[str, Any] = {"team_id": identity.team_id} if identity.team_id else {"key_id": identity.key_id}
     total = (await store.usage.summary(**scope, since=since, until=until)).items[0]
     by_model = (await store.usage.summary(**scope, since=since, until=until, group_by="model", limit=_MAX_MODELS)).items
-    budget = None
-    if team is not None and team.budget is not None:
-        spent = (await store.usage.summary(team_id=team.id, since=start)).items[0].cost_usd
-        budget = {
-            "amount_usd": team.budget,
-            "period": team.budget_period or "total",
-            "period_start": start.isoformat() if start else None,
-            "spent_usd": spent,
-            "remaining_usd": max(0.0, team.budget - spent),
-        }
+    budgets = []
+    for ref, (hold, bal) in zip(identity.budgets, await ledger.balances(identity.budgets), strict=True):
+        budgets.append(
+            {
+                "scope": ref.scope,
+                "owner_id": ref.owner_id,
+                "amount_usd": ref.limit_usd,
+                "period": ref.period,
+                "period_start": None if hold.since_day == EVER else f"{hold.since_day}T00:00:00+00:00",
+                "spent_usd": bal.spent_usd,
+                "reserved_usd": bal.reserved_usd,
+                "remaining_usd": max(0.0, ref.limit_usd - bal.spent_usd - bal.reserved_usd),
+            }
+        )
+    budget = next((b for b in budgets if b["scope"] == "team"), None)
     return orjson.dumps(
         {
             "object": "usage",
@@ -97,5 +91,6 @@ async def usage_report(store: Store, identity: Identity, query: str) -> bytes:
             "total": _row(total),
             "by_model": [{"model": r.group, **_row(r)} for r in by_model],
             "budget": budget,
+            "budgets": budgets,
         }
     )

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from ferrogate.store.budgets import Balance, Hold, Reservation
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
 from ferrogate.store.usage import GroupBy, UsageRecord, UsageRow
 
@@ -55,6 +56,10 @@ class Users(Protocol):
         role: str = "member",
         email: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget: float | None = None,
+        budget_period: str | None = None,
     ) -> User: ...
     async def get(self, user_id: str) -> User: ...
     async def update(self, user_id: str, changes: Mapping[str, Any]) -> User: ...
@@ -82,6 +87,7 @@ class Keys(Protocol):
         tpm: int | None = None,
         budget: float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget_period: str | None = None,
     ) -> Key: ...
     async def get(self, key_id: str) -> Key: ...
     async def get_by_hash(self, key_hash: str, *, now: datetime | None = None) -> KeyMatch | None: ...
@@ -106,7 +112,7 @@ class Keys(Protocol):
 class Usage(Protocol):
     """``store.usage`` (see :class:`~ferrogate.store.usage.SqlUsage`)."""
 
-    async def insert_many(self, records: Iterable[UsageRecord]) -> int: ...
+    async def insert_many(self, records: Iterable[UsageRecord], *, validate: bool = True) -> int: ...
     async def get(self, request_id: str) -> UsageRecord: ...
     async def summary(
         self,
@@ -121,6 +127,23 @@ class Usage(Protocol):
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page[UsageRow]: ...
+
+
+class Budgets(Protocol):
+    """``store.budgets`` (see :class:`~ferrogate.store.budgets.SqlBudgets`)."""
+
+    async def reserve(
+        self,
+        request_id: str,
+        holds: Sequence[Hold],
+        amount_usd: float,
+        *,
+        now: datetime,
+        ttl_s: float,
+        soft_fraction: float | None = None,
+    ) -> Reservation: ...
+    async def balances(self, holds: Sequence[Hold], *, now: datetime) -> list[Balance]: ...
+    async def release(self, request_id: str) -> None: ...
 
 
 class Store(Protocol):
@@ -147,6 +170,11 @@ class Store(Protocol):
     @property
     def usage(self) -> Usage:
         """Usage records: batched inserts and summaries."""
+        ...
+
+    @property
+    def budgets(self) -> Budgets:
+        """The budget ledger: reservations and balances."""
         ...
 
     async def ping(self) -> str | None:

@@ -127,7 +127,14 @@ CHECKS: dict[str, dict[str, Check]] = {
         "classification": _text,
         **_COMMON,
     },
-    "user": {"team_id": _text, "name": _text, "email": _opt_text, "role": _choice(ROLES), "metadata": _metadata},
+    "user": {
+        "team_id": _text,
+        "name": _text,
+        "email": _opt_text,
+        "role": _choice(ROLES),
+        "budget_period": _choice(BUDGET_PERIODS, nullable=True),
+        **_COMMON,
+    },
     "key": {
         "key_hash": _hash,
         "prefix": _any_text,
@@ -137,6 +144,7 @@ CHECKS: dict[str, dict[str, Check]] = {
         "role": _choice(ROLES),
         "allowed_models": _opt_models,
         "expires_at": _opt_when,
+        "budget_period": _choice(BUDGET_PERIODS, nullable=True),
         **_COMMON,
     },
 }
@@ -144,8 +152,8 @@ CHECKS: dict[str, dict[str, Check]] = {
 #: The fields ``update`` accepts, per entity (hashes change only through ``rotate``; owners never move).
 UPDATABLE: dict[str, frozenset[str]] = {
     "team": frozenset(CHECKS["team"]),
-    "user": frozenset({"team_id", "name", "email", "role", "metadata"}),
-    "key": frozenset({"name", "allowed_models", "expires_at", "rpm", "tpm", "budget", "metadata"}),
+    "user": frozenset({"team_id", "name", "email", "role", "metadata", "rpm", "tpm", "budget", "budget_period"}),
+    "key": frozenset({"name", "allowed_models", "expires_at", "rpm", "tpm", "budget", "budget_period", "metadata"}),
 }
 
 

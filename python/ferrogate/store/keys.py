@@ -38,6 +38,7 @@ KEYS = Table(
         "rpm",
         "tpm",
         "budget",
+        "budget_period",
         "metadata",
         "created_at",
         "updated_at",
@@ -80,6 +81,7 @@ class SqlKeys:
             revoked_at=opt(row["revoked_at"]),
             previous_hash=row["previous_hash"],
             previous_expires_at=opt(row["previous_expires_at"]),
+            budget_period=row["budget_period"],
         )
 
     async def create(
@@ -97,6 +99,7 @@ class SqlKeys:
         tpm: int | None = None,
         budget: float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget_period: str | None = None,
     ) -> Key:
         """Store a new key. ``member`` and ``team_admin`` keys need a ``team_id``; ``None`` overrides inherit.
 
@@ -122,6 +125,7 @@ class SqlKeys:
                 "rpm": rpm,
                 "tpm": tpm,
                 "budget": budget,
+                "budget_period": budget_period,
                 "metadata": dict(metadata or {}),
             },
         )
@@ -197,7 +201,8 @@ class SqlKeys:
         return Page([self._record(r) for r in rows], next_cursor)
 
     async def update(self, key_id: str, changes: Mapping[str, Any]) -> Key:
-        """Set ``name``, ``allowed_models``, ``expires_at``, ``rpm``, ``tpm``, ``budget`` and/or ``metadata``.
+        """Set ``name``, ``allowed_models``, ``expires_at``, ``rpm``, ``tpm``, ``budget``, ``budget_period`` and/or
+        ``metadata``.
 
         The hash changes only through :meth:`rotate`; owner and role never change.
 

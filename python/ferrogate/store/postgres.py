@@ -130,6 +130,10 @@ class PostgresStore(SqlStore):
             else:
                 yield _Tx(conn)
 
+    async def lock(self, tx: Any, name: str) -> None:
+        """A transaction-scoped advisory lock on the 64-bit hash of ``name`` (released at commit/rollback)."""
+        await tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", name)
+
     def ts_in(self, value: datetime) -> datetime:
         """timestamptz takes the aware datetime as is."""
         return value

@@ -60,6 +60,10 @@ class User:
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: float | None = None
+    budget_period: BudgetPeriod | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,8 @@ class Key:
     """A virtual key (role ``member``, data plane) or an admin key (``admin``/``team_admin``/``auditor``).
 
     The store holds only ``key_hash`` (HMAC-SHA256 hex, computed by the caller) and a display ``prefix``.
-    ``None`` in ``allowed_models``/``rpm``/``tpm``/``budget`` means "inherit the team's".
+    ``None`` in ``allowed_models``/``rpm``/``tpm``/``budget`` means "no limit of the key's own" (the team's and
+    the user's still apply). A key budget without ``budget_period`` is a ``total`` budget.
     """
 
     id: str
@@ -89,6 +94,7 @@ class Key:
     revoked_at: datetime | None
     previous_hash: str | None
     previous_expires_at: datetime | None
+    budget_period: BudgetPeriod | None = None
 
     def usable(self, now: datetime) -> bool:
         """``True`` when the key is neither revoked nor expired at ``now``.

@@ -109,11 +109,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class SqlStore(ABC):
-    """The store over SQL: repositories (``teams``, ``users``, ``keys``, ``usage``) plus schema management."""
+    """The store over SQL: repositories (``teams``, ``users``, ``keys``, ``usage``, ``budgets``) plus schema
+    management."""
 
     kind: str
 
     def __init__(self, migrations: Sequence[Migration]) -> None:
+        from ferrogate.store.budgets import SqlBudgets
         from ferrogate.store.keys import SqlKeys
         from ferrogate.store.teams import SqlTeams
         from ferrogate.store.usage import SqlUsage
@@ -124,6 +126,7 @@ class SqlStore(ABC):
         self.users = SqlUsers(self)
         self.keys = SqlKeys(self)
         self.usage = SqlUsage(self)
+        self.budgets = SqlBudgets(self)
 
     # ---- what a backend provides -------------------------------------------------------------------------
     @abstractmethod
@@ -204,6 +207,13 @@ class SqlStore(ABC):
         check_versions(await self.applied_versions(), self.migrations)
 
     # ---- helpers for the entity modules --------------------------------------------------------------------
+    async def lock(self, tx: Tx, name: str) -> None:  # noqa: B027 (a no-op default, not abstract)
+        """Hold the lock ``name`` until ``tx`` ends (serialises read-check-write sequences across processes).
+
+        The default does nothing: a backend whose write transactions are already serialised (SQLite's
+        ``BEGIN IMMEDIATE``) needs none.
+        """
+
     def bind(self, value: Any) -> Any:
         """A parameter in the backend's form (datetimes converted, everything else as is)."""
         return self.ts_in(value) if isinstance(value, datetime) else value

@@ -29,7 +29,6 @@ from ferrogate.store.migrate import Migration, load_migrations, refuse_newer
 from ferrogate.store.sql import IntegrityFault, Row, SqlStore
 
 T = TypeVar("T")
-_TS = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width: text order is time order
 _UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)$")
 
 
@@ -130,8 +129,14 @@ class SqliteStore(SqlStore):
             await self.run(functools.partial(self._end, True))
 
     def ts_in(self, value: datetime) -> str:
-        """Fixed-width ISO-8601 UTC text, so text order is time order."""
-        return value.astimezone(UTC).strftime(_TS)
+        """Fixed-width ISO-8601 UTC text, so text order is time order.
+
+        Example:
+            >>> SqliteStore.ts_in(None, datetime(2025, 1, 31, 12, tzinfo=UTC))  # type: ignore[arg-type]
+            '2025-01-31T12:00:00.000000Z'
+        """
+        # isoformat is ~5x cheaper than strftime; "+00:00" becomes "Z" (the same fixed-width text)
+        return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
     def ts_out(self, raw: Any) -> datetime:
         """Parse the stored text (``fromisoformat`` reads the trailing ``Z`` as UTC)."""

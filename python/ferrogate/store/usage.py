@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -186,6 +187,32 @@ expected a timezone-aware datetime
     return rec
 
 
+async def _ledger(tx: Any, new: list[UsageRecord], rows: list[tuple[Any, ...]]) -> None:
+    """Add the cost of the ``new`` records to ``budget_spend``; drop the reservations of every row's request."""
+    spend: dict[tuple[str, str, str], float] = {}
+    for rec in new:
+        cost = rec.cost_usd
+        if not cost:
+            continue
+        day = rec.created_at.astimezone(UTC).isoformat()[:10]
+        for scope, owner in (("key", rec.key_id), ("user", rec.user_id), ("team", rec.team_id)):
+            if owner is not None:
+                slot = (scope, owner, day)
+                spend[slot] = spend.get(slot, 0.0) + cost
+    if spend:
+        await tx.fetch(
+            "INSERT INTO budget_spend (scope, owner_id, day, cost_usd) VALUES "  # noqa: S608 (placeholders only)
+            + ", ".join("(?, ?, ?, ?)" for _ in spend)
+            + " ON CONFLICT (scope, owner_id, day) DO UPDATE SET cost_usd = budget_spend.cost_usd + excluded.cost_usd",
+            *chain.from_iterable((*slot, cost) for slot, cost in sorted(spend.items())),  # one lock order
+        )
+    if rows:
+        await tx.execute(
+            "DELETE FROM budget_reservations WHERE request_id IN (" + ", ".join("?" for _ in rows) + ")",  # noqa: S608
+            *(row[0] for row in rows),
+        )
+
+
 def _cursor(group_by: str, value: str) -> str:
     return base64.urlsafe_b64encode(f"{group_by}|{value}".encode()).decode().rstrip("=")
 
@@ -207,10 +234,10 @@ class SqlUsage:
     def __init__(self, db: SqlStore) -> None:
         self._db = db
 
-    def _args(self, rec: UsageRecord) -> list[Any]:
-        return [
+    def _args(self, rec: UsageRecord) -> tuple[Any, ...]:
+        return (
             rec.request_id,
-            self._db.ts_in(rec.created_at.astimezone(UTC)),
+            self._db.ts_in(rec.created_at),
             rec.key_id,
             rec.team_id,
             rec.user_id,
@@ -226,13 +253,18 @@ class SqlUsage:
             rec.counted,
             None if rec.cost_usd is None else float(rec.cost_usd),
             float(rec.latency_ms),
-        ]
+        )
 
-    async def insert_many(self, records: Iterable[UsageRecord]) -> int:
+    async def insert_many(self, records: Iterable[UsageRecord], *, validate: bool = True) -> int:
         """Store ``records`` in one transaction, skipping request ids already stored; how many were new.
 
+        In the same transaction the cost of each new record is added to the budget ledger's spend of its key,
+        user and team for its UTC day, and the budget reservations of every request in the batch are deleted
+        (the real cost replaces the worst case; see :mod:`ferrogate.store.budgets`).
+
         Replaying a batch (or part of one) never counts a request twice; within ``records`` the first
-        occurrence of a request id wins.
+        occurrence of a request id wins. ``validate=False`` skips :func:`check_record` for records built
+        by typed code (the account phase): ~2.5 µs per record on the hot path's worker.
 
         Raises:
             InvalidValue: a record has a field of the wrong type (nothing is written).
@@ -243,7 +275,12 @@ class SqlUsage:
             >>> # await store.usage.insert_many([rec1, rec2])  # 0: already stored
         """
         unique = {r.request_id: r for r in reversed(list(records))}  # first occurrence wins
-        rows = [self._args(check_record(r)) for r in reversed(unique.values())]
+        ordered = list(reversed(unique.values()))
+        if validate:
+            for rec in ordered:
+                check_record(rec)
+        args = self._args
+        rows = [args(r) for r in ordered]
         if not rows:
             return 0
         marks = "(" + ", ".join("?" for _ in USAGE.columns) + ")"
@@ -253,8 +290,14 @@ class SqlUsage:
             new = 0
             for start in range(0, len(rows), CHUNK):
                 chunk = rows[start : start + CHUNK]
-                sql = head + ", ".join(marks for _ in chunk) + " ON CONFLICT (request_id) DO NOTHING RETURNING 1"
-                new += len(await tx.fetch(sql, *(a for row in chunk for a in row)))
+                sql = (
+                    head
+                    + ", ".join(marks for _ in chunk)
+                    + " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+                )
+                stored = {r["request_id"] for r in await tx.fetch(sql, *chain.from_iterable(chunk))}
+                new += len(stored)
+                await _ledger(tx, [r for r in ordered[start : start + CHUNK] if r.request_id in stored], chunk)
             return new
 
         return await self._db.write(USAGE, {}, op)

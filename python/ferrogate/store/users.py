@@ -17,7 +17,24 @@ from ferrogate.store.sql import Row, Table
 if TYPE_CHECKING:
     from ferrogate.store.sql import SqlStore
 
-USERS = Table("users", "user", ("id", "team_id", "name", "email", "role", "metadata", "created_at", "updated_at"))
+USERS = Table(
+    "users",
+    "user",
+    (
+        "id",
+        "team_id",
+        "name",
+        "email",
+        "role",
+        "rpm",
+        "tpm",
+        "budget",
+        "budget_period",
+        "metadata",
+        "created_at",
+        "updated_at",
+    ),
+)
 
 
 class SqlUsers:
@@ -33,6 +50,10 @@ class SqlUsers:
             name=row["name"],
             email=row["email"],
             role=row["role"],
+            rpm=row["rpm"],
+            tpm=row["tpm"],
+            budget=row["budget"],
+            budget_period=row["budget_period"],
             metadata=json_value(row["metadata"]),
             created_at=self._db.ts_out(row["created_at"]),
             updated_at=self._db.ts_out(row["updated_at"]),
@@ -46,6 +67,10 @@ class SqlUsers:
         role: str = "member",
         email: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget: float | None = None,
+        budget_period: str | None = None,
     ) -> User:
         """Create a user in a team (names are unique within a team).
 
@@ -59,7 +84,17 @@ class SqlUsers:
         """
         values = check(
             "user",
-            {"team_id": team_id, "name": name, "email": email, "role": role, "metadata": dict(metadata or {})},
+            {
+                "team_id": team_id,
+                "name": name,
+                "email": email,
+                "role": role,
+                "metadata": dict(metadata or {}),
+                "rpm": rpm,
+                "tpm": tpm,
+                "budget": budget,
+                "budget_period": budget_period,
+            },
         )
         now = datetime.now(UTC)
         row = await self._db.insert(USERS, {"id": new_id("usr"), **values, "created_at": now, "updated_at": now})
@@ -77,7 +112,8 @@ class SqlUsers:
         return self._record(await self._db.get(USERS, user_id))
 
     async def update(self, user_id: str, changes: Mapping[str, Any]) -> User:
-        """Set ``team_id``, ``name``, ``email``, ``role`` and/or ``metadata``; the others keep their values.
+        """Set ``team_id``, ``name``, ``email``, ``role``, ``rpm``, ``tpm``, ``budget``, ``budget_period`` and/or
+        ``metadata``; the others keep their values.
 
         Raises:
             NotFound: no such user.

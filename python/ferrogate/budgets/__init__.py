@@ -1,0 +1,1 @@
+"""Budgets: reservations against key/user/team budgets, and soft-limit notifications."""
