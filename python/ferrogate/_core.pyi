@@ -176,6 +176,11 @@ class RateLimiter:
         """
     def refund(self, key: str, limit: float, period_s: float, cost: float) -> None:
         """Gives ``cost`` units back to ``key``; the bucket never becomes more than full."""
+    def charge(self, key: str, limit: float, period_s: float, cost: float) -> None:
+        """Consumes ``cost`` units of ``key`` even when they do not fit (settling a request that used more
+        than it reserved): the bucket may go into debt, which later requests wait out. A charge never puts
+        the bucket more than two periods ahead of now.
+        """
     def peek(self, key: str, limit: float, period_s: float) -> tuple[float, float]:
         """``(remaining, reset_s)`` of ``key`` without consuming."""
     def occupancy(self) -> tuple[int, int]:

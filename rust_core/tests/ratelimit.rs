@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use _core::error::LimitError;
-use _core::ratelimit::{Limiter, Rate};
+use _core::ratelimit::{Limiter, Rate, MAX_DEBT_PERIODS};
 use proptest::prelude::*;
 
 const S: u64 = 1_000_000_000;
@@ -198,4 +198,54 @@ fn eviction_keeps_the_table_bounded() {
     }
     assert_eq!(limiter.occupancy(T0).0, 256);
     assert_eq!(limiter.capacity(), 256);
+}
+
+#[test]
+fn a_charged_bucket_refuses_until_it_has_refilled() {
+    let limiter = Limiter::in_memory(16).unwrap();
+    let rate = Rate::new(100.0, 60.0).unwrap();
+    // A stream reserved 60 and used 150: the 90 beyond are charged even though only 40 are left.
+    assert!(limiter.check_at("tpm", &rate, 60.0, T0).unwrap().allowed);
+    limiter.charge_at("tpm", &rate, 90.0, T0).unwrap();
+    let (remaining, reset) = limiter.peek_at("tpm", &rate, T0);
+    assert_eq!(remaining, 0.0);
+    assert!((reset - 90.0).abs() < 1e-6, "{reset}");
+    // 50 units of debt (30 s) plus the next unit (0.6 s) must refill before anything fits.
+    let d = limiter.check_at("tpm", &rate, 1.0, T0).unwrap();
+    assert!(!d.allowed && (d.retry_after_s - 30.6).abs() < 1e-6, "{d:?}");
+    let fits = T0 + 30_600_000_000;
+    assert!(
+        !limiter
+            .check_at("tpm", &rate, 1.0, fits - 1_000)
+            .unwrap()
+            .allowed
+    );
+    assert!(limiter.check_at("tpm", &rate, 1.0, fits).unwrap().allowed);
+}
+
+proptest! {
+    /// Charges of any size never put a bucket more than `MAX_DEBT_PERIODS` periods in use, and
+    /// a check right after a charge that went into debt is refused.
+    #[test]
+    fn charges_keep_the_debt_bounded(
+        limit in 1.0f64..1e5,
+        period_s in 0.01f64..100.0,
+        charges in prop::collection::vec((0.0f64..10.0, 0u64..1_000_000_000), 1..50),
+    ) {
+        let limiter = Limiter::in_memory(16).unwrap();
+        let rate = Rate::new(limit, period_s).unwrap();
+        let cap = (MAX_DEBT_PERIODS * rate.period_ns()) as f64 / 1e9;
+        let mut now = T0;
+        for (fraction, gap) in charges {
+            now += gap;
+            limiter.charge_at("k", &rate, fraction * limit, now).unwrap();
+            let (remaining, reset) = limiter.peek_at("k", &rate, now);
+            prop_assert!(reset <= cap + 1e-9, "reset {reset} beyond {cap}");
+            // Beyond the period plus the rounding slack (at most ceil(limit) ns): in debt.
+            if reset * 1e9 > rate.period_ns() as f64 + limit.ceil() + 1.0 {
+                prop_assert_eq!(remaining, 0.0);
+                prop_assert!(!limiter.check_at("k", &rate, 0.01 * limit, now).unwrap().allowed);
+            }
+        }
+    }
 }

@@ -68,11 +68,16 @@ class Upstream(_Strict):
 
 
 class Deployment(_Strict):
-    """One place a model group is served: an upstream and the model name it knows it by."""
+    """One place a model group is served: an upstream, the model name it knows it by, and optionally the
+    requests/tokens per minute it may take from all callers together (e.g. the upstream's own quota)."""
 
     upstream: Name
     model: str | None = Field(None, min_length=1, description="the upstream's model name; default: the group's")
     price: Price | None = Field(None, description="overrides the price table for this deployment's model")
+    rpm: int | None = Field(None, gt=0, description="requests per minute sent to this deployment, all keys together")
+    tpm: int | None = Field(
+        None, gt=0, description="tokens per minute (prompt + max output, settled to usage) for this deployment"
+    )
 
 
 class ModelGroup(_Strict):

@@ -9,6 +9,9 @@ Two implementations of one async interface (:class:`Limiter`):
 
 Both return a :class:`Decision`. One limiter serves requests per minute (cost 1) and tokens per minute
 (cost = tokens): the caller names the bucket in the key (e.g. ``"rpm:key:<id>"``, ``"tpm:team:<id>"``).
+A reservation is settled with ``refund`` (unused) or ``charge`` (used beyond it: the bucket may go into
+bounded debt). ``sync_core`` is the Rust table of a :class:`LocalLimiter` (``None`` for Redis), which the
+request path calls synchronously.
 
 Example:
     >>> import asyncio

@@ -9,7 +9,10 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ferrogate._core import RateLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,17 @@ class Decision:
 
 
 class Limiter(Protocol):
-    """A GCRA limiter: ``limit`` units per ``period_s`` per key, burst ``limit``."""
+    """A GCRA limiter: ``limit`` units per ``period_s`` per key, burst ``limit``.
+
+    ``sync_core`` is the Rust table when the limiter is the local one: the limit phase then calls its
+    synchronous ``check``/``refund``/``charge`` directly (bare tuples, no coroutine, no :class:`Decision`);
+    ``None`` for limiters that must be awaited (Redis).
+    """
+
+    @property
+    def sync_core(self) -> RateLimiter | None:
+        """The synchronous Rust table behind this limiter, or ``None`` (use the async methods)."""
+        ...
 
     async def check(self, key: str, limit: float, period_s: float, cost: float = 1.0) -> Decision:
         """Decide ``cost`` units for ``key``, consuming them when allowed.
@@ -58,6 +71,19 @@ class Limiter(Protocol):
             limit: Units per period, as in the check.
             period_s: The period, as in the check.
             cost: Units to give back (reserved minus used).
+        """
+        ...
+
+    async def charge(self, key: str, limit: float, period_s: float, cost: float) -> None:
+        """Take ``cost`` units from ``key`` even when they do not fit (settling a request that used more
+        than it reserved); the bucket may go into debt, at most ``MAX_DEBT_PERIODS`` (2) periods ahead of
+        now, and later requests wait until it has refilled.
+
+        Args:
+            key: The bucket's name.
+            limit: Units per period, as in the check.
+            period_s: The period, as in the check.
+            cost: Units to take (used minus reserved).
         """
         ...
 

@@ -63,6 +63,9 @@ class LocalLimiter:
         self._core = RateLimiter(path, capacity)
         if path is not None and (owner := os.stat(path).st_uid) != os.getuid():
             raise LimiterError(f"limiter table {os.fspath(path)!r} belongs to uid {owner}, not to this user")
+        #: The Rust table, for synchronous calls on the hot path (see :class:`Limiter`); an attribute,
+        #: not a property: the limit phase reads it on every request.
+        self.sync_core: RateLimiter = self._core
 
     @property
     def core(self) -> RateLimiter:
@@ -77,6 +80,10 @@ class LocalLimiter:
     async def refund(self, key: str, limit: float, period_s: float, cost: float) -> None:
         """Give ``cost`` units back to ``key`` (see :meth:`Limiter.refund`)."""
         self._core.refund(key, limit, period_s, cost)
+
+    async def charge(self, key: str, limit: float, period_s: float, cost: float) -> None:
+        """Take ``cost`` units from ``key`` even into debt (see :meth:`Limiter.charge`)."""
+        self._core.charge(key, limit, period_s, cost)
 
     async def peek(self, key: str, limit: float, period_s: float) -> tuple[float, float]:
         """``(remaining, reset_s)`` of ``key`` (see :meth:`Limiter.peek`)."""

@@ -29,14 +29,19 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ferrogate._core import InvalidRateError
+from ferrogate._core import InvalidRateError, RateLimiter
 from ferrogate.limits.decision import Decision
 
 #: Prefix of every bucket key in Redis.
 KEY_PREFIX = "ferrogate:rl:"
 
-#: KEYS[1] = the bucket; ARGV = mode ("check", "refund", "peek"), limit, period_us, cost.
+#: A charge never puts a bucket's TAT more than this many periods ahead of now (as ``MAX_DEBT_PERIODS`` in
+#: ``rust_core/src/ratelimit/gcra.rs``).
+MAX_DEBT_PERIODS = 2
+
+#: KEYS[1] = the bucket; ARGV = mode ("check", "refund", "charge", "peek"), limit, period_us, cost.
 #: Returns {allowed (0/1), remaining, retry_after_us (-1: never fits), reset_us}; numbers as strings.
+#: The key expires (PX) when its bucket is full again, i.e. at its TAT (after a charge, past the debt).
 GCRA_LUA = """
 local mode = ARGV[1]
 local limit = tonumber(ARGV[2])
@@ -70,6 +75,15 @@ if mode == 'refund' then
   end
   return {1, '0', '0', '0'}
 end
+if mode == 'charge' then
+  if inc > 0 then
+    local new = math.max(tat, math.min(base + inc, now + MAX_DEBT_PERIODS * period))
+    if new > tat then
+      redis.call('SET', KEYS[1], fmt(new), 'PX', math.ceil((new - now) / 1000) + 1)
+    end
+  end
+  return {1, '0', '0', '0'}
+end
 if inc <= budget - used then
   local after = used + inc
   if inc > 0 then
@@ -80,7 +94,7 @@ end
 local retry = -1
 if inc <= budget then retry = used + inc - budget end
 return {0, fmt(remaining(used)), fmt(retry), fmt(used)}
-"""
+""".replace("MAX_DEBT_PERIODS", str(MAX_DEBT_PERIODS))
 
 #: The longest period accepted, as in the Rust core (about 31 years).
 MAX_PERIOD_S = 1e9
@@ -109,6 +123,8 @@ class RedisLimiter:
     def __init__(self, client: aioredis.Redis, prefix: str = KEY_PREFIX) -> None:
         self._client = client
         self._owned = False
+        #: Always ``None``: every decision is a Redis round trip, awaited (see :class:`Limiter`).
+        self.sync_core: RateLimiter | None = None
         self._prefix = prefix
         self._script = client.register_script(GCRA_LUA)
 
@@ -154,6 +170,10 @@ class RedisLimiter:
     async def refund(self, key: str, limit: float, period_s: float, cost: float) -> None:
         """Give ``cost`` units back to ``key`` (see :meth:`Limiter.refund`)."""
         await self._run("refund", key, limit, period_s, cost)
+
+    async def charge(self, key: str, limit: float, period_s: float, cost: float) -> None:
+        """Take ``cost`` units from ``key`` even into debt (see :meth:`Limiter.charge`)."""
+        await self._run("charge", key, limit, period_s, cost)
 
     async def peek(self, key: str, limit: float, period_s: float) -> tuple[float, float]:
         """``(remaining, reset_s)`` of ``key`` (see :meth:`Limiter.peek`)."""

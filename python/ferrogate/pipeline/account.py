@@ -19,9 +19,7 @@ from ferrogate.pipeline.limit import settle
 log = logging.getLogger("ferrogate.request")
 
 
-async def account(
-    ctx: RequestContext, limiter: Limiter, recorder: UsageRecorder | None, prices: PriceTable
-) -> None:
+async def account(ctx: RequestContext, limiter: Limiter, recorder: UsageRecorder | None, prices: PriceTable) -> None:
     """Phase, always run: settle limits, meter usage and cost, log at debug level.
 
     Requests refused before authentication are not metered (they belong to no key); with metering off

@@ -60,8 +60,10 @@ class ChatChain:
             await receive(ctx, scope, proto, deps.max_body)
             await authenticate(ctx, scope, deps.auth)
             authorize(ctx)
-            await limit(ctx, deps.limiter, headers, deps.default_max_tokens)
-            route(ctx, deps.router)
+            if (pending := limit(ctx, deps.limiter, headers, deps.default_max_tokens)) is not None:
+                await pending
+            if (pending := route(ctx, deps.router, deps.limiter, headers, deps.default_max_tokens)) is not None:
+                await pending
             if ctx.identity.budgets and deps.recorder is not None:  # no metering: no spend to hold against
                 await budget(ctx, deps.ledger, deps.prices, deps.default_max_tokens)
             reply = await forward(ctx)

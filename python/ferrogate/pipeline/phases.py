@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -18,7 +19,9 @@ from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError, Scope
 from ferrogate import _core
 from ferrogate.auth.authenticator import Authenticator
 from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.limits import Limiter
 from ferrogate.pipeline.context import RequestContext, Usage
+from ferrogate.pipeline.limit import check_deployment
 from ferrogate.pipeline.router import Router
 from ferrogate.pipeline.validate import validate_chat
 from ferrogate.providers.base import Reply
@@ -82,9 +85,28 @@ def authorize(ctx: RequestContext) -> None:
         )
 
 
-def route(ctx: RequestContext, router: Router) -> None:
-    """Phase 4: pick the deployment that serves ``ctx.model`` (404 if no group has that name)."""
+def route(
+    ctx: RequestContext,
+    router: Router,
+    limiter: Limiter,
+    headers: list[tuple[str, str]],
+    default_max_tokens: int,
+) -> Coroutine[Any, Any, None] | None:
+    """Phase 4: pick the deployment that serves ``ctx.model`` (404 if no group has that name).
+
+    A deployment with ``rpm``/``tpm`` limits then takes the request's cost from its buckets (429
+    ``deployment_rpm_exceeded``/``deployment_tpm_exceeded`` otherwise; see
+    :func:`ferrogate.pipeline.limit.check_deployment`). Returns ``None`` when done, else a coroutine
+    the chain awaits (deployment limits kept in Redis): without deployment limits the phase stays
+    synchronous.
+    """
     router.pick(ctx)
+    if not router.limited:
+        return None
+    limits = router.limited.get(ctx.group)
+    if limits is None:
+        return None
+    return check_deployment(ctx, limiter, limits, headers, default_max_tokens)
 
 
 async def forward(ctx: RequestContext) -> Reply:

@@ -291,9 +291,7 @@ class SqlUsage:
             for start in range(0, len(rows), CHUNK):
                 chunk = rows[start : start + CHUNK]
                 sql = (
-                    head
-                    + ", ".join(marks for _ in chunk)
-                    + " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+                    head + ", ".join(marks for _ in chunk) + " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
                 )
                 stored = {r["request_id"] for r in await tx.fetch(sql, *chain.from_iterable(chunk))}
                 new += len(stored)

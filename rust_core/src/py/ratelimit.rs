@@ -48,6 +48,12 @@ impl PyRateLimiter {
         Ok(self.inner.refund(key, limit, period_s, cost)?)
     }
 
+    /// Consumes `cost` units of `key` even when they do not fit: the bucket may go into debt
+    /// (at most `MAX_DEBT_PERIODS` periods ahead), which later requests wait out.
+    fn charge(&self, key: &str, limit: f64, period_s: f64, cost: f64) -> PyResult<()> {
+        Ok(self.inner.charge(key, limit, period_s, cost)?)
+    }
+
     /// `(remaining, reset_s)` of `key` without consuming.
     fn peek(&self, key: &str, limit: f64, period_s: f64) -> PyResult<(f64, f64)> {
         Ok(self.inner.peek(key, limit, period_s)?)

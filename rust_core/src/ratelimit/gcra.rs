@@ -18,11 +18,21 @@
 //! The guarantee this gives: in any window of length `w`, the admitted cost is at most
 //! `limit + w * limit / period` (the burst plus what refilled), which is the token-bucket
 //! bound; from a full bucket, at most `limit` units within the first emission interval.
+//!
+//! A [`Rate::charge`] (settling a stream that used more than it reserved) consumes whatever
+//! the bucket holds: the TAT may run ahead of `now + period`, a debt later requests wait out.
+//! The debt is bounded: a charge never moves the TAT more than [`MAX_DEBT_PERIODS`] periods
+//! ahead of `now`, so one runaway request costs its key at most that long a pause.
 
 use crate::error::LimitError;
 
 /// Longest period accepted: about 31 years, so TAT arithmetic never nears `u64::MAX`.
 const MAX_PERIOD_NS: f64 = 1e18;
+
+/// A [`Rate::charge`] never puts the TAT more than this many periods ahead of `now`: a bucket
+/// holds at most one period of debt beyond being empty, so the next request of cost `c` waits
+/// at most one period plus `c` intervals.
+pub const MAX_DEBT_PERIODS: u64 = 2;
 
 /// One limit: `limit` units per `period`, burst `limit`. Built once per decision from the
 /// caller's plain values (cheap: a few float operations).
@@ -150,6 +160,19 @@ impl Rate {
         (tat > now && cost_ns > 0).then(|| tat.saturating_sub(cost_ns).max(now))
     }
 
+    /// Consumes `cost_ns` from a bucket with TAT `tat` whether or not it fits (the account
+    /// phase charging tokens a request used beyond its reservation): the new TAT is
+    /// `max(tat, now) + cost_ns`, capped at `now + MAX_DEBT_PERIODS * period` (a TAT already
+    /// beyond the cap is left as it is). `None` when there is nothing to change.
+    pub fn charge(&self, tat: u64, now: u64, cost_ns: u64) -> Option<u64> {
+        if cost_ns == 0 {
+            return None;
+        }
+        let cap = now.saturating_add(MAX_DEBT_PERIODS.saturating_mul(self.period_ns));
+        let new = tat.max(now).saturating_add(cost_ns).min(cap).max(tat);
+        (new != tat).then_some(new)
+    }
+
     /// The state of a bucket with TAT `tat` at `now` without consuming: `(remaining, reset_s)`.
     pub fn peek(&self, tat: u64, now: u64) -> (f64, f64) {
         let used = tat.saturating_sub(now);
@@ -236,6 +259,41 @@ mod tests {
         );
         assert_eq!(rate.refund(now, now, 5), None);
         assert_eq!(rate.peek(now, now), (10.0, 0.0));
+    }
+
+    #[test]
+    fn charge_goes_into_debt_up_to_the_cap() {
+        let rate = Rate::new(10.0, 1.0).unwrap();
+        let now = 5 * S;
+        // Nine of ten used, then a charge of five: four units of debt.
+        let (tat, _) = rate.check(0, now, rate.cost_ns(9.0).unwrap());
+        let tat = rate
+            .charge(tat.unwrap(), now, rate.cost_ns(5.0).unwrap())
+            .unwrap();
+        assert_eq!(tat, now + 14 * S / 10);
+        let (new, d) = rate.check(tat, now, rate.cost_ns(1.0).unwrap());
+        assert!(new.is_none() && !d.allowed && d.remaining == 0.0);
+        assert!((d.retry_after_s - 0.5).abs() < 1e-6, "{}", d.retry_after_s);
+        assert!((d.reset_s - 1.4).abs() < 1e-6);
+        // Once the debt and one interval have refilled, one unit fits again.
+        let later = now + 5 * S / 10;
+        assert!(
+            !rate
+                .check(tat, later - 1000, rate.cost_ns(1.0).unwrap())
+                .1
+                .allowed
+        );
+        assert!(rate.check(tat, later, rate.cost_ns(1.0).unwrap()).1.allowed);
+        // A huge charge stops at MAX_DEBT_PERIODS periods ahead; an empty bucket charges from now.
+        let capped = rate.charge(tat, now, rate.cost_ns(1e6).unwrap()).unwrap();
+        assert_eq!(capped, now + MAX_DEBT_PERIODS * S);
+        assert_eq!(rate.charge(capped, now, 1), None);
+        assert_eq!(rate.charge(capped + S, now, 1), None); // beyond the cap: left as it is
+        assert_eq!(
+            rate.charge(0, now, rate.cost_ns(3.0).unwrap()),
+            Some(now + 3 * S / 10)
+        );
+        assert_eq!(rate.charge(tat, now, 0), None);
     }
 
     #[test]

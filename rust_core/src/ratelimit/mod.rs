@@ -2,7 +2,8 @@
 //! bounded table that every worker process of an instance can share.
 //!
 //! - [`gcra`]: the arithmetic ([`Rate`], [`Decision`]): one theoretical arrival time per key,
-//!   `limit` units per period with a burst of `limit`.
+//!   `limit` units per period with a burst of `limit`; checks, refunds, peeks and charges (a
+//!   forced take that may leave the bucket in bounded debt).
 //! - [`table`]: the [`Limiter`], a fixed-capacity table of `key_hash -> TAT` slots updated with
 //!   128-bit compare-and-swap; in process memory or in a shared file.
 //! - `shm`: the shared file's layout and mapping (the crate's only `unsafe` code).
@@ -27,5 +28,5 @@ pub mod gcra;
 mod shm;
 pub mod table;
 
-pub use gcra::{Decision, Rate};
+pub use gcra::{Decision, Rate, MAX_DEBT_PERIODS};
 pub use table::{key_hash, now_ns, Limiter, GROUP};

@@ -182,6 +182,28 @@ impl Limiter {
         Ok(())
     }
 
+    /// Consumes `cost` units of `key` whether or not they fit (the account phase charging what
+    /// a request used beyond its reservation): the bucket may go into debt, up to
+    /// [`MAX_DEBT_PERIODS`](super::gcra::MAX_DEBT_PERIODS) periods ahead (see [`Rate::charge`]).
+    pub fn charge(
+        &self,
+        key: &str,
+        limit: f64,
+        period_s: f64,
+        cost: f64,
+    ) -> Result<(), LimitError> {
+        self.charge_at(key, &Rate::new(limit, period_s)?, cost, now_ns())
+    }
+
+    /// [`Limiter::charge`] at an explicit time `now`.
+    pub fn charge_at(&self, key: &str, rate: &Rate, cost: f64, now: u64) -> Result<(), LimitError> {
+        let cost_ns = rate.cost_ns(cost)?;
+        self.update(key_hash(key), now, true, |tat| {
+            (rate.charge(tat, now, cost_ns), ())
+        });
+        Ok(())
+    }
+
     /// `(remaining, reset_s)` of `key` without consuming (for response headers).
     pub fn peek(&self, key: &str, limit: f64, period_s: f64) -> Result<(f64, f64), LimitError> {
         Ok(self.peek_at(key, &Rate::new(limit, period_s)?, now_ns()))
@@ -364,6 +386,20 @@ mod tests {
         limiter.refund_at("x", &rate, 4.0, S).unwrap();
         let (remaining, reset) = limiter.peek_at("x", &rate, S);
         assert!((remaining - 4.0).abs() < 1e-6 && (reset - 0.6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn charge_claims_a_slot_and_puts_the_bucket_in_debt() {
+        let limiter = Limiter::in_memory(16).unwrap();
+        let rate = Rate::new(10.0, 1.0).unwrap();
+        limiter.charge_at("x", &rate, 12.0, S).unwrap();
+        assert_eq!(limiter.occupancy(S), (1, 1));
+        assert_eq!(limiter.peek_at("x", &rate, S), (0.0, 1.2));
+        assert!(!limiter.check_at("x", &rate, 1.0, S).unwrap().allowed);
+        // Refilled past the debt (0.2 s) plus one interval (0.1 s): one unit fits.
+        let later = S + 3 * S / 10;
+        assert!(limiter.check_at("x", &rate, 1.0, later).unwrap().allowed);
+        assert!(!limiter.check_at("x", &rate, 1.0, later).unwrap().allowed);
     }
 
     #[test]

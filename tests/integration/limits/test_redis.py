@@ -18,7 +18,7 @@ import redis
 
 from ferrogate._core import InvalidRateError
 from ferrogate.limits import RedisLimiter
-from ferrogate.limits.redis import KEY_PREFIX
+from ferrogate.limits.redis import KEY_PREFIX, MAX_DEBT_PERIODS
 
 from .workers import hammer_redis, hammer_redis_clients
 
@@ -95,6 +95,55 @@ def test_buckets_expire_when_full_again() -> None:
             assert 0 < ttl <= 2
             await asyncio.sleep(0.01)
             assert await limiter._client.exists(KEY_PREFIX + key) == 0
+        finally:
+            await limiter.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_charged_bucket_refuses_until_it_has_refilled() -> None:
+    async def scenario() -> None:
+        limiter = RedisLimiter.from_url(URL)
+        key = fresh_key()
+        try:
+            assert limiter.sync_core is None
+            # Limit 10 per second: reserve 8, then the request turned out to need 7 more (only 2 were left).
+            assert (await limiter.check(key, 10, 1.0, 8)).allowed
+            await limiter.charge(key, 10, 1.0, 7)
+            remaining, reset_s = await limiter.peek(key, 10, 1.0)
+            assert remaining == 0.0 and reset_s == pytest.approx(1.5, abs=0.02)  # half a period of debt
+            ttl = await limiter._client.pttl(KEY_PREFIX + key)  # expires when full again, past the debt
+            assert 1400 < ttl <= 1502
+            refused = await limiter.check(key, 10, 1.0)
+            assert not refused.allowed and refused.retry_after_s == pytest.approx(0.6, abs=0.02)
+            await asyncio.sleep(refused.retry_after_s - 0.3)  # 0.3 s short of it
+            assert not (await limiter.check(key, 10, 1.0)).allowed
+            await asyncio.sleep(0.35)
+            assert (await limiter.check(key, 10, 1.0)).allowed
+        finally:
+            await limiter.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_charge_debt_is_bounded_like_the_rust_table() -> None:
+    async def scenario() -> None:
+        limiter = RedisLimiter.from_url(URL)
+        key = fresh_key()
+        try:
+            await limiter.charge(key, 100, 60.0, 1e9)  # capped at MAX_DEBT_PERIODS periods ahead
+            remaining, reset_s = await limiter.peek(key, 100, 60.0)
+            assert remaining == 0.0 and reset_s == pytest.approx(MAX_DEBT_PERIODS * 60.0, abs=0.05)
+            assert 119_000 < await limiter._client.pttl(KEY_PREFIX + key) <= 120_002
+            await limiter.charge(key, 100, 60.0, 50)  # at the cap already: unchanged
+            assert (await limiter.peek(key, 100, 60.0))[1] == pytest.approx(120.0, abs=0.05)
+            refused = await limiter.check(key, 100, 60.0)
+            assert not refused.allowed and refused.retry_after_s == pytest.approx(60.6, abs=0.05)
+            untouched = fresh_key()
+            await limiter.charge(untouched, 100, 60.0, 0)
+            assert await limiter._client.exists(KEY_PREFIX + untouched) == 0
+            with pytest.raises(InvalidRateError):
+                await limiter.charge(key, 100, 60.0, -1)
         finally:
             await limiter.aclose()
 

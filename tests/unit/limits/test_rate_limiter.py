@@ -144,3 +144,39 @@ def test_default_table_path() -> None:
     path = default_table_path("8080")
     assert path.name == f"ferrogate-limits-{os.getuid()}-8080"
     assert os.path.isdir(path.parent)
+
+
+def test_a_charged_bucket_refuses_until_it_has_refilled() -> None:
+    async def scenario() -> None:
+        limiter = LocalLimiter(None, capacity=64)
+        assert limiter.sync_core is limiter.core
+        # Limit 10 per second: reserve 8, then the request turned out to need 7 more (only 2 were left).
+        assert (await limiter.check("tpm", 10, 1.0, 8)).allowed
+        await limiter.charge("tpm", 10, 1.0, 7)
+        remaining, reset_s = await limiter.peek("tpm", 10, 1.0)
+        assert remaining == 0.0 and reset_s == pytest.approx(1.5, abs=0.01)  # half a period of debt
+        refused = await limiter.check("tpm", 10, 1.0)
+        assert not refused.allowed and refused.retry_after_s == pytest.approx(0.6, abs=0.01)
+        await asyncio.sleep(refused.retry_after_s - 0.3)  # 0.3 s short of it
+        assert not (await limiter.check("tpm", 10, 1.0)).allowed
+        await asyncio.sleep(0.35)
+        assert (await limiter.check("tpm", 10, 1.0)).allowed
+
+    asyncio.run(scenario())
+
+
+def test_charge_debt_is_bounded_and_claims_a_slot() -> None:
+    limiter = RateLimiter(capacity=16)
+    limiter.charge("k", 100, 60.0, 1e9)  # far beyond the limit: capped at two periods ahead
+    remaining, reset_s = limiter.peek("k", 100, 60.0)
+    assert remaining == 0.0 and reset_s == pytest.approx(120.0, abs=0.01)
+    assert limiter.occupancy() == (1, 1)
+    limiter.charge("k", 100, 60.0, 50)  # already at the cap: nothing more
+    assert limiter.peek("k", 100, 60.0)[1] == pytest.approx(120.0, abs=0.01)
+    refused = limiter.check("k", 100, 60.0)
+    assert not refused[0] and refused[2] == pytest.approx(60.6, abs=0.01)
+    limiter.charge("k", 100, 60.0, 0)  # a zero charge changes nothing, also for unknown keys
+    limiter.charge("other", 100, 60.0, 0)
+    assert limiter.occupancy() == (1, 1)
+    with pytest.raises(InvalidRateError):
+        limiter.charge("k", 100, 60.0, -1)
