@@ -90,13 +90,20 @@ def _start_server(name: str, cmd: list[str], env: dict[str, str] | None, port: i
 
 
 def start_gateway(
-    args: argparse.Namespace, upstream_port: int, logdir: Path, name: str = "gateway", bare: bool = False
+    args: argparse.Namespace,
+    upstream_port: int,
+    logdir: Path,
+    name: str = "gateway",
+    *,
+    limits: bool = True,
+    metering: bool = True,
 ) -> tuple[Any, Target | None, str]:
     """Start `ferrogate serve` on the server CPU; (proc, target, '') or (None, None, reason to skip).
 
     The default gateway runs the whole pipeline of a limited key: key rpm + tpm buckets (limits that never
     refuse: their cost is measured, not their refusals) and usage metering. ``bare`` (``--ab``): a key without
-    limits and metering off, the same run's baseline for the cost of limits + metering.
+    limits and metering off, the same run's baseline for the cost of limits + metering. ``limits`` and
+    ``metering`` switch the two separately.
     """
     exe = Path(args.ferrogate)
     if not exe.exists():
@@ -104,7 +111,7 @@ def start_gateway(
     logdir = logdir / name
     logdir.mkdir(exist_ok=True)
     config = logdir / "gateway.yaml"
-    config.write_text(GATEWAY_YAML.format(port=upstream_port) + ("metering: {enabled: false}\n" if bare else ""))
+    config.write_text(GATEWAY_YAML.format(port=upstream_port) + ("" if metering else "metering: {enabled: false}\n"))
     port = procs.free_port()
     cmd = [str(exe), "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     cmd += args.gateway_arg
@@ -119,16 +126,16 @@ def start_gateway(
         [*manage, "teams", "create", "--name", "bench"], capture_output=True, text=True, env=env, timeout=60, check=True
     )
     team_id = json.loads(team.stdout)["id"]
-    limits = [] if bare else ["--rpm", str(10**9), "--tpm", str(10**12)]
+    limit_args = ["--rpm", str(10**9), "--tpm", str(10**12)] if limits else []
     key = subprocess.run(
-        [*manage, "keys", "create", "--name", "bench", "--team", team_id, *limits],
+        [*manage, "keys", "create", "--name", "bench", "--team", team_id, *limit_args],
         capture_output=True,
         text=True,
         env=env,
         timeout=60,
         check=True,
     )
-    what = "no limits, metering off" if bare else "key rpm+tpm limits, metering on"
+    what = f"{'key rpm+tpm limits' if limits else 'no limits'}, metering {'on' if metering else 'off'}"
     print(f"{name}: {' '.join(cmd[1:])} (a virtual key; {what})", file=sys.stderr)
     proc = _start_server(name, cmd, env, port, args.server_cpu, logdir)
     if proc is None:
@@ -202,7 +209,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     servers.append(gw)
                     targets.append(gw_target)
                 if args.ab and not skipped:
-                    bare, bare_target, skipped = start_gateway(args, up.port, logdir, "gateway-bare", bare=True)
+                    bare, bare_target, skipped = start_gateway(
+                        args, up.port, logdir, "gateway-bare", limits=False, metering=False
+                    )
                     if bare is not None:
                         servers.append(bare)
                         targets.append(bare_target)

@@ -2,11 +2,13 @@
 
 A budget's balance is ``spent + reserved``: ``spent`` sums ``budget_spend`` over the days of the current
 period (the usage insert adds each new record's cost there in its own transaction, see
-:meth:`~ferrogate.store.usage.SqlUsage.insert_many`), ``reserved`` sums the unexpired
-``budget_reservations``. :meth:`SqlBudgets.reserve` checks every budget of a request's chain and holds the
-worst-case cost on all of them in one transaction, serialised per budget (SQLite: the write lock of
-``BEGIN IMMEDIATE``; PostgreSQL: a transaction-scoped advisory lock per budget, taken in a fixed order), and
-reads each balance in one statement (one snapshot). So concurrent requests can never reserve past a budget;
+:meth:`~ferrogate.store.usage.SqlUsage.insert_many`), ``reserved`` is ``budget_held``, the running sum of
+the budget's ``budget_reservations`` rows (every insert and delete of a row adjusts it in the same
+transaction; expired rows are swept when the budget is next reserved against).
+:meth:`SqlBudgets.reserve` checks every budget of a request's chain and holds the worst-case cost on
+all of them in one transaction, serialised per budget (SQLite: the write lock of ``BEGIN IMMEDIATE``;
+PostgreSQL: a transaction-scoped advisory lock per budget, taken in a fixed order), and reads each
+balance in one statement (one snapshot). So concurrent requests can never reserve past a budget;
 the usage insert replaces a reservation by the real cost atomically (a stream that ran past its
 reservation is counted at its real cost).
 
@@ -70,15 +72,25 @@ class SqlBudgets:
     def __init__(self, db: SqlStore) -> None:
         self._db = db
 
-    async def _balance(self, tx: Tx, hold: Hold, now: Any) -> Balance:
-        sql = (
+    async def _balance(self, tx: Tx, hold: Hold) -> Balance:
+        sql = (  # one statement: one snapshot of spend and holds (PostgreSQL reads at READ COMMITTED)
             "SELECT (SELECT COALESCE(SUM(cost_usd), 0.0) FROM budget_spend"
             " WHERE scope = ? AND owner_id = ? AND day >= ?) AS spent,"
-            " (SELECT COALESCE(SUM(amount_usd), 0.0) FROM budget_reservations"
-            " WHERE scope = ? AND owner_id = ? AND expires_at > ?) AS reserved"
+            " (SELECT COALESCE(MAX(held_usd), 0.0) FROM budget_held WHERE scope = ? AND owner_id = ?) AS reserved"
         )
-        rows = await tx.fetch(sql, hold.scope, hold.owner_id, hold.since_day, hold.scope, hold.owner_id, now)
-        return Balance(float(rows[0]["spent"]), float(rows[0]["reserved"]))
+        rows = await tx.fetch(sql, hold.scope, hold.owner_id, hold.since_day, hold.scope, hold.owner_id)
+        return Balance(float(rows[0]["spent"]), max(0.0, float(rows[0]["reserved"])))  # max: float residue
+
+    async def _sweep(self, tx: Tx, hold: Hold, now: Any) -> None:
+        """Drop the expired reservations of ``hold``'s budget (a worker died before its usage was stored)."""
+        gone = await tx.fetch(
+            "DELETE FROM budget_reservations WHERE scope = ? AND owner_id = ? AND expires_at <= ? RETURNING amount_usd",
+            hold.scope,
+            hold.owner_id,
+            now,
+        )
+        if gone:
+            await adjust_held(tx, {(hold.scope, hold.owner_id): -sum(float(r["amount_usd"]) for r in gone)})
 
     async def reserve(
         self,
@@ -115,7 +127,8 @@ class SqlBudgets:
         async def op(tx: Tx) -> Reservation:
             for hold in sorted(holds, key=lambda h: (h.scope, h.owner_id)):  # one order: no deadlock
                 await db.lock(tx, f"budget:{hold.scope}:{hold.owner_id}")
-            balances = [await self._balance(tx, h, stamp) for h in holds]
+                await self._sweep(tx, hold, stamp)
+            balances = [await self._balance(tx, h) for h in holds]
             refused = next(
                 (
                     i
@@ -125,16 +138,20 @@ class SqlBudgets:
                 None,
             )
             if refused is None:
+                added: dict[tuple[str, str], float] = {}
                 for hold in holds:
-                    await tx.execute(
+                    new = await tx.fetch(
                         "INSERT INTO budget_reservations (request_id, scope, owner_id, amount_usd, expires_at)"
-                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (request_id, scope) DO NOTHING",
+                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (request_id, scope) DO NOTHING RETURNING 1",
                         request_id,
                         hold.scope,
                         hold.owner_id,
                         amount_usd,
                         expires,
                     )
+                    if new:
+                        added[(hold.scope, hold.owner_id)] = amount_usd
+                await adjust_held(tx, added)
             result = Reservation(refused, balances)
             if soft_fraction is not None:
                 for i, (hold, bal) in enumerate(zip(holds, balances, strict=True)):
@@ -164,9 +181,9 @@ class SqlBudgets:
         Example:
             >>> # [b.spent_usd for b in await store.budgets.balances(holds, now=datetime.now(UTC))]
         """
-        stamp = self._db.ts_in(now)
+        del now  # balances are current: expired holds are swept by the next reservation
         async with self._db.transaction(write=False) as tx:
-            return [await self._balance(tx, h, stamp) for h in holds]
+            return [await self._balance(tx, h) for h in holds]
 
     async def release(self, request_id: str) -> None:
         """Drop the reservations of ``request_id`` (its usage will not be stored, e.g. a refused request).
@@ -175,4 +192,33 @@ class SqlBudgets:
             >>> # await store.budgets.release("req_1")
         """
         async with self._db.transaction() as tx:
-            await tx.execute("DELETE FROM budget_reservations WHERE request_id = ?", request_id)
+            await release_holds(tx, [request_id])
+
+
+async def release_holds(tx: Tx, request_ids: Sequence[str]) -> None:
+    """Delete the reservations of ``request_ids`` and take their amounts off ``budget_held`` (inside ``tx``)."""
+    if not request_ids:
+        return
+    gone = await tx.fetch(
+        "DELETE FROM budget_reservations WHERE request_id IN ("  # noqa: S608 (placeholders only)
+        + ", ".join("?" for _ in request_ids)
+        + ") RETURNING scope, owner_id, amount_usd",
+        *request_ids,
+    )
+    delta: dict[tuple[str, str], float] = {}
+    for row in gone:
+        slot = (row["scope"], row["owner_id"])
+        delta[slot] = delta.get(slot, 0.0) - float(row["amount_usd"])
+    await adjust_held(tx, delta)
+
+
+async def adjust_held(tx: Tx, delta: dict[tuple[str, str], float]) -> None:
+    """Add each amount to its budget's ``budget_held`` row (created at 0), in one lock order."""
+    if not delta:
+        return
+    await tx.fetch(
+        "INSERT INTO budget_held (scope, owner_id, held_usd) VALUES "  # noqa: S608 (placeholders only)
+        + ", ".join("(?, ?, ?)" for _ in delta)
+        + " ON CONFLICT (scope, owner_id) DO UPDATE SET held_usd = budget_held.held_usd + excluded.held_usd",
+        *(v for slot, amount in sorted(delta.items()) for v in (*slot, amount)),
+    )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from ferrogate.store.budgets import release_holds
 from ferrogate.store.errors import InvalidValue, NotFound
 from ferrogate.store.fields import when
 from ferrogate.store.records import Page
@@ -206,11 +207,7 @@ async def _ledger(tx: Any, new: list[UsageRecord], rows: list[tuple[Any, ...]]) 
             + " ON CONFLICT (scope, owner_id, day) DO UPDATE SET cost_usd = budget_spend.cost_usd + excluded.cost_usd",
             *chain.from_iterable((*slot, cost) for slot, cost in sorted(spend.items())),  # one lock order
         )
-    if rows:
-        await tx.execute(
-            "DELETE FROM budget_reservations WHERE request_id IN (" + ", ".join("?" for _ in rows) + ")",  # noqa: S608
-            *(row[0] for row in rows),
-        )
+    await release_holds(tx, [row[0] for row in rows])
 
 
 def _cursor(group_by: str, value: str) -> str:

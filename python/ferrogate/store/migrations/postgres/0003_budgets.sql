@@ -2,7 +2,8 @@
 --   budget_spend: cost per (scope, owner, UTC day), added in the same transaction that stores the usage
 --     records (so spend and usage never disagree); a period's spend is the sum of its days.
 --   budget_reservations: worst-case cost held by requests in flight; the row of a request is deleted in
---     the transaction that stores its usage record, and ignored after expires_at (a crashed worker's).
+--     the transaction that stores its usage record, or after expires_at (a crashed worker's).
+--   budget_held: the sum of each budget's reservation rows, kept in step with them (read in O(1)).
 --   budget_notices: one row per soft-limit/exhausted notice sent for a budget period (sent once).
 
 ALTER TABLE users ADD COLUMN rpm BIGINT;
@@ -28,6 +29,13 @@ CREATE TABLE budget_reservations (
     PRIMARY KEY (request_id, scope)
 );
 CREATE INDEX budget_reservations_owner_idx ON budget_reservations (scope, owner_id, expires_at);
+
+CREATE TABLE budget_held (
+    scope     TEXT NOT NULL,
+    owner_id  TEXT NOT NULL,
+    held_usd  DOUBLE PRECISION NOT NULL DEFAULT 0,
+    PRIMARY KEY (scope, owner_id)
+);
 
 CREATE TABLE budget_notices (
     scope         TEXT NOT NULL,
