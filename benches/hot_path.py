@@ -73,25 +73,38 @@ async def main() -> None:
         await store.migrate()
         team = await store.teams.create("bench")
         hasher = KeyHasher(master.encode())
-        secret, limited = new_key(), new_key()
+        secret, limited, budgeted = new_key(), new_key(), new_key()
         await store.keys.create(hasher.hash(secret), display_prefix(secret), name="b", team_id=team.id)
-        huge = 10**12  # limits that never refuse: the phase's cost, not its refusals, is measured
+        huge = 10**12  # limits and budgets that never refuse: their cost, not their refusals, is measured
         await store.keys.create(
             hasher.hash(limited), display_prefix(limited), name="l", team_id=team.id, rpm=huge, tpm=huge
         )
-        config = load_config_text(
-            f"server: {{spool_dir: '{Path(tmp) / 'spool'}'}}\n"
-            "upstreams: [{name: n, provider: openai, base_url: 'http://127.0.0.1:9/v1'}]\n"
-            "model_groups: [{name: bench, deployments: [{upstream: n}]}]\n",
-            "bench",
+        await store.keys.create(
+            hasher.hash(budgeted), display_prefix(budgeted), name="m", team_id=team.id, rpm=huge, tpm=huge, budget=1e12
         )
-        settings = Settings(master, False, url, None, auth_cache_ttl_s=3600)
-        gateway = Gateway(config, store, settings)
-        gateway.router._routes["bench"] = (_Canned(), "bench")  # type: ignore[assignment]
+        gateways = {}
+        for metering in (False, True):
+            config = load_config_text(
+                f"server: {{spool_dir: '{Path(tmp) / 'spool'}'}}\n"
+                f"metering: {{enabled: {str(metering).lower()}}}\n"
+                "upstreams: [{name: n, provider: openai, base_url: 'http://127.0.0.1:9/v1'}]\n"
+                "model_groups: [{name: bench, deployments: [{upstream: n, price: {input: 1, output: 2}}]}]\n",
+                "bench",
+            )
+            settings = Settings(master, False, url, None, auth_cache_ttl_s=3600)
+            gw = gateways[metering] = Gateway(config, store, settings)
+            gw.router._routes["bench"] = (_Canned(), "bench")  # type: ignore[assignment]
+        gateway = gateways[True]
         writer = asyncio.create_task(gateway.recorder.run())  # usage records go to the store, as in a worker
         n = int(os.environ.get("HOT_N", "20000"))
         results = {}
-        for name, key in (("no limits", secret), ("key rpm+tpm limits", limited)):
+        cases = (
+            ("no limits, metering off", secret, gateways[False]),
+            ("no limits, metering on", secret, gateway),
+            ("key rpm+tpm limits, metering on", limited, gateway),
+            ("limits + key budget, metering on", budgeted, gateway),
+        )
+        for name, key, gateway in cases:
             scope: Any = _Scope({"authorization": f"Bearer {key}", "content-length": str(len(BODY))})
             proto = _Proto()
             await gateway.__rsgi__(scope, proto)  # type: ignore[arg-type]
@@ -108,11 +121,14 @@ async def main() -> None:
                 f"{name}: median {results[name]:.1f} µs CPU per request (7 batches of {n}); "
                 f"runs: {', '.join(f'{r:.1f}' for r in runs)}"
             )
-        await gateway.recorder.close()
+        await gateways[True].recorder.close()
         await writer
         await store.close()
-    extra = results["key rpm+tpm limits"] - results["no limits"]
-    print(f"the limit phase adds {extra:.1f} µs per request; metering (account) is in both")
+    meter = results["no limits, metering on"] - results["no limits, metering off"]
+    limit = results["key rpm+tpm limits, metering on"] - results["no limits, metering on"]
+    budget = results["limits + key budget, metering on"] - results["key rpm+tpm limits, metering on"]
+    print(f"metering adds {meter:.1f} µs per request, the limit phase {limit:.1f} µs: together {meter + limit:.1f} µs")
+    print(f"a budget (one store transaction holding the worst case, released by the usage insert) adds {budget:.1f} µs")
 
 
 if __name__ == "__main__":
