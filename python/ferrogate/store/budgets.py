@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ferrogate.store.errors import InvalidValue
 
 if TYPE_CHECKING:
-    from ferrogate.store.sql import SqlStore, Tx
+    from ferrogate.store.sql import Program, Row, SqlStore, Statement, Tx
 
 SCOPES = ("key", "user", "team")
 
@@ -72,25 +72,18 @@ class SqlBudgets:
     def __init__(self, db: SqlStore) -> None:
         self._db = db
 
-    async def _balance(self, tx: Tx, hold: Hold) -> Balance:
-        sql = (  # one statement: one snapshot of spend and holds (PostgreSQL reads at READ COMMITTED)
+    @staticmethod
+    def _balance_sql(hold: Hold) -> Statement:
+        return (  # one statement: one snapshot of spend and holds (PostgreSQL reads at READ COMMITTED)
             "SELECT (SELECT COALESCE(SUM(cost_usd), 0.0) FROM budget_spend"
             " WHERE scope = ? AND owner_id = ? AND day >= ?) AS spent,"
-            " (SELECT COALESCE(MAX(held_usd), 0.0) FROM budget_held WHERE scope = ? AND owner_id = ?) AS reserved"
+            " (SELECT COALESCE(MAX(held_usd), 0.0) FROM budget_held WHERE scope = ? AND owner_id = ?) AS reserved",
+            (hold.scope, hold.owner_id, hold.since_day, hold.scope, hold.owner_id),
         )
-        rows = await tx.fetch(sql, hold.scope, hold.owner_id, hold.since_day, hold.scope, hold.owner_id)
-        return Balance(float(rows[0]["spent"]), max(0.0, float(rows[0]["reserved"])))  # max: float residue
 
-    async def _sweep(self, tx: Tx, hold: Hold, now: Any) -> None:
-        """Drop the expired reservations of ``hold``'s budget (a worker died before its usage was stored)."""
-        gone = await tx.fetch(
-            "DELETE FROM budget_reservations WHERE scope = ? AND owner_id = ? AND expires_at <= ? RETURNING amount_usd",
-            hold.scope,
-            hold.owner_id,
-            now,
-        )
-        if gone:
-            await adjust_held(tx, {(hold.scope, hold.owner_id): -sum(float(r["amount_usd"]) for r in gone)})
+    @staticmethod
+    def _balance(rows: list[Row]) -> Balance:
+        return Balance(float(rows[0]["spent"]), max(0.0, float(rows[0]["reserved"])))  # max: float residue
 
     async def reserve(
         self,
@@ -124,11 +117,22 @@ class SqlBudgets:
         expires = self._db.ts_in(now + timedelta(seconds=ttl_s))
         db = self._db
 
-        async def op(tx: Tx) -> Reservation:
+        def program() -> Program[Reservation]:
             for hold in sorted(holds, key=lambda h: (h.scope, h.owner_id)):  # one order: no deadlock
-                await db.lock(tx, f"budget:{hold.scope}:{hold.owner_id}")
-                await self._sweep(tx, hold, stamp)
-            balances = [await self._balance(tx, h) for h in holds]
+                lock = db.lock_sql(f"budget:{hold.scope}:{hold.owner_id}")
+                if lock is not None:
+                    yield lock
+                # expired holds (a worker died before its usage was stored) stop counting
+                gone = yield (
+                    "DELETE FROM budget_reservations WHERE scope = ? AND owner_id = ? AND expires_at <= ?"
+                    " RETURNING amount_usd",
+                    (hold.scope, hold.owner_id, stamp),
+                )
+                if gone:
+                    yield held_sql({(hold.scope, hold.owner_id): -sum(float(r["amount_usd"]) for r in gone)})
+            balances = []
+            for hold in holds:
+                balances.append(self._balance((yield self._balance_sql(hold))))
             refused = next(
                 (
                     i
@@ -140,18 +144,15 @@ class SqlBudgets:
             if refused is None:
                 added: dict[tuple[str, str], float] = {}
                 for hold in holds:
-                    new = await tx.fetch(
+                    new = yield (
                         "INSERT INTO budget_reservations (request_id, scope, owner_id, amount_usd, expires_at)"
                         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (request_id, scope) DO NOTHING RETURNING 1",
-                        request_id,
-                        hold.scope,
-                        hold.owner_id,
-                        amount_usd,
-                        expires,
+                        (request_id, hold.scope, hold.owner_id, amount_usd, expires),
                     )
                     if new:
                         added[(hold.scope, hold.owner_id)] = amount_usd
-                await adjust_held(tx, added)
+                if added:
+                    yield held_sql(added)
             result = Reservation(refused, balances)
             if soft_fraction is not None:
                 for i, (hold, bal) in enumerate(zip(holds, balances, strict=True)):
@@ -159,21 +160,16 @@ class SqlBudgets:
                     if bal.spent_usd >= soft_fraction * hold.limit_usd:
                         kinds.append("soft")
                     for kind in kinds:
-                        new = await tx.fetch(
+                        new = yield (
                             "INSERT INTO budget_notices (scope, owner_id, period_start, kind, created_at)"
                             " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
-                            hold.scope,
-                            hold.owner_id,
-                            hold.since_day,
-                            kind,
-                            stamp,
+                            (hold.scope, hold.owner_id, hold.since_day, kind, stamp),
                         )
                         if new:
                             result.notices.append((i, kind))
             return result
 
-        async with db.transaction() as tx:
-            return await op(tx)
+        return await db.run_program(program())
 
     async def balances(self, holds: Sequence[Hold], *, now: datetime) -> list[Balance]:
         """The current balance of each budget in ``holds`` (for reports).
@@ -183,7 +179,7 @@ class SqlBudgets:
         """
         del now  # balances are current: expired holds are swept by the next reservation
         async with self._db.transaction(write=False) as tx:
-            return [await self._balance(tx, h) for h in holds]
+            return [self._balance(await tx.fetch(sql, *args)) for sql, args in map(self._balance_sql, holds)]
 
     async def release(self, request_id: str) -> None:
         """Drop the reservations of ``request_id`` (its usage will not be stored, e.g. a refused request).
@@ -209,16 +205,16 @@ async def release_holds(tx: Tx, request_ids: Sequence[str]) -> None:
     for row in gone:
         slot = (row["scope"], row["owner_id"])
         delta[slot] = delta.get(slot, 0.0) - float(row["amount_usd"])
-    await adjust_held(tx, delta)
+    if delta:
+        sql, args = held_sql(delta)
+        await tx.fetch(sql, *args)
 
 
-async def adjust_held(tx: Tx, delta: dict[tuple[str, str], float]) -> None:
+def held_sql(delta: dict[tuple[str, str], float]) -> Statement:
     """Add each amount to its budget's ``budget_held`` row (created at 0), in one lock order."""
-    if not delta:
-        return
-    await tx.fetch(
+    return (
         "INSERT INTO budget_held (scope, owner_id, held_usd) VALUES "  # noqa: S608 (placeholders only)
         + ", ".join("(?, ?, ?)" for _ in delta)
         + " ON CONFLICT (scope, owner_id) DO UPDATE SET held_usd = budget_held.held_usd + excluded.held_usd",
-        *(v for slot, amount in sorted(delta.items()) for v in (*slot, amount)),
+        [v for slot, amount in sorted(delta.items()) for v in (*slot, amount)],
     )

@@ -23,7 +23,7 @@ import asyncpg
 
 from ferrogate.store.errors import SchemaError, StoreError
 from ferrogate.store.migrate import Migration, load_migrations, refuse_newer
-from ferrogate.store.sql import IntegrityFault, Row, SqlStore
+from ferrogate.store.sql import IntegrityFault, Row, SqlStore, Statement
 
 T = TypeVar("T")
 #: ``pg_advisory_lock`` key held while migrating (any constant; "fgmigr" in ASCII).
@@ -130,9 +130,9 @@ class PostgresStore(SqlStore):
             else:
                 yield _Tx(conn)
 
-    async def lock(self, tx: Any, name: str) -> None:
+    def lock_sql(self, name: str) -> Statement:
         """A transaction-scoped advisory lock on the 64-bit hash of ``name`` (released at commit/rollback)."""
-        await tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", name)
+        return ("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
 
     def ts_in(self, value: datetime) -> datetime:
         """timestamptz takes the aware datetime as is."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +50,12 @@ class Tx(Protocol):
     async def executemany(self, sql: str, args: Sequence[Sequence[Any]]) -> None:
         """Run a statement once per argument tuple."""
         ...
+
+
+#: One SQL statement with ``?`` placeholders and its arguments.
+Statement = tuple[str, Sequence[Any]]
+#: A transaction written as a generator: yields statements, receives their rows, returns its result.
+Program = Generator[Statement, list[Row], T]
 
 
 class IntegrityFault(Exception):
@@ -207,12 +213,33 @@ class SqlStore(ABC):
         check_versions(await self.applied_versions(), self.migrations)
 
     # ---- helpers for the entity modules --------------------------------------------------------------------
-    async def lock(self, tx: Tx, name: str) -> None:  # noqa: B027 (a no-op default, not abstract)
-        """Hold the lock ``name`` until ``tx`` ends (serialises read-check-write sequences across processes).
+    def lock_sql(self, name: str) -> Statement | None:
+        """The statement that holds the lock ``name`` until the transaction ends (serialising a
+        read-check-write across processes), or ``None`` when write transactions are serialised anyway
+        (SQLite's ``BEGIN IMMEDIATE``)."""
+        return None
 
-        The default does nothing: a backend whose write transactions are already serialised (SQLite's
-        ``BEGIN IMMEDIATE``) needs none.
+    async def run_program(self, program: Program[T]) -> T:
+        """Run ``program`` in one write transaction: each statement it yields is executed and its rows sent
+        back; its return value is the result (rolled back if it raises).
+
+        One program is written once for both backends; SQLite runs it whole on the store's thread (one
+        thread hop instead of one per statement, ~35 µs of CPU each), PostgreSQL statement by statement.
+
+        Example:
+            >>> def count() -> Program[int]:
+            ...     rows = yield ("SELECT COUNT(*) AS n FROM teams", ())
+            ...     return int(rows[0]["n"])
+            >>> # await store.run_program(count())
         """
+        async with self.transaction() as tx:
+            try:
+                sql, args = next(program)
+                while True:
+                    sql, args = program.send(await tx.fetch(sql, *args))
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
 
     def bind(self, value: Any) -> Any:
         """A parameter in the backend's form (datetimes converted, everything else as is)."""

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from ferrogate.store.errors import SchemaError, StoreError
 from ferrogate.store.migrate import Migration, load_migrations, refuse_newer
-from ferrogate.store.sql import IntegrityFault, Row, SqlStore
+from ferrogate.store.sql import IntegrityFault, Program, Row, SqlStore
 
 T = TypeVar("T")
 _UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)$")
@@ -127,6 +127,27 @@ class SqliteStore(SqlStore):
                 await asyncio.shield(self.run(functools.partial(self._end, False)))
                 raise
             await self.run(functools.partial(self._end, True))
+
+    async def run_program(self, program: Program[T]) -> T:
+        """Run ``program`` whole on the store's thread, inside ``BEGIN IMMEDIATE`` (see the base class)."""
+
+        def go() -> T:
+            self._begin()
+            try:
+                try:
+                    sql, args = next(program)
+                    while True:
+                        sql, args = program.send(self.conn.execute(sql, args).fetchall())
+                except StopIteration as stop:
+                    result: T = stop.value
+            except BaseException:
+                self._end(False)
+                raise
+            self._end(True)
+            return result
+
+        async with self._lock:
+            return await self.run(go)
 
     def ts_in(self, value: datetime) -> str:
         """Fixed-width ISO-8601 UTC text, so text order is time order.
