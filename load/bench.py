@@ -97,13 +97,15 @@ def start_gateway(
     *,
     limits: bool = True,
     metering: bool = True,
+    extra_yaml: str = "",
 ) -> tuple[Any, Target | None, str]:
     """Start `ferrogate serve` on the server CPU; (proc, target, '') or (None, None, reason to skip).
 
     The default gateway runs the whole pipeline of a limited key: key rpm + tpm buckets (limits that never
     refuse: their cost is measured, not their refusals) and usage metering. ``bare`` (``--ab``): a key without
     limits and metering off, the same run's baseline for the cost of limits + metering. ``limits`` and
-    ``metering`` switch the two separately.
+    ``metering`` switch the two separately; ``extra_yaml`` is appended to the configuration (e.g. the
+    ``metrics``, ``audit`` or ``logging`` switches, see load/features.py).
     """
     exe = Path(args.ferrogate)
     if not exe.exists():
@@ -111,7 +113,9 @@ def start_gateway(
     logdir = logdir / name
     logdir.mkdir(exist_ok=True)
     config = logdir / "gateway.yaml"
-    config.write_text(GATEWAY_YAML.format(port=upstream_port) + ("" if metering else "metering: {enabled: false}\n"))
+    config.write_text(
+        GATEWAY_YAML.format(port=upstream_port) + ("" if metering else "metering: {enabled: false}\n") + extra_yaml
+    )
     port = procs.free_port()
     cmd = [str(exe), "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     cmd += args.gateway_arg

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.config
 import os
 import sys
 from collections.abc import Sequence
@@ -102,6 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
+    from ferrogate.observability.logs import logging_config
     from ferrogate.server.settings import Settings, SettingsError
     from ferrogate.store import StoreError
 
@@ -117,6 +119,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     if settings.dev:
         print("ferrogate: --dev: callers without a key are let in; not for production", file=sys.stderr)
+    log_config = logging_config(args.log_level, config.logging.format)
+    logging.config.dictConfig(log_config)  # the workers apply the same (Granian's log_dictconfig)
     _warn_unpriced(config)
     if not settings.redis_url:  # the workers of this instance share one limiter table
         from ferrogate.limits import default_table_path
@@ -127,6 +131,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("ferrogate: --workers must be at least 1", file=sys.stderr)
         return 1
+    import shutil
+
+    from ferrogate.observability.metrics import instance_directory
+
+    # The workers' Prometheus files (multiprocess mode): a fresh directory for this instance, removed at exit,
+    # unless PROMETHEUS_MULTIPROC_DIR is set. Prometheus-client is not loaded in this process before it is set.
+    metrics_dir = instance_directory(str(args.port))
     print(
         f"ferrogate {__version__} listening on http://{args.host}:{args.port} "
         f"({args.workers} worker(s); models: {', '.join(g.name for g in config.model_groups) or 'none'})",
@@ -140,11 +151,16 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        log_dictconfig=log_config,
         log_access=False,
         websockets=False,  # no WebSocket route: skip the upgrade handling
         workers_kill_timeout=int(config.server.grace_period_s) + 5,
     )
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

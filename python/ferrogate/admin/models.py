@@ -323,3 +323,55 @@ class UsageList(BaseModel):
 
     data: list[UsageRowOut]
     next_cursor: str | None
+
+
+# ---- audit ---------------------------------------------------------------------------------
+
+
+class AuditQuery(_In):
+    """Filters and paging of the audit trail (``from`` inclusive, ``to`` exclusive, ISO-8601; chain order)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    actor: str | None = Field(None, description='a key id, "master" or "cli" (admin events); a key id (requests)')
+    team_id: str | None = None
+    action: str | None = Field(None, description="e.g. team.create, key.revoke, chat.completions")
+    kind: Literal["admin", "request"] | None = None
+    target: str | None = Field(None, description="the id of the object changed, or the model requested")
+    since: datetime | None = Field(None, alias="from")
+    until: datetime | None = Field(None, alias="to")
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class AuditOut(BaseModel):
+    """One record of the audit trail, with its place in the hash chain."""
+
+    seq: int = Field(description="position in the chain: 1, 2, 3, ...")
+    event_id: str
+    created_at: datetime
+    kind: Literal["admin", "request"]
+    actor: str
+    action: str
+    target: str | None
+    team_id: str | None
+    data: dict[str, Any] | str = Field(
+        description="admin: before, after, changed (secrets removed); request: ids, model, status, tokens, cost, "
+        "latency (no prompt or completion content)"
+    )
+    prev_hash: str
+    hash: str = Field(description="SHA-256 over the record's fields and prev_hash (see docs/audit.md)")
+
+    @classmethod
+    def of(cls, record: Any) -> AuditOut:
+        """The answer form of a :class:`~ferrogate.store.audit.AuditRecord` (its JSON data parsed)."""
+        values = {name: getattr(record, name) for name in cls.model_fields}
+        values["data"] = record.payload()
+        return cls.model_validate(values)
+
+
+class AuditList(BaseModel):
+    """One page of the audit trail, in chain order; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    data: list[AuditOut]
+    next_cursor: str | None

@@ -74,7 +74,7 @@ class Principal:
     @property
     def actor(self) -> str:
         """How the audit trail names this caller."""
-        return self.key_id or "master-key"
+        return self.key_id or "master"
 
     def sees_team(self, team_id: str | None) -> bool:
         """Whether objects of ``team_id`` are visible to this caller."""

@@ -31,6 +31,7 @@ ROUTES: tuple[R, ...] = (
     R("POST", KEY + "/revoke", P.KEYS_WRITE, "Revoke a key (refused within 1 s everywhere)", m.KeyOut, S.revoke_key),
     R("POST", KEY + "/rotate", P.KEYS_WRITE, "Rotate a key's secret", m.KeySecret, S.rotate_key, m.KeyRotate),
     R("GET", "/admin/v1/usage", P.USAGE_READ, "Usage and cost sums", m.UsageList, S.usage, query=m.UsageQuery),
+    R("GET", "/admin/v1/audit", P.AUDIT_READ, "Audit trail", m.AuditList, S.list_audit, query=m.AuditQuery),
     R("GET", "/admin/v1/llm/upstreams", P.LLM_READ, "List upstreams", m.UpstreamList, S.list_upstreams),
     R("GET", "/admin/v1/llm/model_groups", P.LLM_READ, "List model groups", m.ModelGroupList, S.list_model_groups),
 )

@@ -3,6 +3,10 @@
 ``team_admin`` callers are scoped to their own team: other teams' objects answer 404 (their
 existence is not revealed), lists are filtered to the team, and they may create only
 ``member`` keys and ``member``/``team_admin`` users there.
+
+Every change (create, update, delete of teams, users and keys; key revoke and rotate) leaves an audit
+event (actor, action, target, the object before and after, secrets removed) that is durable, in the store or
+in the audit spool, before the handler answers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 from ferrogate.admin import models as m
 from ferrogate.admin.rbac import Principal, Role
 from ferrogate.admin.table import Call
+from ferrogate.audit.events import admin_event
+from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.keys import KeyHasher, display_prefix, new_key
 from ferrogate.config import Config
 from ferrogate.errors import ErrorKind, GatewayError
@@ -40,15 +46,30 @@ def _forbidden(message: str) -> GatewayError:
 
 
 class AdminService:
-    """The admin plane's state: the store, the configuration, the key hasher, cache invalidation."""
+    """The admin plane's state: the store, the configuration, the key hasher, cache invalidation, the audit
+    writer (``None``: changes are not audited)."""
 
     def __init__(
-        self, store: Store, config: Config, hasher: KeyHasher, invalidate: Callable[[str | None], Awaitable[None]]
+        self,
+        store: Store,
+        config: Config,
+        hasher: KeyHasher,
+        invalidate: Callable[[str | None], Awaitable[None]],
+        audit: AuditWriter | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.hasher = hasher
         self.invalidate = invalidate  # drop a key hash (or everything) from every auth cache
+        self.audit = audit
+
+    async def _audited(
+        self, call: Call, action: str, target: str, team_id: str | None, before: Any, after: Any
+    ) -> None:
+        """Record the change in the audit trail (scrubbed of secrets); returns once the event is durable."""
+        if self.audit is not None:
+            event = admin_event(call.principal.actor, action, target, team_id, before, after)
+            await self.audit.record_and_flush(event)
 
     # ---- scoping ----
 
@@ -69,6 +90,7 @@ class AdminService:
     async def create_team(self, call: Call) -> m.TeamOut:
         body: m.TeamCreate = call.body
         team = await self.store.teams.create(body.name, **body.model_dump(exclude={"name"}))
+        await self._audited(call, "team.create", team.id, team.id, None, team)
         return m.TeamOut.model_validate(team)
 
     async def list_teams(self, call: Call) -> m.TeamList:
@@ -87,14 +109,20 @@ class AdminService:
 
     async def update_team(self, call: Call) -> m.TeamOut:
         body: m.TeamUpdate = call.body
-        team = await self.store.teams.update(call.params["team_id"], body.model_dump(exclude_unset=True))
+        team_id = call.params["team_id"]
+        old = await self.store.teams.get(team_id) if self.audit is not None else None
+        team = await self.store.teams.update(team_id, body.model_dump(exclude_unset=True))
         await self.invalidate(None)  # the team's model list feeds every one of its keys' identities
+        await self._audited(call, "team.update", team.id, team.id, old, team)
         return m.TeamOut.model_validate(team)
 
     async def delete_team(self, call: Call) -> m.Deleted:
-        await self.store.teams.delete(call.params["team_id"])
+        team_id = call.params["team_id"]
+        old = await self.store.teams.get(team_id) if self.audit is not None else None
+        await self.store.teams.delete(team_id)
         await self.invalidate(None)
-        return m.Deleted(id=call.params["team_id"])
+        await self._audited(call, "team.delete", team_id, team_id, old, None)
+        return m.Deleted(id=team_id)
 
     # ---- users ----
 
@@ -108,6 +136,7 @@ class AdminService:
                 raise _forbidden(f"a team admin cannot create a user with role {body.role!r}")
         fields = body.model_dump(exclude={"team_id", "name", "metadata"})
         user = await self.store.users.create(body.team_id, body.name, metadata=body.metadata, **fields)
+        await self._audited(call, "user.create", user.id, user.team_id, None, user)
         return m.UserOut.model_validate(user)
 
     async def list_users(self, call: Call) -> m.UserList:
@@ -127,15 +156,17 @@ class AdminService:
 
     async def update_user(self, call: Call) -> m.UserOut:
         body: m.UserUpdate = call.body
-        await self._user(call)
+        old = await self._user(call)
         if call.principal.role is Role.TEAM_ADMIN and body.role not in (None, "member", "team_admin"):
             raise _forbidden(f"a team admin cannot give role {body.role!r}")
         user = await self.store.users.update(call.params["user_id"], body.model_dump(exclude_unset=True))
+        await self._audited(call, "user.update", user.id, user.team_id, old, user)
         return m.UserOut.model_validate(user)
 
     async def delete_user(self, call: Call) -> m.Deleted:
-        await self._user(call)
+        old = await self._user(call)
         await self.store.users.delete(call.params["user_id"])
+        await self._audited(call, "user.delete", old.id, old.team_id, old, None)
         return m.Deleted(id=call.params["user_id"])
 
     # ---- keys ----
@@ -165,6 +196,7 @@ class AdminService:
         key = await self.store.keys.create(
             self.hasher.hash(secret), display_prefix(secret), metadata=body.metadata, **fields
         )
+        await self._audited(call, "key.create", key.id, key.team_id, None, key)
         return _secret(key, secret)
 
     async def list_keys(self, call: Call) -> m.KeyList:
@@ -205,18 +237,21 @@ class AdminService:
             changes["expires_at"] = changes["expires_at"].replace(tzinfo=UTC)
         key = await self.store.keys.update(old.id, changes)
         await self._forget(old)
+        await self._audited(call, "key.update", key.id, key.team_id, old, key)
         return _key_out(key)
 
     async def delete_key(self, call: Call) -> m.Deleted:
         old = await self._key(call)
         await self.store.keys.delete(old.id)
         await self._forget(old)
+        await self._audited(call, "key.delete", old.id, old.team_id, old, None)
         return m.Deleted(id=old.id)
 
     async def revoke_key(self, call: Call) -> m.KeyOut:
         old = await self._key(call)
         key = await self.store.keys.revoke(old.id)
         await self._forget(old)
+        await self._audited(call, "key.revoke", key.id, key.team_id, old, key)
         return _key_out(key)
 
     async def rotate_key(self, call: Call) -> m.KeySecret:
@@ -228,6 +263,7 @@ class AdminService:
         grace_until = datetime.now(UTC) + timedelta(seconds=body.grace_period_s)
         key = await self.store.keys.rotate(old.id, self.hasher.hash(secret), display_prefix(secret), grace_until)
         await self._forget(old)
+        await self._audited(call, "key.rotate", key.id, key.team_id, old, key)
         return _secret(key, secret)
 
     async def _forget(self, key: Key) -> None:
@@ -253,6 +289,25 @@ class AdminService:
             cursor=q.cursor,
         )
         return m.UsageList(data=[m.UsageRowOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
+
+    # ---- audit ----
+
+    async def list_audit(self, call: Call) -> m.AuditList:
+        q: m.AuditQuery = call.query
+        team_id = self._own_team(call.principal, q.team_id)  # admin and auditor: the filter as given
+        since, until = (_aware(t) for t in (q.since, q.until))
+        page = await self.store.audit.list(
+            actor=q.actor,
+            team_id=team_id,
+            action=q.action,
+            kind=q.kind,
+            target=q.target,
+            since=since,
+            until=until,
+            limit=q.limit,
+            cursor=q.cursor,
+        )
+        return m.AuditList(data=[m.AuditOut.of(r) for r in page.items], next_cursor=page.next_cursor)
 
     # ---- llm ----
 

@@ -131,12 +131,37 @@ class BudgetSettings(_Strict):
         return value
 
 
+class AuditSettings(_Strict):
+    """The hash-chained audit trail (docs/audit.md). Admin changes are always audited."""
+
+    requests: bool = Field(True, description="one audit record per data-plane request (ids, status, tokens, cost)")
+    content: Literal[False] = Field(False, description="prompt/completion content: not captured (reserved)")
+    batch_size: int = Field(500, ge=1, le=10_000, description="records per store transaction")
+    interval_s: float = Field(0.5, gt=0, le=60, description="the longest a record waits in memory")
+
+
+class MetricsSettings(_Strict):
+    """Prometheus metrics on ``GET /metrics`` (docs/metrics.md)."""
+
+    enabled: bool = Field(True, description="off: requests are not counted (/metrics still answers)")
+
+
+class LoggingSettings(_Strict):
+    """Logs on standard error; the level is ``--log-level`` / ``FERROGATE_LOG_LEVEL``."""
+
+    format: Literal["json", "text"] = Field("json", description="the process log: JSON lines or text")
+    requests: bool = Field(True, description="one JSON line per data-plane request (at info level)")
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     metering: MeteringSettings = Field(default_factory=MeteringSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     upstreams: list[Upstream] = Field(default_factory=list)
     model_groups: list[ModelGroup] = Field(default_factory=list)
 

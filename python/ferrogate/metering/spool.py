@@ -7,6 +7,10 @@ lock is free belongs to a process that is gone: :meth:`Spool.claim` takes it ove
 processes claiming it at once cannot both win. Lines that cannot be parsed (a write torn by a crash) are
 moved to ``usage-rejected.log`` in the same directory rather than dropped silently.
 
+The spool is generic over what it holds: by default usage records (``usage-*`` files); the audit writer keeps
+audit events in its own directory with ``Spool(directory, prefix="audit", decode=AuditEvent.from_json)``.
+A spool only ever touches files with its own prefix.
+
 Example:
     >>> # spool = Spool(Path("/var/lib/ferrogate/spool"))
     >>> # spool.append(records)               # durable when it returns
@@ -21,8 +25,9 @@ import fcntl
 import logging
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from ferrogate.store.errors import InvalidValue
 from ferrogate.store.usage import UsageRecord
@@ -31,59 +36,87 @@ log = logging.getLogger("ferrogate.metering")
 REJECTED = "usage-rejected.log"
 
 
+class Spoolable(Protocol):
+    """What a spool holds: anything that writes itself as one line of JSON."""
+
+    def to_json(self) -> bytes:
+        """One JSON object, no newline."""
+        ...
+
+
+R = TypeVar("R", bound=Spoolable)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def parse_lines(data: bytes) -> tuple[list[UsageRecord], list[bytes], int]:
+@overload
+def parse_lines(data: bytes) -> tuple[list[UsageRecord], list[bytes], int]: ...
+@overload
+def parse_lines(data: bytes, decode: Callable[[bytes], R]) -> tuple[list[R], list[bytes], int]: ...
+def parse_lines(
+    data: bytes, decode: Callable[[bytes], Any] = UsageRecord.from_json
+) -> tuple[list[Any], list[bytes], int]:
     """The records in the complete lines of ``data``, the lines that failed to parse, and the bytes consumed.
 
-    A trailing piece without a newline is not consumed (it may still be being written).
+    A trailing piece without a newline is not consumed (it may still be being written). ``decode`` reads one
+    line (usage records by default) and raises :class:`InvalidValue` for a line it cannot read.
 
     Example:
         >>> parse_lines(b'not json\\n{"partial')
         ([], [b'not json'], 9)
     """
     end = data.rfind(b"\n") + 1
-    records: list[UsageRecord] = []
+    records: list[Any] = []
     bad: list[bytes] = []
     for line in data[:end].split(b"\n"):
         if not line.strip():
             continue
         try:
-            records.append(UsageRecord.from_json(line))
+            records.append(decode(line))
         except InvalidValue:
             bad.append(line)
     return records, bad, end
 
 
-class Spool:
+class Spool(Generic[R]):
     """This process's spool file, plus the files that crashed predecessors left in the same directory.
 
     Args:
         directory: where spool files live (created if missing); share it between a host's workers.
+        prefix: the file names' prefix (``<prefix>-<pid>-<random>.jsonl``, ``<prefix>-rejected.log``).
+        decode: reads one line back (raises :class:`InvalidValue` for a line it cannot read).
 
     Raises:
         OSError: the directory cannot be created.
     """
 
-    def __init__(self, directory: Path) -> None:
+    @overload
+    def __init__(self: Spool[UsageRecord], directory: Path) -> None: ...
+    @overload
+    def __init__(self, directory: Path, *, prefix: str, decode: Callable[[bytes], R]) -> None: ...
+    def __init__(
+        self, directory: Path, *, prefix: str = "usage", decode: Callable[[bytes], Any] = UsageRecord.from_json
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.prefix = prefix
+        self._decode = decode
         self.path: Path | None = None
         self._fd: int | None = None
 
     def _open(self) -> int:
         if self._fd is None:
-            path = self.directory / f"usage-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+            path = self.directory / f"{self.prefix}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else holds it
             self.path, self._fd = path, fd
         return self._fd
 
-    def append(self, records: Iterable[UsageRecord]) -> int:
+    def append(self, records: Iterable[R]) -> int:
         """Append ``records`` as JSON lines and ``fsync``; how many. Durable when it returns.
 
         Raises:
@@ -107,7 +140,7 @@ class Spool:
         """
         return 0 if self._fd is None else os.fstat(self._fd).st_size
 
-    def read(self) -> tuple[list[UsageRecord], int]:
+    def read(self) -> tuple[list[R], int]:
         """The records in this process's file and the offset up to which they were read.
 
         Unparseable lines are moved to the rejected log (they still count towards the offset).
@@ -117,7 +150,7 @@ class Spool:
         """
         if self.path is None or not self.size():
             return [], 0
-        records, bad, end = parse_lines(self.path.read_bytes())
+        records, bad, end = parse_lines(self.path.read_bytes(), self._decode)
         self.reject(bad)
         return records, end
 
@@ -138,15 +171,16 @@ class Spool:
         os.fsync(self._fd)
 
     def leftovers(self) -> list[Path]:
-        """Spool files other than this process's own, oldest name first (live ones are skipped by :meth:`claim`).
+        """Spool files (of this prefix) other than this process's own, oldest name first (live ones are skipped
+        by :meth:`claim`).
 
         Example:
             >>> # for path in spool.leftovers(): ...
         """
-        return sorted(p for p in self.directory.glob("*.jsonl") if p != self.path)
+        return sorted(p for p in self.directory.glob(f"{self.prefix}-*.jsonl") if p != self.path)
 
     @contextlib.contextmanager
-    def claim(self, path: Path) -> Iterator[tuple[list[UsageRecord], int] | None]:
+    def claim(self, path: Path) -> Iterator[tuple[list[R], int] | None]:
         """Lock a file left by another process: its records and its fd, or ``None`` if it is live or gone.
 
         The lock is held until the block exits; call :meth:`finish` inside the block once the records are
@@ -176,7 +210,7 @@ class Spool:
                 return
             with os.fdopen(os.dup(fd), "rb") as f:
                 data = f.read()
-            records, bad, end = parse_lines(data)
+            records, bad, end = parse_lines(data, self._decode)
             self.reject(bad + ([data[end:]] if data[end:].strip() else []))  # a torn last line: its writer died
             yield records, fd
         finally:
@@ -200,8 +234,9 @@ class Spool:
         """
         if not lines:
             return
-        log.error("usage spool: %d unreadable line(s) moved to %s", len(lines), self.directory / REJECTED)
-        fd = os.open(self.directory / REJECTED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        rejected = self.directory / f"{self.prefix}-rejected.log"  # REJECTED for usage
+        log.error("%s spool: %d unreadable line(s) moved to %s", self.prefix, len(lines), rejected)
+        fd = os.open(rejected, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             _write_all(fd, b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
             os.fsync(fd)

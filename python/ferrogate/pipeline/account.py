@@ -1,8 +1,10 @@
 """The account phase: always runs, last, whatever happened (the error is in ``ctx.error``).
 
-Settles the tokens-per-minute reservation with the real usage, prices the request, and hands
+Settles the tokens-per-minute reservation with the real usage, prices the request, hands
 one usage record to the metering recorder (a deque append: the batched, spooled store write
-happens off the hot path). Audit events and metrics join here with their issues.
+happens off the hot path), one event to the audit writer (the same: a deque append, batched and
+hash-chained off the hot path), one line to the request log (a buffer append) and its numbers to
+the worker's metrics (plain counters, flushed to prometheus-client every second).
 """
 
 from __future__ import annotations
@@ -11,68 +13,76 @@ import logging
 from datetime import UTC, datetime
 from time import perf_counter
 
+from ferrogate.audit.events import request_event
+from ferrogate.audit.writer import AuditWriter
 from ferrogate.limits import Limiter
 from ferrogate.metering import PriceTable, UsageRecord, UsageRecorder
+from ferrogate.observability.logs import RequestLog
+from ferrogate.observability.metrics import Metrics
 from ferrogate.pipeline.context import RequestContext
 from ferrogate.pipeline.limit import settle
 
 log = logging.getLogger("ferrogate.request")
 
 
-async def account(ctx: RequestContext, limiter: Limiter, recorder: UsageRecorder | None, prices: PriceTable) -> None:
-    """Phase, always run: settle limits, meter usage and cost, log at debug level.
+async def account(
+    ctx: RequestContext,
+    limiter: Limiter,
+    recorder: UsageRecorder | None,
+    prices: PriceTable,
+    request_log: RequestLog | None = None,
+    audit: AuditWriter | None = None,
+    metrics: Metrics | None = None,
+) -> None:
+    """Phase, always run: settle limits, meter usage and cost, write the request's log line.
 
-    Requests refused before authentication are not metered (they belong to no key); with metering off
-    (``recorder`` is ``None``) nothing is recorded. The usage record also releases the request's budget
-    hold when it is stored (the real cost replaces the worst case).
+    Requests refused before authentication are not metered (they belong to no key) but are logged; with
+    metering off (``recorder`` is ``None``) nothing is recorded. The usage record also releases the
+    request's budget hold when it is stored (the real cost replaces the worst case).
     """
     if ctx.tpm_keys:
         try:
             await settle(ctx, limiter)
         except Exception:
             log.exception("request %s: settling the token reservation failed", ctx.request_id)
+    latency_ms = (perf_counter() - ctx.started) * 1000.0
     identity = ctx.identity
-    if identity is None or recorder is None:
-        return
+    cost = None
     usage = ctx.usage
-    upstream_model = ctx.upstream_model or None
-    provider = ctx.provider
-    if usage is None:
-        prompt = completion = cached = reasoning = 0
-        counted = False
-    else:
-        prompt, completion = usage.prompt_tokens, usage.completion_tokens
-        cached, reasoning, counted = usage.cached_tokens, usage.reasoning_tokens, usage.counted
-    cost = prices.cost(upstream_model or ctx.model, prompt, completion, cached)
-    recorder.record(
-        UsageRecord(
-            request_id=ctx.request_id,
-            created_at=datetime.now(UTC),
-            model=ctx.model,
-            status=ctx.status,
-            stream=ctx.stream,
-            key_id=identity.key_id,
-            team_id=identity.team_id,
-            user_id=identity.user_id,
-            upstream=provider.name if provider is not None else None,
-            upstream_model=upstream_model,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cached_tokens=cached,
-            reasoning_tokens=reasoning,
-            counted=counted,
-            cost_usd=cost,
-            latency_ms=(perf_counter() - ctx.started) * 1000.0,
+    if identity is not None and recorder is not None:
+        upstream_model = ctx.upstream_model or None
+        provider = ctx.provider
+        if usage is None:
+            prompt = completion = cached = reasoning = 0
+            counted = False
+        else:
+            prompt, completion = usage.prompt_tokens, usage.completion_tokens
+            cached, reasoning, counted = usage.cached_tokens, usage.reasoning_tokens, usage.counted
+        cost = prices.cost(upstream_model or ctx.model, prompt, completion, cached)
+        recorder.record(
+            UsageRecord(
+                request_id=ctx.request_id,
+                created_at=datetime.now(UTC),
+                model=ctx.model,
+                status=ctx.status,
+                stream=ctx.stream,
+                key_id=identity.key_id,
+                team_id=identity.team_id,
+                user_id=identity.user_id,
+                upstream=provider.name if provider is not None else None,
+                upstream_model=upstream_model,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cached_tokens=cached,
+                reasoning_tokens=reasoning,
+                counted=counted,
+                cost_usd=cost,
+                latency_ms=latency_ms,
+            )
         )
-    )
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug(
-            "request %s model=%s status=%s prompt=%s completion=%s cost=%s error=%r",
-            ctx.request_id,
-            ctx.model,
-            ctx.status,
-            prompt,
-            completion,
-            cost,
-            ctx.error,
-        )
+    if audit is not None and identity is not None:  # like metering: a request of no key is logged, not audited
+        audit.record(request_event(ctx, cost_usd=cost, prices=prices, latency_ms=latency_ms))
+    if request_log is not None and request_log.enabled:
+        request_log.log(ctx, latency_ms, cost)
+    if metrics is not None:
+        metrics.observe(ctx, cost)

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 
 from granian.rsgi import HTTPProtocol, Scope
 
+from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.authenticator import Authenticator
 from ferrogate.budgets.ledger import BudgetLedger
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.limits import Limiter
 from ferrogate.metering import PriceTable, UsageRecorder
+from ferrogate.observability.logs import RequestLog
+from ferrogate.observability.metrics import Metrics
 from ferrogate.pipeline.account import account
 from ferrogate.pipeline.budget import budget
 from ferrogate.pipeline.context import RequestContext
@@ -31,6 +34,9 @@ class ChainDeps:
     limiter: Limiter
     recorder: UsageRecorder | None  # None: metering off
     ledger: BudgetLedger
+    request_log: RequestLog
+    audit: AuditWriter | None  # None: data-plane requests are not audited (audit.requests: false)
+    metrics: Metrics | None  # None: metrics off
     prices: PriceTable
     max_body: int
     default_max_tokens: int
@@ -56,6 +62,11 @@ class ChatChain:
         """Serve one request; ``headers`` go on every response (``x-request-id``, rate limits)."""
         deps = self.deps
         ctx = RequestContext(rid)
+        if headers[0][1] is not rid:  # the client's own x-request-id, echoed
+            ctx.client_request_id = headers[0][1]
+        traceparent = scope.headers.get("traceparent")
+        if traceparent is not None:
+            ctx.trace_id = trace_id(traceparent)
         try:
             await receive(ctx, scope, proto, deps.max_body)
             await authenticate(ctx, scope, deps.auth)
@@ -79,7 +90,24 @@ class ChatChain:
             ctx.status = internal.status
             write_error(proto, internal, headers)
         finally:
-            await account(ctx, deps.limiter, deps.recorder, deps.prices)
+            await account(ctx, deps.limiter, deps.recorder, deps.prices, deps.request_log, deps.audit, deps.metrics)
+
+
+def trace_id(traceparent: str) -> str | None:
+    """The trace id of a W3C ``traceparent`` (``00-<32 hex>-<16 hex>-<2 hex>``), or ``None`` if malformed.
+
+    Example:
+        >>> trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        '4bf92f3577b34da6a3ce929d0e0e4736'
+    """
+    parts = traceparent.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[1] == "0" * 32:
+        return None
+    try:
+        int(parts[1], 16)
+    except ValueError:
+        return None
+    return parts[1].lower()
 
 
 def write_error(proto: HTTPProtocol, err: GatewayError, headers: list[tuple[str, str]]) -> None:

@@ -41,6 +41,7 @@ class RequestContext:
 
     __slots__ = (
         "body",
+        "client_request_id",
         "deployment_index",
         "error",
         "group",
@@ -58,12 +59,19 @@ class RequestContext:
         "stream",
         "tpm_keys",
         "tpm_reserved",
+        "trace_id",
+        "ttft_s",
         "upstream_model",
+        "upstream_s",
         "usage",
     )
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
+        self.client_request_id: str | None = None  # the client's x-request-id, when it sent a well-formed one
+        self.trace_id: str | None = None  # from a valid W3C traceparent header
+        self.upstream_s = -1.0  # seconds spent on the upstream exchange (forward + relaying a stream)
+        self.ttft_s = -1.0  # seconds from arrival to the first streamed byte sent to the client
         self.started = perf_counter()
         self.body = b""
         self.payload: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Coroutine
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -111,7 +112,11 @@ def route(
 
 async def forward(ctx: RequestContext) -> Reply:
     """Phase 5: the provider adapter sends the request upstream (502/504 on faults)."""
-    reply: Reply = await ctx.provider.chat(ctx)
+    start = perf_counter()
+    try:
+        reply: Reply = await ctx.provider.chat(ctx)
+    finally:
+        ctx.upstream_s = perf_counter() - start  # until the answer's head (a stream adds its relay time)
     return reply
 
 
@@ -135,6 +140,7 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
             ctx.usage = _json_usage(body)
         return
     fault = reply.fault
+    relay_start = perf_counter()
     strip = not ctx.include_usage
     meter = _core.ChatStreamMeter(_core.encoding_for_model(ctx.upstream_model))
     transport = proto.response_stream(
@@ -159,6 +165,8 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
                 elif done and ctx.include_usage and ctx.usage is None and meter.usage is None:
                     data = _with_usage(ctx, meter, data)
                 if data:
+                    if ctx.ttft_s < 0.0:
+                        ctx.ttft_s = perf_counter() - ctx.started
                     await transport.send_bytes(data)
         except GatewayError as err:
             ctx.fail(err)
@@ -175,6 +183,7 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
         del transport
         if reply.release is not None:
             await reply.release()
+        ctx.upstream_s += perf_counter() - relay_start
         ctx.usage = _stream_usage(ctx, meter)
         ctx.response_model = meter.model
 

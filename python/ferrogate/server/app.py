@@ -25,6 +25,7 @@ from granian.rsgi import HTTPProtocol, Scope
 from ferrogate import _core
 from ferrogate.admin.api import AdminApi
 from ferrogate.admin.service import AdminService
+from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.authenticator import Authenticator
 from ferrogate.auth.broadcast import Invalidator
 from ferrogate.auth.identity import DEV_IDENTITY
@@ -35,6 +36,8 @@ from ferrogate.config import Config, default_config, load_config
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.limits import Limiter, LocalLimiter, RedisLimiter
 from ferrogate.metering import PriceTable, UsageRecorder, load_prices
+from ferrogate.observability.logs import RequestLog
+from ferrogate.observability.metrics import Metrics
 from ferrogate.pipeline.chain import ChainDeps, ChatChain, write_error
 from ferrogate.pipeline.router import Router
 from ferrogate.server.settings import Settings
@@ -66,13 +69,23 @@ class Gateway:
         self.recorder = UsageRecorder(
             store, Path(config.server.spool_dir), batch_size=metering.batch_size, interval_s=metering.interval_s
         )
+        self.audit = AuditWriter(
+            store,
+            Path(config.server.spool_dir) / "audit",
+            batch_size=config.audit.batch_size,
+            interval_s=config.audit.interval_s,
+        )
         budgets = config.budgets
         secret = budgets.webhook_secret.get_secret_value() if budgets.webhook_secret else None
         self.notifier = WebhookNotifier(budgets.webhook_url, secret=secret) if budgets.webhook_url else None
         self.ledger = BudgetLedger(store, budgets, self.notifier)
+        info = logging.getLogger("ferrogate.request").isEnabledFor(logging.INFO)
+        self.request_log = RequestLog(config.logging.requests and info)
         self.limiter: Limiter = (
             RedisLimiter.from_url(settings.redis_url) if settings.redis_url else LocalLimiter(settings.limits_path)
         )
+        prices = price_table(config)
+        self.prometheus = Metrics(config, prices, self.recorder)  # GET /metrics; flushed every second
         self.chat = ChatChain(
             ChainDeps(
                 router=self.router,
@@ -80,13 +93,16 @@ class Gateway:
                 limiter=self.limiter,
                 recorder=self.recorder if metering.enabled else None,
                 ledger=self.ledger,
-                prices=price_table(config),
+                request_log=self.request_log,
+                audit=self.audit if config.audit.requests else None,
+                prices=prices,
+                metrics=self.prometheus if config.metrics.enabled else None,
                 max_body=config.server.max_body_bytes,
                 default_max_tokens=config.server.default_max_tokens,
             )
         )
         self.invalidator = Invalidator(self.auth.forget, settings.redis_url)
-        self.admin = AdminApi(AdminService(store, config, hasher, self.invalidator), settings.master_key)
+        self.admin = AdminApi(AdminService(store, config, hasher, self.invalidator, self.audit), settings.master_key)
         self.in_flight = 0
         self._rid_prefix = os.urandom(6).hex()
         self._seq = 0
@@ -98,6 +114,7 @@ class Gateway:
             "/v1/teams/me/usage": {"GET": self.usage},
             "/health": {"GET": self.health},
             "/ready": {"GET": self.ready},
+            "/metrics": {"GET": self.metrics},
         }
 
     async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
@@ -132,8 +149,12 @@ class Gateway:
         self._tasks.append(loop.create_task(self._every(5.0, self.auth.flush_last_used)))
         self._tasks.append(loop.create_task(self.invalidator.listen()))
         self._tasks.append(loop.create_task(self.recorder.run()))
+        self._tasks.append(loop.create_task(self.audit.run()))
         if self.notifier is not None:
             self._tasks.append(loop.create_task(self.notifier.run()))
+        self._tasks.append(loop.create_task(self.prometheus.run()))
+        if self.request_log.enabled:
+            self._tasks.append(loop.create_task(self.request_log.run()))
         log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
 
     async def _every(self, period_s: float, job: Callable[[], Awaitable[None]]) -> None:
@@ -149,8 +170,11 @@ class Gateway:
         """Worker stop: let in-flight requests finish within the grace period, then close pools."""
         loop.run_until_complete(self.drain(self.config.server.grace_period_s))
         loop.run_until_complete(self.recorder.close())  # every usage record written, or spooled
+        loop.run_until_complete(self.audit.close())  # every audit event chained, or spooled
+        self.prometheus.close()  # a last flush; this worker's live gauges leave the multiprocess directory
         if self.notifier is not None:
             loop.run_until_complete(self.notifier.close())  # queued budget notices get a last try
+        self.request_log.flush()
         for task in self._tasks:
             task.cancel()
         loop.run_until_complete(self.auth.flush_last_used())
@@ -189,6 +213,11 @@ class Gateway:
     async def health(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
         """``GET /health``: the process is up."""
         proto.response_bytes(200, [_JSON, *headers], b'{"status":"ok"}')
+
+    async def metrics(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
+        """``GET /metrics``: Prometheus metrics of the whole instance (all workers; at most ~1 s stale)."""
+        body, content_type = await self.prometheus.render(scope.headers.get("accept"))
+        proto.response_bytes(200, [("content-type", content_type), *headers], body)
 
     async def ready(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
         """``GET /ready``: configuration loaded and the store reachable (503 otherwise)."""

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from ferrogate.store.audit import AuditEvent, AuditRecord
 from ferrogate.store.budgets import Balance, Hold, Reservation
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
 from ferrogate.store.usage import GroupBy, UsageRecord, UsageRow
@@ -146,6 +147,26 @@ class Budgets(Protocol):
     async def release(self, request_id: str) -> None: ...
 
 
+class Audit(Protocol):
+    """``store.audit`` (see :class:`~ferrogate.store.audit.SqlAudit`)."""
+
+    async def append_many(self, events: Iterable[AuditEvent]) -> int: ...
+    async def list(
+        self,
+        *,
+        actor: str | None = None,
+        team_id: str | None = None,
+        action: str | None = None,
+        kind: str | None = None,
+        target: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[AuditRecord]: ...
+    async def scan(self, after: int | None = None, limit: int = 1000) -> Sequence[AuditRecord]: ...
+
+
 class Store(Protocol):
     """A store backend: entity repositories, schema management and health."""
 
@@ -175,6 +196,11 @@ class Store(Protocol):
     @property
     def budgets(self) -> Budgets:
         """The budget ledger: reservations and balances."""
+        ...
+
+    @property
+    def audit(self) -> Audit:
+        """The hash-chained audit trail: appends, filtered pages, the whole chain in order."""
         ...
 
     async def ping(self) -> str | None:

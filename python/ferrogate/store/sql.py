@@ -121,6 +121,7 @@ class SqlStore(ABC):
     kind: str
 
     def __init__(self, migrations: Sequence[Migration]) -> None:
+        from ferrogate.store.audit import SqlAudit
         from ferrogate.store.budgets import SqlBudgets
         from ferrogate.store.keys import SqlKeys
         from ferrogate.store.teams import SqlTeams
@@ -133,6 +134,7 @@ class SqlStore(ABC):
         self.keys = SqlKeys(self)
         self.usage = SqlUsage(self)
         self.budgets = SqlBudgets(self)
+        self.audit = SqlAudit(self)
 
     # ---- what a backend provides -------------------------------------------------------------------------
     @abstractmethod

@@ -62,7 +62,7 @@ async def store(db_url: str) -> AsyncIterator[SqlStore]:
         await wipe(db_url)
     opened = open_url(db_url)
     try:
-        assert await opened.migrate() == [1, 2, 3]
+        assert await opened.migrate() == [1, 2, 3, 4]
         yield opened
     finally:
         await opened.close()

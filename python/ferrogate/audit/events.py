@@ -1,0 +1,219 @@
+"""Audit events: what an admin change or a data-plane request leaves in the audit trail.
+
+:func:`admin_event` records who changed what, with the object before and after the change, secrets
+removed (:func:`scrub`); :func:`request_event` records one data-plane request from its
+:class:`~ferrogate.pipeline.context.RequestContext`: key, team, user, model, deployment, status, tokens,
+cost and latency. Prompt and completion content is not captured (``"content": false`` in every request
+event says so).
+
+Example:
+    >>> ev = admin_event("master", "key.revoke", "key_1", "team_1", {"key_hash": "ab" * 32, "revoked_at": None},
+    ...                  {"key_hash": "ab" * 32, "revoked_at": "2025-01-01T00:00:00.000000Z"})
+    >>> ev.data["after"], ev.data["changed"]
+    ({'revoked_at': '2025-01-01T00:00:00.000000Z'}, ['revoked_at'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from ferrogate.errors import GatewayError
+from ferrogate.store.audit import AuditEvent, stamp
+from ferrogate.store.records import new_id
+
+if TYPE_CHECKING:
+    from ferrogate.metering.prices import PriceTable
+    from ferrogate.pipeline.context import RequestContext
+
+#: Field names that never reach the audit trail, nor their values (compared lower-case, ``-`` read as ``_``).
+SECRET_NAMES = frozenset(
+    {
+        "key",
+        "key_hash",
+        "previous_hash",
+        "secret",
+        "api_key",
+        "apikey",
+        "password",
+        "passwd",
+        "token",
+        "authorization",
+        "credential",
+        "credentials",
+        "private_key",
+    }
+)
+_SECRET_SUFFIXES = ("_hash", "_key", "_secret", "_password", "_token")
+_SECRET_PARTS = ("secret", "password")
+
+
+def is_secret(name: str) -> bool:
+    """Whether a field called ``name`` holds a secret (or a hash of one) and must be left out.
+
+    Example:
+        >>> [is_secret(n) for n in ("key_hash", "webhook_secret", "X-Api-Key", "prompt_tokens", "prefix")]
+        [True, True, True, False, False]
+    """
+    norm = name.lower().replace("-", "_")
+    return norm in SECRET_NAMES or norm.endswith(_SECRET_SUFFIXES) or any(p in norm for p in _SECRET_PARTS)
+
+
+def scrub(value: Any) -> Any:
+    """``value`` as plain JSON values without any secret field (:func:`is_secret`), at any depth.
+
+    Dataclasses (store records) and pydantic models become objects; datetimes become fixed-width UTC text;
+    enums their value; anything else unknown its ``str``.
+
+    Example:
+        >>> scrub({"name": "ci", "api_key": "sk-1", "nested": [{"password": "p", "n": 1}]})
+        {'name': 'ci', 'nested': [{'n': 1}]}
+    """
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): scrub(v) for k, v in value.items() if not is_secret(str(k))}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [scrub(v) for v in value]
+    if isinstance(value, datetime):
+        return stamp(value) if value.tzinfo is not None else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return scrub(value.value)
+    if isinstance(value, BaseModel):
+        return scrub(value.model_dump(mode="python"))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return scrub({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    return str(value)
+
+
+def admin_event(
+    actor: str,
+    action: str,
+    target: str | None,
+    team_id: str | None,
+    before: Any = None,
+    after: Any = None,
+    *,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """The audit event of one admin change: ``data`` holds ``before``, ``after`` (scrubbed: secret fields such
+    as ``key_hash`` are left out) and ``changed``, the fields whose values differ (for an update; empty for a
+    create or delete).
+
+    Args:
+        actor: who made the change: an admin key's id, ``"master"`` (the master key) or ``"cli"``.
+        action: ``<entity>.<verb>``, e.g. ``team.create``, ``key.rotate``.
+        target: the id of the object changed.
+        team_id: the team it belongs to (``None`` for objects outside teams).
+        before: the object before the change (a store record, a mapping, or ``None`` for a create).
+        after: the object after the change (``None`` for a delete).
+        now: the time of the change (default: now).
+
+    Example:
+        >>> admin_event("master", "team.create", "team_1", "team_1", None, {"name": "ml"}).data
+        {'before': None, 'after': {'name': 'ml'}, 'changed': []}
+    """
+    old, new = scrub(before), scrub(after)
+    changed: list[str] = []
+    if isinstance(old, dict) and isinstance(new, dict):
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return AuditEvent(
+        event_id=new_id("evt"),
+        created_at=now or datetime.now(UTC),
+        kind="admin",
+        actor=actor,
+        action=action,
+        target=target,
+        team_id=team_id,
+        data={"before": old, "after": new, "changed": changed},
+    )
+
+
+def _error_code(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    if isinstance(error, GatewayError):
+        return error.code or error.kind.value
+    return "internal_error"
+
+
+def request_event(
+    ctx: RequestContext,
+    *,
+    action: str = "chat.completions",
+    cost_usd: float | None = None,
+    prices: PriceTable | None = None,
+    latency_ms: float | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """The audit event of one data-plane request, read from its context (the account phase calls it).
+
+    ``event_id`` is the gateway's request id (so a replayed event is stored once); ``actor`` the key id
+    (``"anonymous"`` for a request without one); ``target`` the requested model; ``data`` holds the key,
+    team and user ids, model, deployment (upstream and upstream model), status, error code, stream flag,
+    tokens, cost (``cost_usd``, else priced with ``prices``, else ``None``: unknown), latency, and
+    ``"content": false`` (prompt and completion text are not captured).
+
+    Hot path: a few dict and attribute reads, no I/O (the audit writer serialises and hashes later).
+
+    Example:
+        >>> from ferrogate.pipeline.context import RequestContext
+        >>> ev = request_event(RequestContext("req_1"), latency_ms=3.0)
+        >>> ev.event_id, ev.actor, ev.data["content"]
+        ('req_1', 'anonymous', False)
+    """
+    identity = ctx.identity
+    key_id = team_id = user_id = None
+    if identity is not None:
+        key_id, team_id, user_id = identity.key_id, identity.team_id, identity.user_id
+    usage = ctx.usage
+    prompt = completion = cached = reasoning = 0
+    counted = False
+    if usage is not None:
+        prompt, completion = usage.prompt_tokens, usage.completion_tokens
+        cached, reasoning, counted = usage.cached_tokens, usage.reasoning_tokens, usage.counted
+    upstream_model = ctx.upstream_model or None
+    if cost_usd is None and prices is not None and usage is not None:
+        cost_usd = prices.cost(upstream_model or ctx.model, prompt, completion, cached)
+    provider = ctx.provider
+    if latency_ms is None:
+        latency_ms = (perf_counter() - ctx.started) * 1000.0
+    return AuditEvent(
+        event_id=ctx.request_id,
+        created_at=now or datetime.now(UTC),
+        kind="request",
+        actor=key_id or "anonymous",
+        action=action,
+        target=ctx.model or None,
+        team_id=team_id,
+        data={
+            "request_id": ctx.request_id,
+            "client_request_id": ctx.client_request_id,
+            "trace_id": ctx.trace_id,
+            "key_id": key_id,
+            "team_id": team_id,
+            "user_id": user_id,
+            "model": ctx.model or None,
+            "upstream": provider.name if provider is not None else None,
+            "upstream_model": upstream_model,
+            "status": ctx.status,
+            "error": _error_code(ctx.error),
+            "stream": ctx.stream,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cached_tokens": cached,
+            "reasoning_tokens": reasoning,
+            "counted": counted,
+            "cost_usd": cost_usd,
+            "latency_ms": round(latency_ms, 3),
+            "content": False,
+        },
+    )

@@ -1,0 +1,133 @@
+"""The audit chain in the store, on both backends: one gapless chain from concurrent writers, idempotent
+replays, filtered keyset pages."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from ferrogate.audit.verify import chain, verify_store
+from ferrogate.store.audit import GENESIS, AuditEvent, AuditRecord, canonical
+from ferrogate.store.errors import InvalidValue
+from ferrogate.store.sql import SqlStore
+from tests.integration.audit.conftest import T0, event, open_url
+
+pytestmark = pytest.mark.anyio
+
+
+async def everything(store: SqlStore) -> list[AuditRecord]:
+    return [r async for r in chain(store.audit, page=7)]  # a small page: the walk crosses many pages
+
+
+async def test_records_carry_the_chain_and_the_event(store: SqlStore) -> None:
+    assert await store.audit.append_many([event(1), event(2)]) == 2
+    first, second = await everything(store)
+    assert (first.seq, first.prev_hash, second.seq, second.prev_hash) == (1, GENESIS, 2, first.hash)
+    for record in (first, second):
+        assert record.hash == record.expected_hash() and len(record.hash) == 64
+    assert (first.event_id, first.created_at, first.actor, first.action, first.target, first.team_id) == (
+        "evt_000001",
+        T0 + timedelta(seconds=1),
+        "key_a",
+        "key.create",
+        "obj_1",
+        "team_b",
+    )
+    assert first.data == canonical(event(1).data) and first.payload() == event(1).data
+    report = await verify_store(store.audit)
+    assert (report.ok, report.records, report.head) == (True, 2, second.hash)
+
+
+async def test_concurrent_writers_extend_one_gapless_chain(db_url: str, store: SqlStore) -> None:
+    # two stores on one database: two SQLite connections on one file, or two PostgreSQL pools (4 connections
+    # each); 4 tasks per store append small batches at once
+    stores = [open_url(db_url), open_url(db_url)]
+
+    async def writer(s: SqlStore, first: int) -> None:
+        for start in range(first, first + 50, 5):
+            assert await s.audit.append_many([event(n) for n in range(start, start + 5)]) == 5
+
+    try:
+        await asyncio.gather(*(writer(stores[i % 2], 1 + 50 * i) for i in range(8)))
+    finally:
+        for s in stores:
+            await s.close()
+    records = await everything(store)
+    assert [r.seq for r in records] == list(range(1, 401))
+    assert sorted(r.event_id for r in records) == [f"evt_{n:06d}" for n in range(1, 401)]
+    report = await verify_store(store.audit)
+    assert (report.ok, report.records, report.head) == (True, 400, records[-1].hash)
+    # each batch is one transaction: its five events are consecutive in the chain
+    for i in range(0, 400, 5):
+        ns = [int(r.event_id[4:]) for r in records[i : i + 5]]
+        assert ns == list(range(ns[0], ns[0] + 5)) and ns[0] % 5 == 1, ns
+
+
+async def test_replaying_a_batch_is_idempotent(store: SqlStore) -> None:
+    batch = [event(n) for n in range(1, 11)]
+    assert await store.audit.append_many(batch) == 10
+    before = await everything(store)
+    assert await store.audit.append_many(batch) == 0  # replayed whole
+    assert await store.audit.append_many([*batch[5:], event(11), event(11), event(12)]) == 2  # partly new
+    assert await store.audit.append_many([]) == 0
+    records = await everything(store)
+    assert records[:10] == before
+    assert [r.event_id for r in records[10:]] == ["evt_000011", "evt_000012"]
+    assert (await verify_store(store.audit)).records == 12
+
+
+async def test_an_invalid_event_writes_nothing(store: SqlStore) -> None:
+    bad = [
+        event(2, kind="login"),
+        event(2, created_at=T0.replace(tzinfo=None)),
+        event(2, actor=""),
+        event(2, data={"x": object()}),
+        event(2, data=["not", "an", "object"]),
+    ]
+    for wrong in bad:
+        with pytest.raises(InvalidValue):
+            await store.audit.append_many([event(1), wrong])
+    assert await everything(store) == []
+
+
+async def test_list_filters_and_cursor_paging(store: SqlStore) -> None:
+    await store.audit.append_many([event(n) for n in range(1, 31)])
+    await store.audit.append_many([event(31, kind="request", actor="key_a", action="chat.completions")])
+
+    async def collect(**filters: object) -> list[int]:
+        seqs: list[int] = []
+        cursor = None
+        while True:
+            page = await store.audit.list(limit=4, cursor=cursor, **filters)  # type: ignore[arg-type]
+            assert len(page.items) <= 4
+            seqs += [r.seq for r in page.items]
+            if page.next_cursor is None:
+                return seqs
+            cursor = page.next_cursor
+
+    assert await collect() == list(range(1, 32))
+    assert await collect(actor="master") == [n for n in range(1, 31) if n % 3 == 0]
+    assert await collect(team_id="team_a", action="team.update") == [n for n in range(1, 31) if n % 2 == 0]
+    assert await collect(kind="request") == [31]
+    assert await collect(actor="key_a", kind="admin") == [n for n in range(1, 31) if n % 3 == 1]
+    assert await collect(target="obj_7") == [7]
+    since, until = T0 + timedelta(seconds=10), T0 + timedelta(seconds=20)
+    assert await collect(since=since, until=until) == list(range(10, 20))
+    assert await collect(actor="nobody") == []
+    with pytest.raises(InvalidValue, match="cursor"):
+        await store.audit.list(cursor="bm90IG91cnM")
+    with pytest.raises(InvalidValue, match="limit"):
+        await store.audit.list(limit=0)
+    with pytest.raises(InvalidValue, match="since"):
+        await store.audit.list(since=T0.replace(tzinfo=None))
+
+
+async def test_an_event_survives_the_round_trip_through_json(store: SqlStore) -> None:
+    ev = event(1, target=None, team_id=None, data={"nested": {"z": 1, "a": [1.5, "x"]}, "unicode": "ünï"})
+    assert AuditEvent.from_json(ev.to_json()) == ev
+    await store.audit.append_many([AuditEvent.from_json(ev.to_json())])
+    (record,) = await everything(store)
+    assert (record.target, record.team_id, record.payload()) == (None, None, ev.data)
+    assert AuditRecord.from_dict(record.to_dict()) == record

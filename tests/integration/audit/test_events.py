@@ -1,0 +1,88 @@
+"""Admin events from real store records: secrets and key hashes never reach the trail; before/after/changed."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from pydantic import BaseModel
+
+from ferrogate.audit import admin_event, is_secret, scrub
+from ferrogate.store.audit import canonical, stamp
+from ferrogate.store.sql import SqlStore
+from tests.integration.store.conftest import key_hash
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("key_hash", True),
+        ("previous_hash", True),
+        ("key", True),
+        ("api_key", True),
+        ("X-Api-Key", True),
+        ("webhook_secret", True),
+        ("client_secret", True),
+        ("password", True),
+        ("db_password", True),
+        ("token", True),
+        ("access_token", True),
+        ("Authorization", True),
+        ("key_id", False),
+        ("prefix", False),
+        ("prompt_tokens", False),
+        ("max_tokens", False),
+        ("name", False),
+        ("budget_period", False),
+    ],
+)
+def test_is_secret(name: str, secret: bool) -> None:
+    assert is_secret(name) is secret
+
+
+def test_scrub_makes_plain_json_without_secrets() -> None:
+    class Color(enum.Enum):
+        RED = "red"
+
+    class Model(BaseModel):
+        name: str
+        api_key: str
+
+    at = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    value = {"m": Model(name="x", api_key="sk-live"), "c": Color.RED, "at": at, "t": (1, {"token": "t"}), "o": 1j}
+    assert scrub(value) == {
+        "m": {"name": "x"},
+        "c": "red",
+        "at": "2025-01-01T12:00:00.000000Z",
+        "t": [1, {}],
+        "o": "1j",
+    }
+    canonical(scrub(value))  # serialisable as is
+
+
+async def test_key_changes_never_carry_the_hash(store: SqlStore) -> None:
+    team = await store.teams.create("ml", metadata={"owner": "ana", "deploy_token": "ghp_secret"})
+    first, second = key_hash("a"), key_hash("b")
+    created = await store.keys.create(first, "fg-abc", name="ci", team_id=team.id, metadata={"password": "hunter2"})
+    rotated = await store.keys.rotate(created.id, second, "fg-def", datetime.now(UTC) + timedelta(hours=1))
+    events = [
+        admin_event("master", "team.create", team.id, team.id, None, team),
+        admin_event("master", "key.create", created.id, team.id, None, created),
+        admin_event("key_admin", "key.rotate", rotated.id, team.id, created, rotated),
+        admin_event("master", "key.delete", rotated.id, team.id, rotated, None),
+    ]
+    text = b"".join(orjson.dumps(e.data) for e in events)
+    for secret in (first, second, b"ghp_secret", b"hunter2", b"key_hash", b"previous_hash"):
+        assert (secret if isinstance(secret, bytes) else secret.encode()) not in text
+    rotate = events[2].data
+    assert rotate["changed"] == ["prefix", "previous_expires_at", "updated_at"]
+    assert (rotate["before"]["prefix"], rotate["after"]["prefix"]) == ("fg-abc", "fg-def")
+    assert events[0].data["after"]["metadata"] == {"owner": "ana"}
+    assert events[1].data["after"]["created_at"] == stamp(created.created_at)
+    assert (events[3].data["after"], events[3].data["changed"]) == (None, [])
+    assert {e.kind for e in events} == {"admin"} and len({e.event_id for e in events}) == 4
+    assert await store.audit.append_many(events) == 4
