@@ -93,7 +93,7 @@ async def main() -> None:
             )
             settings = Settings(master, False, url, None, auth_cache_ttl_s=3600)
             gw = gateways[metering] = Gateway(config, store, settings)
-            gw.router._routes["bench"] = (_Canned(), "bench")  # type: ignore[assignment]
+            gw.router._routes["bench"] = (_Canned(), "bench")
         gateway = gateways[True]
         writer = asyncio.create_task(gateway.recorder.run())  # usage records go to the store, as in a worker
         n = int(os.environ.get("HOT_N", "20000"))
@@ -114,14 +114,17 @@ async def main() -> None:
                 start = time.process_time()
                 for _ in range(n):
                     await gateway.__rsgi__(scope, proto)  # type: ignore[arg-type]
-                await gateway.recorder.flush()  # the batched usage writes are part of each request's cost
+                await gateway.recorder.flush()  # the batched usage and audit writes are part of each request's cost
+                await gateway.audit.flush()
                 runs.append((time.process_time() - start) / n * 1e6)
             results[name] = statistics.median(runs)
             print(
                 f"{name}: median {results[name]:.1f} µs CPU per request (7 batches of {n}); "
                 f"runs: {', '.join(f'{r:.1f}' for r in runs)}"
             )
-        await gateways[True].recorder.close()
+        for gw in gateways.values():
+            await gw.recorder.close()
+            await gw.audit.close()
         await writer
         await store.close()
     meter = results["no limits, metering on"] - results["no limits, metering off"]
