@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from granian.rsgi import HTTPProtocol, Scope
 
@@ -22,7 +24,12 @@ from ferrogate.pipeline.limit import limit
 from ferrogate.pipeline.phases import authenticate, authorize, forward, receive, respond, route
 from ferrogate.pipeline.router import Router
 
+if TYPE_CHECKING:
+    from ferrogate.observability.traces import Tracer
+
 log = logging.getLogger("ferrogate.pipeline")
+
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,20 +60,29 @@ class ChatChain:
     exception is logged and answered with a 500 in the same shape (never a traceback).
     """
 
-    __slots__ = ("deps",)
+    __slots__ = ("deps", "tracer")
 
     def __init__(self, deps: ChainDeps) -> None:
         self.deps = deps
+        #: The worker's spans (``ferrogate.observability.traces.Tracer``), set by ``Gateway.__rsgi_init__`` when
+        #: an OTLP endpoint is configured; ``None``: tracing off, and its only cost is the checks below.
+        self.tracer: Tracer | None = None
 
     async def __call__(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
-        """Serve one request; ``headers`` go on every response (``x-request-id``, rate limits)."""
+        """Serve one request; ``headers`` go on every response (``x-request-id``, ``x-trace-id``, rate limits)."""
         deps = self.deps
+        tracer = self.tracer
         ctx = RequestContext(rid)
         if headers[0][1] is not rid:  # the client's own x-request-id, echoed
             ctx.client_request_id = headers[0][1]
         traceparent = scope.headers.get("traceparent")
-        if traceparent is not None:
-            ctx.trace_id = trace_id(traceparent)
+        if traceparent is not None and (tid := trace_id(traceparent)) is not None:
+            ctx.trace_id = tid
+            if tracer is None:  # tracing off: the client's trace goes on upstream unchanged
+                ctx.traceparent = traceparent
+                headers.append(("x-trace-id", tid))
+        if tracer is not None:
+            tracer.start(ctx, scope, headers)  # the SERVER span: sets ctx.trace_id, adds x-trace-id
         try:
             await receive(ctx, scope, proto, deps.max_body)
             await authenticate(ctx, scope, deps.auth)
@@ -77,7 +93,7 @@ class ChatChain:
                 await pending
             if ctx.identity.budgets and deps.recorder is not None:  # no metering: no spend to hold against
                 await budget(ctx, deps.ledger, deps.prices, deps.default_max_tokens)
-            reply = await forward(ctx)
+            reply = await (forward(ctx) if tracer is None else tracer.forward(ctx))
             await respond(ctx, proto, reply, headers)
         except GatewayError as err:
             ctx.fail(err)
@@ -91,23 +107,27 @@ class ChatChain:
             write_error(proto, internal, headers)
         finally:
             await account(ctx, deps.limiter, deps.recorder, deps.prices, deps.request_log, deps.audit, deps.metrics)
+            if tracer is not None:
+                tracer.finish(ctx)
 
 
 def trace_id(traceparent: str) -> str | None:
-    """The trace id of a W3C ``traceparent`` (``00-<32 hex>-<16 hex>-<2 hex>``), or ``None`` if malformed.
+    """The trace id of a valid W3C ``traceparent`` (``00-<32 hex>-<16 hex>-<2 hex>``), or ``None``.
+
+    Invalid: not that shape, version ``ff``, an all-zero trace or parent id (a version 00 header must
+    have exactly four fields).
 
     Example:
         >>> trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         '4bf92f3577b34da6a3ce929d0e0e4736'
     """
-    parts = traceparent.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[1] == "0" * 32:
+    match = _TRACEPARENT.fullmatch(traceparent.strip())
+    if match is None:
         return None
-    try:
-        int(parts[1], 16)
-    except ValueError:
+    version, trace, parent, _, rest = match.groups()
+    if version.lower() == "ff" or (version == "00" and rest) or trace == "0" * 32 or parent == "0" * 16:
         return None
-    return parts[1].lower()
+    return trace.lower()
 
 
 def write_error(proto: HTTPProtocol, err: GatewayError, headers: list[tuple[str, str]]) -> None:

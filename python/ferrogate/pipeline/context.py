@@ -59,7 +59,9 @@ class RequestContext:
         "stream",
         "tpm_keys",
         "tpm_reserved",
+        "trace",
         "trace_id",
+        "traceparent",
         "ttft_s",
         "upstream_model",
         "upstream_s",
@@ -69,7 +71,9 @@ class RequestContext:
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         self.client_request_id: str | None = None  # the client's x-request-id, when it sent a well-formed one
-        self.trace_id: str | None = None  # from a valid W3C traceparent header
+        self.trace_id: str | None = None  # from a valid W3C traceparent header, or of the request's span
+        self.traceparent: str | None = None  # sent upstream: the client's (tracing off) or the CLIENT span's
+        self.trace: Any = None  # the request's spans (ferrogate.observability.traces), tracing on only
         self.upstream_s = -1.0  # seconds spent on the upstream exchange (forward + relaying a stream)
         self.ttft_s = -1.0  # seconds from arrival to the first streamed byte sent to the client
         self.started = perf_counter()

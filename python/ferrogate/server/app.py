@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from granian.rsgi import HTTPProtocol, Scope
@@ -36,6 +36,7 @@ from ferrogate.config import Config, default_config, load_config
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.limits import Limiter, LocalLimiter, RedisLimiter
 from ferrogate.metering import PriceTable, UsageRecorder, load_prices
+from ferrogate.observability import tracing_enabled
 from ferrogate.observability.logs import RequestLog
 from ferrogate.observability.metrics import Metrics
 from ferrogate.pipeline.chain import ChainDeps, ChatChain, write_error
@@ -43,6 +44,9 @@ from ferrogate.pipeline.router import Router
 from ferrogate.server.settings import Settings
 from ferrogate.server.usage import usage_report
 from ferrogate.store import Store, open_store
+
+if TYPE_CHECKING:
+    from ferrogate.observability.traces import Tracer
 
 log = logging.getLogger("ferrogate.server")
 
@@ -103,6 +107,7 @@ class Gateway:
         )
         self.invalidator = Invalidator(self.auth.forget, settings.redis_url)
         self.admin = AdminApi(AdminService(store, config, hasher, self.invalidator, self.audit), settings.master_key)
+        self.tracer: Tracer | None = None  # set per worker in __rsgi_init__ when an OTLP endpoint is configured
         self.in_flight = 0
         self._rid_prefix = os.urandom(6).hex()
         self._seq = 0
@@ -155,6 +160,10 @@ class Gateway:
         self._tasks.append(loop.create_task(self.prometheus.run()))
         if self.request_log.enabled:
             self._tasks.append(loop.create_task(self.request_log.run()))
+        if tracing_enabled():  # OpenTelemetry is imported only when traces are exported
+            from ferrogate.observability.traces import setup
+
+            self.tracer = self.chat.tracer = setup(self.config.upstreams)
         log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
 
     async def _every(self, period_s: float, job: Callable[[], Awaitable[None]]) -> None:
@@ -175,6 +184,8 @@ class Gateway:
         if self.notifier is not None:
             loop.run_until_complete(self.notifier.close())  # queued budget notices get a last try
         self.request_log.flush()
+        if self.tracer is not None:
+            self.tracer.shutdown()  # the queued spans are exported
         for task in self._tasks:
             task.cancel()
         loop.run_until_complete(self.auth.flush_last_used())

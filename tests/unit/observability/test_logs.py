@@ -108,6 +108,12 @@ def test_request_log_names_refusal_codes_and_can_be_off(pipe: tuple[int, int]) -
         ("00-xyz-00f067aa0ba902b7-01", None),
         ("00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01", None),
         ("garbage", None),
+        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None),  # version ff is invalid
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", None),  # all-zero parent id
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902bz-01", None),  # parent id not hex
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", None),  # version 00 has four fields
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", None),  # flags are two hex digits
     ],
 )
 def test_traceparent(header: str, expected: str | None) -> None:
