@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import orjson
 import pytest
-import redis
 
 from ferrogate import _core
 from ferrogate.auth.identity import Identity, Limits
@@ -27,8 +25,8 @@ from ferrogate.pipeline.context import RequestContext, Usage
 from ferrogate.pipeline.limit import PERIOD_S, limit, settle
 from ferrogate.pipeline.phases import route
 from ferrogate.pipeline.router import Router
+from tests.integration.limits.conftest import URL, require_redis
 
-URL = os.environ.get("FERROGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BODY = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 10})
 PROMPT = _core.count_chat_prompt(BODY, _core.encoding_for_model("m"))
 COST = PROMPT + 10  # what a request reserves against tokens per minute
@@ -40,13 +38,7 @@ def limiter(request: pytest.FixtureRequest) -> Iterator[Limiter]:
     if request.param == "local":
         yield LocalLimiter(None, capacity=1024)
         return
-    client = redis.Redis.from_url(URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable at {URL}: {exc}")
-    finally:
-        client.close()
+    require_redis()
     yield RedisLimiter.from_url(URL, prefix=f"test:phase:{secrets.token_hex(6)}:")
 
 

@@ -9,31 +9,22 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
-import os
 import secrets
 import time
 
 import pytest
-import redis
 
 from ferrogate._core import InvalidRateError
 from ferrogate.limits import RedisLimiter
 from ferrogate.limits.redis import KEY_PREFIX, MAX_DEBT_PERIODS
+from tests.integration.limits.conftest import URL, require_redis
 
 from .workers import hammer_redis, hammer_redis_clients
-
-URL = os.environ.get("FERROGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def redis_up() -> None:
-    client = redis.Redis.from_url(URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable at {URL}: {exc}")
-    finally:
-        client.close()
+    require_redis()
 
 
 def fresh_key() -> str:
