@@ -111,6 +111,8 @@ def _run(job: Job, needs_key: bool = True, migrate_first: bool = True) -> Callab
             try:
                 if store.kind == "sqlite" and migrate_first:  # `migrate` itself reports what it applies
                     await store.migrate()
+                elif migrate_first:  # PostgreSQL is migrated by `ferrogate migrate`: refuse before any change
+                    await store.check_schema()
                 return await job(args, store, hasher)
             finally:
                 await store.close()
@@ -126,7 +128,11 @@ def _run(job: Job, needs_key: bool = True, migrate_first: bool = True) -> Callab
 
 
 async def _audited(store: Store, action: str, target: str, team_id: str | None, before: Any, after: Any) -> None:
-    """Append the change to the audit trail (secrets removed) before the command reports it."""
+    """Append the change to the audit trail (secrets removed).
+
+    Commands that issue a secret print it first: a failing audit write (exit 1, the error on stderr) must
+    not lose a key that exists.
+    """
     await store.audit.append_many([admin_event(CLI_ACTOR, action, target, team_id, before, after)])
 
 
@@ -158,8 +164,8 @@ async def _keys_create(args: argparse.Namespace, store: Store, hasher: KeyHasher
         budget=args.budget,
         budget_period=args.budget_period,
     )
-    await _audited(store, "key.create", key.id, key.team_id, None, key)
     _print(key, key=secret)
+    await _audited(store, "key.create", key.id, key.team_id, None, key)
 
 
 async def _keys_list(args: argparse.Namespace, store: Store, hasher: KeyHasher | None) -> None:
@@ -180,8 +186,8 @@ async def _keys_rotate(args: argparse.Namespace, store: Store, hasher: KeyHasher
     grace = datetime.now(UTC) + timedelta(hours=args.grace_hours)
     old = await store.keys.get(args.key_id)
     key = await store.keys.rotate(args.key_id, hasher.hash(secret), display_prefix(secret), grace)
-    await _audited(store, "key.rotate", key.id, key.team_id, old, key)
     _print(key, key=secret)
+    await _audited(store, "key.rotate", key.id, key.team_id, old, key)
 
 
 async def _teams_create(args: argparse.Namespace, store: Store, hasher: KeyHasher | None) -> None:

@@ -4,18 +4,20 @@ that a gateway (same file, same master key) then serves from.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
 
 from ferrogate.store.migrate import load_migrations
-from tests.e2e.test_admin_api import MASTER_KEY, assert_error, chat, run_cli, unique
+from tests.e2e.test_admin_api import MASTER_KEY, assert_error, chat, run_cli, scratch_postgres, unique
 from tests.support import Gateway
 
 
@@ -153,3 +155,31 @@ def test_duplicate_team_and_missing_master_key_exit_1(cli: Cli, team: dict[str, 
     keyless = cli.run("keys", "create", "--name", "k", "--team", team["id"], env={"FERROGATE_DATABASE_URL": cli.url})
     assert keyless.returncode == 1 and "FERROGATE_MASTER_KEY" in keyless.stderr
     assert "Traceback" not in keyless.stderr and keyless.stdout == ""
+
+
+def test_commands_refuse_a_postgres_schema_behind_the_code() -> None:
+    """A PostgreSQL store one migration behind: changes are refused before anything is written."""
+    with scratch_postgres("cli_behind") as url:
+
+        async def roll_back_audit() -> None:
+            conn = await asyncpg.connect(url, timeout=5)
+            try:
+                await conn.execute("DROP TABLE audit_log; DELETE FROM schema_migrations WHERE version = 4")
+            finally:
+                await conn.close()
+
+        asyncio.run(roll_back_audit())
+        env = {"FERROGATE_DATABASE_URL": url, "FERROGATE_MASTER_KEY": MASTER_KEY}
+        done = run_cli("teams", "create", "--name", "late", env=env)
+        assert done.returncode == 1
+        assert "run `ferrogate migrate`" in done.stderr
+        assert done.stdout == ""
+
+        async def teams() -> int:
+            conn = await asyncpg.connect(url, timeout=5)
+            try:
+                return int(await conn.fetchval("SELECT COUNT(*) FROM teams"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(teams()) == 0
