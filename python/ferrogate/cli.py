@@ -143,20 +143,20 @@ def _serve(args: argparse.Namespace) -> int:
         f"({args.workers} worker(s); models: {', '.join(g.name for g in config.model_groups) or 'none'})",
         flush=True,
     )
-    server = Granian(
-        "ferrogate.server.app:create_app",
-        factory=True,
-        interface=Interfaces.RSGI,
-        address=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        log_dictconfig=log_config,
-        log_access=False,
-        websockets=False,  # no WebSocket route: skip the upgrade handling
-        workers_kill_timeout=int(config.server.grace_period_s) + 5,
-    )
     try:
+        server = Granian(
+            "ferrogate.server.app:create_app",
+            factory=True,
+            interface=Interfaces.RSGI,
+            address=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            log_dictconfig=log_config,
+            log_access=False,
+            websockets=False,  # no WebSocket route: skip the upgrade handling
+            workers_kill_timeout=int(config.server.grace_period_s) + 5,
+        )
         server.serve()
     finally:
         if metrics_dir is not None:

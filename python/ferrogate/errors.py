@@ -119,6 +119,11 @@ class GatewayError(Exception):
         return KINDS[self.kind]
 
     @property
+    def wire_code(self) -> str | None:
+        """The ``code`` the client receives (the specific one when given, else the kind's)."""
+        return self.code or KINDS[self.kind].code
+
+    @property
     def status(self) -> int:
         """The HTTP status the client receives."""
         return KINDS[self.kind].status
@@ -126,9 +131,23 @@ class GatewayError(Exception):
     def to_body(self) -> dict[str, Any]:
         """The OpenAI-shaped error object: ``{"error": {"message", "type", "param", "code"}}``."""
         info = KINDS[self.kind]
-        code = self.code or info.code
-        return {"error": {"message": self.message, "type": info.type, "param": self.param, "code": code}}
+        return {"error": {"message": self.message, "type": info.type, "param": self.param, "code": self.wire_code}}
 
     def to_json(self) -> bytes:
         """The error body serialised."""
         return orjson.dumps(self.to_body())
+
+
+class BudgetExhausted(GatewayError):
+    """429 ``insufficient_quota``: the ``scope`` ("key", "user", "team") budget cannot cover the request.
+
+    Example:
+        >>> BudgetExhausted("team", "The team budget of $1 (monthly) cannot cover this request").wire_code
+        'insufficient_quota'
+    """
+
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: str, message: str) -> None:
+        super().__init__(ErrorKind.INSUFFICIENT_QUOTA, message)
+        self.scope = scope

@@ -78,8 +78,8 @@ def admin(gw: Gateway, method: str, path: str, body: Any = None) -> Any:
     return resp.json()
 
 
-def chat(gw: Gateway, key: str, model: str = "mock") -> httpx.Response:
-    body = {"model": model, "messages": HI, "max_tokens": MAX}
+def chat(gw: Gateway, key: str, model: str = "mock", **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": HI, "max_tokens": MAX, **extra}
     with httpx.Client(timeout=10) as c:  # a new connection: any worker may take it
         return c.post(f"{gw.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"})
 
@@ -197,3 +197,12 @@ def test_soft_limit_and_exhausted_webhooks(gw: Gateway, cost: tuple[int, int]) -
     for headers, body in events:
         sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
         assert headers["x-ferrogate-signature"] == f"sha256={sig}"
+
+
+def test_the_worst_case_counts_every_choice(gw: Gateway, cost: tuple[int, int]) -> None:
+    """``n`` choices may each produce ``max_tokens``: a budget that holds one worst case refuses n=3."""
+    worst, _ = cost
+    key = new_key(gw, budget=worst + 0.5)
+    refused = chat(gw, key["key"], n=3)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "insufficient_quota"
+    assert chat(gw, key["key"], n=1).status_code == 200

@@ -141,7 +141,7 @@ def _error_code(error: BaseException | None) -> str | None:
     if error is None:
         return None
     if isinstance(error, GatewayError):
-        return error.code or error.kind.value
+        return error.wire_code
     return "internal_error"
 
 

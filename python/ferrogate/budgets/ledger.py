@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ferrogate.auth.identity import BudgetRef
-from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.errors import BudgetExhausted, ErrorKind, GatewayError
 from ferrogate.store.budgets import Balance, Hold
 from ferrogate.store.errors import StoreError
 
@@ -113,8 +113,8 @@ class BudgetLedger:
             self._notify(kind, refs[index], holds[index], result.balances[index], amount_usd)
         if result.refused is not None:
             ref, bal = refs[result.refused], result.balances[result.refused]
-            raise GatewayError(
-                ErrorKind.INSUFFICIENT_QUOTA,
+            raise BudgetExhausted(
+                ref.scope,
                 f"The {ref.scope} budget of {_usd(ref.limit_usd)} ({ref.period}) cannot cover this request: "
                 f"{_usd(bal.spent_usd)} spent and {_usd(bal.reserved_usd)} held by requests in flight, and this "
                 f"one may cost up to {_usd(amount_usd)} (lower max_tokens to need less).",

@@ -135,7 +135,6 @@ class AuditSettings(_Strict):
     """The hash-chained audit trail (docs/audit.md). Admin changes are always audited."""
 
     requests: bool = Field(True, description="one audit record per data-plane request (ids, status, tokens, cost)")
-    content: Literal[False] = Field(False, description="prompt/completion content: not captured (reserved)")
     batch_size: int = Field(500, ge=1, le=10_000, description="records per store transaction")
     interval_s: float = Field(0.5, gt=0, le=60, description="the longest a record waits in memory")
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ferrogate.errors import KINDS, GatewayError
+from ferrogate.errors import GatewayError
 
 if TYPE_CHECKING:
     from ferrogate.pipeline.context import RequestContext
@@ -93,7 +93,7 @@ def _error_code(error: BaseException | None) -> str | None:
     if error is None:
         return None
     if isinstance(error, GatewayError):
-        return error.code or KINDS[error.kind].code
+        return error.wire_code
     return type(error).__name__
 
 
@@ -116,7 +116,9 @@ class RequestLog:
         self._size = 0
 
     def log(self, ctx: RequestContext, latency_ms: float, cost: float | None) -> None:
-        """Append the line of ``ctx`` (after the account phase priced it)."""
+        """Append the line of ``ctx`` (after the account phase priced it); nothing when not ``enabled``."""
+        if not self.enabled:
+            return
         identity, usage, provider, error = ctx.identity, ctx.usage, ctx.provider, ctx.error
         line = orjson.dumps(
             {

@@ -32,7 +32,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ferrogate import _core
-from ferrogate.errors import ErrorKind, GatewayError, Source
+from ferrogate.errors import BudgetExhausted, ErrorKind, GatewayError, Source
 from ferrogate.observability.families import (
     BUDGET_REFUSALS,
     COST,
@@ -217,7 +217,7 @@ class Metrics:
         row = cell.total
         row[bisect_left(b_total, total)] += 1.0  # the first bound >= the value (prometheus' rule); past all: +Inf
         row[-1] += total
-        upstream_s = getattr(ctx, "upstream_s", -1.0)
+        upstream_s = ctx.upstream_s
         if upstream_s >= 0.0:
             row = cell.upstream
             row[bisect_left(b_upstream, upstream_s)] += 1.0
@@ -229,7 +229,7 @@ class Metrics:
             row[bisect_left(b_overhead, overhead)] += 1.0
             row[-1] += overhead
         if ctx.stream:
-            ttft = getattr(ctx, "ttft_s", -1.0)
+            ttft = ctx.ttft_s
             if ttft >= 0.0:
                 row = cell.ttft
                 row[bisect_left(b_ttft, ttft)] += 1.0
@@ -290,10 +290,11 @@ class Metrics:
         if isinstance(error, GatewayError):
             kind, info = error.kind, error.info
             if kind in _RATE_KINDS:
-                code = error.code or info.code
+                code = error.wire_code
                 self.add(RATE_LIMIT_REFUSALS, (code if code in _RATE_CODES else OTHER,))
             elif kind is ErrorKind.INSUFFICIENT_QUOTA:
-                self.add(BUDGET_REFUSALS, (budget_scope(error),))
+                scope = error.scope if isinstance(error, BudgetExhausted) else None
+                self.add(BUDGET_REFUSALS, (scope if scope in _SCOPES else "unknown",))
             elif info.source is Source.UPSTREAM:
                 self.add(UPSTREAM_ERRORS, (self._upstream(ctx), info.code or OTHER))
             return info.source is Source.CLIENT
@@ -452,20 +453,6 @@ def instance_directory(instance: str) -> str | None:
     path = tempfile.mkdtemp(prefix=f"ferrogate-metrics-{instance}-{os.getpid()}-", dir=parent)
     os.environ[MULTIPROC_ENV] = path
     return path
-
-
-def budget_scope(error: GatewayError) -> str:
-    """The scope of an ``insufficient_quota`` refusal: its ``scope`` attribute, else the budget its message
-    names ("The team budget of ..."); ``unknown`` otherwise.
-
-    Example:
-        >>> budget_scope(GatewayError(ErrorKind.INSUFFICIENT_QUOTA, "The team budget of $1.00 (monthly) ..."))
-        'team'
-    """
-    scope = getattr(error, "scope", None)
-    if scope is None and error.message.startswith("The "):
-        scope = error.message[4:].split(" ", 1)[0]
-    return scope if scope in _SCOPES else "unknown"
 
 
 def _use_multiprocess(directory: str) -> None:

@@ -34,7 +34,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from ferrogate import __version__, _core
 from ferrogate.config.model import Upstream
-from ferrogate.errors import KINDS, GatewayError
+from ferrogate.errors import GatewayError
 from ferrogate.pipeline.phases import forward
 
 if TYPE_CHECKING:
@@ -222,7 +222,7 @@ def _set_usage(span: Span, ctx: RequestContext) -> None:
 def _set_error(span: Span, error: BaseException | None, status: int) -> None:
     """Mark a failed exchange: ``error.type`` is the OpenAI error code (or the status of an upstream error)."""
     if error is not None:
-        code = (error.code or KINDS[error.kind].code) if isinstance(error, GatewayError) else type(error).__name__
+        code = error.wire_code if isinstance(error, GatewayError) else type(error).__name__
     elif status >= 400:
         code = str(status)
     else:

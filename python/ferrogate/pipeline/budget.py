@@ -2,7 +2,8 @@
 
 Runs after ``route`` (the price depends on the deployment that serves) and only when the key, its user or
 its team has a budget. Worst case = the prompt tokens (counted by the Rust core, once per request) plus
-``max_completion_tokens``/``max_tokens`` (or ``default_max_tokens``) at the deployment's prices. A model
+``max_completion_tokens``/``max_tokens`` (or ``default_max_tokens``) for each of the ``n`` choices, at the
+deployment's prices (:func:`~ferrogate.pipeline.limit.worst_case`, shared with the limit phase). A model
 without a price cannot be held against a budget: such requests pass and are recorded with no cost (the
 start-up warning lists unpriced models). The hold is released by the usage record's insert, which adds the
 real cost instead (see :mod:`ferrogate.store.budgets`).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ferrogate import _core
+from ferrogate.pipeline.limit import worst_case
 
 if TYPE_CHECKING:
     from ferrogate.budgets.ledger import BudgetLedger
@@ -26,17 +27,12 @@ _unpriced_warned: set[str] = set()
 
 async def budget(ctx: RequestContext, ledger: BudgetLedger, prices: PriceTable, default_max_tokens: int) -> None:
     """Phase: reserve the worst-case cost (429 ``insufficient_quota`` when a budget cannot cover it)."""
-    prompt = ctx.prompt_tokens
-    if prompt < 0:
-        prompt = ctx.prompt_tokens = _core.count_chat_prompt(ctx.body, _core.encoding_for_model(ctx.model))
-    payload = ctx.payload
-    out = payload.get("max_completion_tokens") or payload.get("max_tokens") or default_max_tokens
+    prompt, out = worst_case(ctx, default_max_tokens)
     model = ctx.upstream_model or ctx.model
-    worst = prices.cost(model, prompt, int(out))
+    worst = prices.cost(model, prompt, out)
     if worst is None:
         if model not in _unpriced_warned and len(_unpriced_warned) < 1000:
             _unpriced_warned.add(model)
             log.warning("model %r has no price: its requests are not held against budgets", model)
         return
     await ledger.reserve(ctx.request_id, ctx.identity.budgets, worst)
-    ctx.reserved_usd = worst

@@ -73,7 +73,7 @@ class ChatChain:
         deps = self.deps
         tracer = self.tracer
         ctx = RequestContext(rid)
-        if headers[0][1] is not rid:  # the client's own x-request-id, echoed
+        if headers[0][1] != rid:  # the client's own x-request-id, echoed (app.py puts x-request-id first)
             ctx.client_request_id = headers[0][1]
         traceparent = scope.headers.get("traceparent")
         if traceparent is not None and (tid := trace_id(traceparent)) is not None:

@@ -52,7 +52,6 @@ class RequestContext:
         "prompt_tokens",
         "provider",
         "request_id",
-        "reserved_usd",
         "response_model",
         "started",
         "status",
@@ -92,7 +91,6 @@ class RequestContext:
         self.tpm_reserved = 0.0  # tokens the limit phase reserved against tokens-per-minute
         self.tpm_keys: list[tuple[str, int]] = []  # (limiter key, limit) the reservation was taken from
         self.prompt_tokens = -1  # counted by the core once (limit or budget phase); -1: not yet
-        self.reserved_usd = 0.0  # worst-case cost the budget phase reserved (0: no budget on the chain)
         self.response_model: str | None = None
         self.error: BaseException | None = None
 

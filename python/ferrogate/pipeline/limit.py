@@ -55,15 +55,25 @@ def _duration(seconds: float) -> str:
     return f"{whole}s" if whole < 60 else f"{whole // 60}m{whole % 60}s"
 
 
-def token_cost(ctx: RequestContext, default_max_tokens: int) -> float:
-    """The tokens a request reserves: its prompt (counted once, kept in ``ctx.prompt_tokens``) plus its
-    maximum output; also recorded as ``ctx.tpm_reserved`` for :func:`settle`."""
+def worst_case(ctx: RequestContext, default_max_tokens: int) -> tuple[int, int]:
+    """``(prompt tokens, most output tokens)`` of a request: the limit and budget phases reserve these.
+
+    The prompt is counted by the core once per request (kept in ``ctx.prompt_tokens``); the output is
+    ``max_completion_tokens``/``max_tokens`` (or ``default_max_tokens``) for each of the ``n`` choices.
+    """
     prompt = ctx.prompt_tokens
     if prompt < 0:
         prompt = ctx.prompt_tokens = _core.count_chat_prompt(ctx.body, _core.encoding_for_model(ctx.model))
     payload = ctx.payload
     out = payload.get("max_completion_tokens") or payload.get("max_tokens") or default_max_tokens
-    cost = ctx.tpm_reserved = float(prompt + int(out))
+    return prompt, int(out) * int(payload.get("n") or 1)
+
+
+def token_cost(ctx: RequestContext, default_max_tokens: int) -> float:
+    """The tokens a request reserves (:func:`worst_case`, prompt + output); also recorded as
+    ``ctx.tpm_reserved`` for :func:`settle`."""
+    prompt, out = worst_case(ctx, default_max_tokens)
+    cost = ctx.tpm_reserved = float(prompt + out)
     return cost
 
 

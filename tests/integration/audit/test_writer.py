@@ -96,7 +96,7 @@ async def test_data_plane_events_from_request_contexts(store: SqlStore, tmp_path
     data = refused.payload()
     assert (data["status"], data["error"], data["prompt_tokens"], data["cost_usd"]) == (
         429,
-        "rate_limited_requests",
+        "rate_limit_exceeded",  # the code the client received (as in the request log)
         0,
         None,
     )

@@ -95,8 +95,12 @@ def test_request_log_names_refusal_codes_and_can_be_off(pipe: tuple[int, int]) -
     log.flush()
     errors = [orjson.loads(x)["error"] for x in os.read(r, 65536).splitlines()]
     assert errors == ["key_rpm_exceeded", "insufficient_quota", "RuntimeError"]
-    off = RequestLog(False, fd=w)
-    assert not off.enabled
+    off = RequestLog(False, fd=w, max_buffer=1)  # would flush at once if it buffered anything
+    off.log(_ctx(4), 0.2, None)
+    off.flush()
+    log.log(_ctx(5), 0.2, None)
+    log.flush()
+    assert [orjson.loads(x)["request_id"] for x in os.read(r, 65536).splitlines()] == ["req000005"]
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from ferrogate import _core
 from ferrogate.auth.identity import Identity
 from ferrogate.config import Config, load_config_text
-from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.errors import BudgetExhausted, ErrorKind, GatewayError
 from ferrogate.metering import Price, PriceTable
 from ferrogate.observability import FAMILIES, counter
 from ferrogate.observability.families import LATENCY_BUCKETS, REQUESTS
-from ferrogate.observability.metrics import MULTIPROC_ENV, Metrics, budget_scope, instance_directory
+from ferrogate.observability.metrics import MULTIPROC_ENV, Metrics, instance_directory
 from ferrogate.pipeline.context import RequestContext, Usage
 from ferrogate.pipeline.limit import refusal
 
@@ -38,17 +38,6 @@ model_groups:
 PRICES = PriceTable(models={"a": Price(input=1_000_000, output=2_000_000)})  # USD 1 per prompt token, 2 per output
 CHAT = "/v1/chat/completions"
 TEAM = Identity("key_1", "team_1", None, ("*",), None, None)
-
-
-class TimedContext(RequestContext):
-    """A context with the timing slots the phases are to set (``upstream_s``, ``ttft_s``)."""
-
-    __slots__ = ("ttft_s", "upstream_s")
-
-    def __init__(self, request_id: str) -> None:
-        super().__init__(request_id)
-        self.upstream_s = -1.0
-        self.ttft_s = -1.0
 
 
 class Provider:
@@ -83,8 +72,8 @@ def ctx(
     stream: bool = False,
     error: BaseException | None = None,
     routed: bool = True,
-) -> TimedContext:
-    c = TimedContext("r")
+) -> RequestContext:
+    c = RequestContext("r")
     c.started = perf_counter() - total_s
     c.model = model
     c.status = status
@@ -192,10 +181,16 @@ def test_flushes_add_only_what_is_new(mpdir: Path) -> None:
             {"code": "other"},
         ),
         (
-            GatewayError(ErrorKind.INSUFFICIENT_QUOTA, "The user budget of $1.00 (daily) cannot cover this request"),
+            BudgetExhausted("user", "The user budget of $1.00 (daily) cannot cover this request"),
             429,
             "ferrogate_budget_refusals_total",
             {"scope": "user"},
+        ),
+        (
+            GatewayError(ErrorKind.INSUFFICIENT_QUOTA, "a refusal that names no budget"),
+            429,
+            "ferrogate_budget_refusals_total",
+            {"scope": "unknown"},
         ),
         (
             GatewayError(ErrorKind.UPSTREAM_TIMEOUT, "upstream 'up' timed out"),
@@ -354,16 +349,3 @@ def test_families_are_declared_once_with_bounded_labels() -> None:
     with pytest.raises(ValueError, match="declared twice"):
         counter(REQUESTS.name, "again")
     assert counter("ferrogate_not_declared_total", "x", declare=False) not in FAMILIES
-
-
-@pytest.mark.parametrize(
-    ("message", "scope"),
-    [
-        ("The key budget of $5.00 (monthly) cannot cover this request", "key"),
-        ("The team budget of $1.00 (total) cannot cover", "team"),
-        ("The moon budget", "unknown"),
-        ("no budget named", "unknown"),
-    ],
-)
-def test_budget_scope(message: str, scope: str) -> None:
-    assert budget_scope(GatewayError(ErrorKind.INSUFFICIENT_QUOTA, message)) == scope

@@ -100,7 +100,8 @@ BEGIN
         END IF;
     END LOOP;
     IF bad IS NULL THEN
-        FOR i IN 1..n LOOP
+        -- budget_held rows are locked in (scope, owner) order, as the usage insert locks them: no deadlock
+        FOR i IN SELECT t.o FROM unnest(p_scopes, p_owners) WITH ORDINALITY AS t(s, w, o) ORDER BY t.s, t.w LOOP
             INSERT INTO budget_reservations (request_id, scope, owner_id, amount_usd, expires_at)
             VALUES (p_request_id, p_scopes[i], p_owners[i], p_amount, p_expires)
             ON CONFLICT (request_id, scope) DO NOTHING;
