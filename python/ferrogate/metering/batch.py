@@ -214,6 +214,7 @@ class SpooledWriter(Generic[T, S]):
             await self._done.wait()
         async with self._lock:
             await self._write(force=True)
+            self._spill_queue()  # what arrived during that last write: spooled for the successor
             self._closed = True
             self._spool.close()
 
@@ -234,8 +235,13 @@ class SpooledWriter(Generic[T, S]):
                 self._spill_queue()
                 return
             self._spool.consume(offset)
-        while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
+        # only what is queued now: items that arrive while a batch is being written wait for the next round
+        # (or wake it once a full batch waits). Draining "until empty" degenerates under steady load into
+        # one tiny transaction per request or two whenever a write takes as long as the gap between requests.
+        left = len(self._queue)
+        while left > 0 and self._queue:
+            batch = [self._queue.popleft() for _ in range(min(self._batch_size, left, len(self._queue)))]
+            left -= len(batch)
             if not await self._store_items(batch, replayed=False):
                 self._spill(batch)
                 self._spill_queue()

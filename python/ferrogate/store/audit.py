@@ -115,7 +115,7 @@ def record_hash(
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: built once per request, a frozen __init__ costs ~2 µs more
 class AuditEvent:
     """One thing to audit, before it has a place in the chain (what the audit writer queues and spools).
 
@@ -312,11 +312,13 @@ class SqlAudit:
     def __init__(self, db: SqlStore) -> None:
         self._db = db
 
-    async def append_many(self, events: Iterable[AuditEvent]) -> int:
+    async def append_many(self, events: Iterable[AuditEvent], *, validate: bool = True) -> int:
         """Append ``events`` to the chain in one transaction, skipping event ids already stored; how many were new.
 
         Within ``events`` the first occurrence of an event id wins; the new ones get consecutive ``seq``
-        numbers after the current head, in the order given.
+        numbers after the current head, in the order given. ``validate=False`` skips :func:`check_event` for
+        events built by typed code (the account phase): ~1.6 µs per event on the worker; data that is not
+        JSON is refused either way.
 
         Raises:
             InvalidValue: an event has a field of the wrong type (nothing is written).
@@ -328,7 +330,8 @@ class SqlAudit:
         """
         unique: dict[str, tuple[AuditEvent, str]] = {}
         for event in events:
-            check_event(event)
+            if validate:
+                check_event(event)
             if event.event_id not in unique:
                 unique[event.event_id] = (event, canonical(event.data))
         if not unique:

@@ -150,7 +150,7 @@ class Budgets(Protocol):
 class Audit(Protocol):
     """``store.audit`` (see :class:`~ferrogate.store.audit.SqlAudit`)."""
 
-    async def append_many(self, events: Iterable[AuditEvent]) -> int: ...
+    async def append_many(self, events: Iterable[AuditEvent], *, validate: bool = True) -> int: ...
     async def list(
         self,
         *,

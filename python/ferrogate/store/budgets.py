@@ -171,7 +171,7 @@ class SqlBudgets:
                             result.notices.append((i, kind))
             return result
 
-        return await db.run_program(program())
+        return await db.run_program(program(), short=True)  # SQLite: on the loop when the lock is free
 
     async def _reserve_pg(
         self,

@@ -1,9 +1,12 @@
 """The SQLite backend: one file in WAL mode, shared by the instance's workers (the embedded default).
 
 ``sqlite3`` calls run on one dedicated thread per store, so the event loop never waits on disk; an
-``asyncio.Lock`` keeps one transaction at a time on the store's single connection, and write
-transactions start with ``BEGIN IMMEDIATE`` so concurrent workers queue on ``busy_timeout`` instead of
-failing on a lock upgrade.
+``asyncio.Lock`` keeps one transaction at a time on the store's connection, and write transactions start
+with ``BEGIN IMMEDIATE`` so concurrent workers queue on ``busy_timeout`` instead of failing on a lock
+upgrade. Short programs (a budget hold: a few indexed statements) run instead on the event loop's own
+connection when the write lock is free at once (``busy_timeout=0``; else they take the thread like the
+rest): the thread hop costs more CPU than the statements. That connection never checkpoints (a checkpoint
+may fsync); the store's thread runs a checkpoint after every ``CHECKPOINT_EVERY`` of its commits.
 
 Example:
     >>> store = SqliteStore(":memory:")
@@ -14,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import sqlite3
@@ -30,6 +34,9 @@ from ferrogate.store.sql import IntegrityFault, Program, Row, SqlStore
 
 T = TypeVar("T")
 _UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)$")
+#: Commits of short programs on the loop's connection between two checkpoints run on the store's thread.
+CHECKPOINT_EVERY = 256
+_BUSY = object()  # the write lock was taken: run on the store's thread instead
 
 
 def _fault(exc: sqlite3.Error) -> Exception:
@@ -96,6 +103,20 @@ class SqliteStore(SqlStore):
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferrogate-sqlite")
         self._lock = asyncio.Lock()
         self._closed = False
+        self._inline: sqlite3.Connection | None = None  # short programs on the event loop (files only)
+        self._inline_commits = 0
+        self._checkpoints: set[asyncio.Task[None]] = set()
+        if path != ":memory:":
+            try:
+                inline = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                inline.row_factory = sqlite3.Row
+                inline.execute("PRAGMA busy_timeout=0")  # a taken lock answers at once: then the thread waits
+                inline.execute("PRAGMA foreign_keys=ON")
+                inline.execute("PRAGMA synchronous=NORMAL")
+                inline.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints (fsync) stay off the event loop
+            except sqlite3.Error as exc:
+                raise OSError(str(exc)) from None
+            self._inline = inline
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the store's thread, translating sqlite3 errors."""
@@ -128,18 +149,18 @@ class SqliteStore(SqlStore):
                 raise
             await self.run(functools.partial(self._end, True))
 
-    async def run_program(self, program: Program[T]) -> T:
-        """Run ``program`` whole on the store's thread, inside ``BEGIN IMMEDIATE`` (see the base class)."""
+    async def run_program(self, program: Program[T], *, short: bool = False) -> T:
+        """Run ``program`` whole inside ``BEGIN IMMEDIATE`` (see the base class): on the store's thread, or
+        (``short``, the write lock free at once) on the caller's thread."""
+        if short and self._inline is not None and not self._checkpoints and not self._closed:
+            done = self._run_inline(program)
+            if done is not _BUSY:
+                return done  # type: ignore[return-value]
 
         def go() -> T:
             self._begin()
             try:
-                try:
-                    sql, args = next(program)
-                    while True:
-                        sql, args = program.send(self.conn.execute(sql, args).fetchall())
-                except StopIteration as stop:
-                    result: T = stop.value
+                result = _drive(self.conn, program)
             except BaseException:
                 self._end(False)
                 raise
@@ -148,6 +169,42 @@ class SqliteStore(SqlStore):
 
         async with self._lock:
             return await self.run(go)
+
+    def _run_inline(self, program: Program[T]) -> T | object:
+        """``program`` on the loop's connection, or ``_BUSY`` (nothing run) when the write lock is taken."""
+        conn = self._inline
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # BUSY and its extended codes
+                return _BUSY
+            raise _fault(exc) from None
+        try:
+            result = _drive(conn, program)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _fault(exc) from None
+            raise
+        self._inline_commits += 1
+        if self._inline_commits >= CHECKPOINT_EVERY and not self._checkpoints:  # one at a time
+            self._inline_commits = 0
+            task = asyncio.get_running_loop().create_task(self._checkpoint())
+            self._checkpoints.add(task)
+            task.add_done_callback(self._checkpoints.discard)
+        return result
+
+    async def _checkpoint(self) -> None:
+        """A checkpoint on the store's thread (the loop's connection never runs one, it may fsync). While it
+        is pending, short programs take the thread too (queued behind it): no write of this process races
+        it, so it copies the whole WAL back and the next write starts the WAL over instead of growing it."""
+        async with self._lock:
+            if not self._closed:  # a failure: the next one catches up; a failing store shows on the next write
+                with contextlib.suppress(StoreError):
+                    await self.run(lambda: self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
 
     def ts_in(self, value: datetime) -> str:
         """Fixed-width ISO-8601 UTC text, so text order is time order.
@@ -176,9 +233,13 @@ class SqliteStore(SqlStore):
         return None
 
     async def close(self) -> None:
-        """Close the connection and stop the store's thread."""
+        """Close the connections and stop the store's thread."""
         if not self._closed:
             self._closed = True
+            if self._checkpoints:
+                await asyncio.gather(*self._checkpoints, return_exceptions=True)
+            if self._inline is not None:
+                self._inline.close()
             await self.run(self.conn.close)
             self._thread.shutdown(wait=True)
 
@@ -225,3 +286,14 @@ class SqliteStore(SqlStore):
                 raise SchemaError(f"migration {migration.version:04d}_{migration.name} failed: {exc}") from None
             done.append(migration.version)
         return done
+
+
+def _drive(conn: sqlite3.Connection, program: Program[T]) -> T:
+    """Execute each statement ``program`` yields on ``conn`` and send its rows back; its return value."""
+    try:
+        sql, args = next(program)
+        while True:
+            sql, args = program.send(conn.execute(sql, args).fetchall())
+    except StopIteration as stop:
+        result: T = stop.value
+        return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,40 @@ async def test_concurrent_reservations_never_overshoot(store: SqlStore, db_url: 
     balances = await store.budgets.balances(holds, now=NOW)
     assert balances[1].reserved_usd == pytest.approx(2.3)
     assert balances[0].reserved_usd == pytest.approx(2.3)  # the team holds exactly what the key admitted
+
+
+async def test_sqlite_hold_waits_for_a_write_lock_taken_elsewhere(tmp_path: Path) -> None:
+    # A hold runs on the event loop's connection only when the write lock is free at once; when another
+    # worker (here a second store on the file) holds it, the hold waits on the store's thread instead.
+    url = f"sqlite:///{tmp_path / 'fg.db'}"
+    first, second = open_url(url), open_url(url)
+    await first.migrate()
+    try:
+        async with second.transaction() as tx:
+            await tx.fetch("INSERT INTO budget_held (scope, owner_id, held_usd) VALUES ('team', 'other', 0)")
+            hold = asyncio.create_task(first.budgets.reserve("r1", [team_hold(1.0)], 0.25, now=NOW, ttl_s=60))
+            await asyncio.sleep(0.2)
+            assert not hold.done()  # queued behind the other writer, not refused and not failed
+        assert (await hold).refused is None
+        (bal,) = await first.budgets.balances([team_hold(1.0)], now=NOW)
+        assert bal.reserved_usd == pytest.approx(0.25)
+    finally:
+        await second.close()
+        await first.close()
+
+
+async def test_sqlite_holds_on_the_loop_do_not_grow_the_wal(tmp_path: Path) -> None:
+    # the loop's connection never checkpoints (a checkpoint may fsync): the store's thread does, every
+    # CHECKPOINT_EVERY of its commits, so the WAL file is reused instead of growing with every hold
+    path = tmp_path / "fg.db"
+    store = open_url(f"sqlite:///{path}")
+    await store.migrate()
+    try:
+        for i in range(3_000):
+            assert (await store.budgets.reserve(f"r{i}", [team_hold(1e9)], 0.01, now=NOW, ttl_s=60)).refused is None
+            if i % 16 == 0:
+                await asyncio.sleep(0)  # requests yield to the loop; the checkpoints run then
+        # one hold writes ~4 pages: 3,000 holds without checkpoints leave a WAL of ~50 MB
+        assert path.with_name("fg.db-wal").stat().st_size < 16 * 2**20
+    finally:
+        await store.close()
