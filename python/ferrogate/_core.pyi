@@ -26,6 +26,7 @@ __all__ = [
     "SseParser",
     "UnknownEncodingError",
     "__version__",
+    "audit_hash",
     "count_chat_prompt",
     "count_tokens",
     "encoding_for_model",
@@ -137,6 +138,21 @@ class ChatStreamMeter:
         """How many data events were neither ``[DONE]`` nor a readable JSON object."""
     def count_completion_tokens(self) -> int:
         """Counts the tokens of :attr:`completion_text` (the fallback when no usage arrived)."""
+
+def audit_hash(
+    seq: int,
+    event_id: str,
+    created_at: str,
+    kind: str,
+    actor: str,
+    action: str,
+    target: str | None,
+    team_id: str | None,
+    data: str,
+    prev_hash: str,
+) -> str:
+    """SHA-256 (hex) over the canonical JSON of an audit record's fields (``created_at`` as its fixed-width
+    UTC stamp, ``data`` its stored JSON text): what ``ferrogate.store.audit.record_hash`` returns."""
 
 def count_tokens(text: str, encoding: str = "o200k_base") -> int:
     """Counts the tokens of ``text`` in ``encoding`` (``o200k_base`` or ``cl100k_base``)."""

@@ -8,8 +8,10 @@
 //! - [`tokens`]: OpenAI tokenizers (o200k_base, cl100k_base) and the chat prompt overhead rule.
 //! - [`ratelimit`]: cost-weighted GCRA buckets in a bounded table shared by worker processes,
 //!   used by the *limit* phase.
+//! - [`audit`]: the audit trail's record hash (canonical JSON, SHA-256).
 //! - [`error`]: one error enum per component.
 
+pub mod audit;
 pub mod error;
 pub mod ratelimit;
 pub mod sse;

@@ -7,6 +7,7 @@
 //! `ChatStreamMeter` and `RateLimiter` (Rust `PySseParser`, ...); the hand-written stub is
 //! `python/ferrogate/_core.pyi`.
 
+mod audit;
 mod errors;
 mod meter;
 mod ratelimit;
@@ -32,6 +33,7 @@ pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sse::PySseParser>()?;
     m.add_class::<meter::PyChatStreamMeter>()?;
     m.add_class::<ratelimit::PyRateLimiter>()?;
+    m.add_function(wrap_pyfunction!(audit::audit_hash, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::count_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::count_chat_prompt, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::encoding_for_model, m)?)?;
