@@ -69,44 +69,41 @@ fn string(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
-fn optional(out: &mut Vec<u8>, value: Option<&str>) {
-    match value {
-        Some(text) => string(out, text),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
 /// The canonical JSON bytes of `record` (what [`record_hash`] hashes).
 ///
 /// ```
-/// use ferrogate_core::audit::{canonical_bytes, Record};
+/// use _core::audit::{canonical_bytes, Record};
 /// let r = Record { seq: 1, event_id: "e", created_at: "2025-01-01T00:00:00.000000Z", kind: "admin",
 ///                  actor: "a", action: "x", target: None, team_id: None, data: "{}", prev_hash: "0" };
 /// assert_eq!(String::from_utf8(canonical_bytes(&r)).unwrap(),
 ///     r#"{"action":"x","actor":"a","created_at":"2025-01-01T00:00:00.000000Z","data":{},"event_id":"e","kind":"admin","prev_hash":"0","seq":1,"target":null,"team_id":null}"#);
 /// ```
 pub fn canonical_bytes(record: &Record<'_>) -> Vec<u8> {
+    let seq = record.seq.to_string();
+    // (key, value) in sorted key order; `Err` values are written verbatim (JSON already), `Ok` as strings
+    let fields: [(&str, Result<Option<&str>, &str>); 10] = [
+        ("action", Ok(Some(record.action))),
+        ("actor", Ok(Some(record.actor))),
+        ("created_at", Ok(Some(record.created_at))),
+        ("data", Err(record.data)),
+        ("event_id", Ok(Some(record.event_id))),
+        ("kind", Ok(Some(record.kind))),
+        ("prev_hash", Ok(Some(record.prev_hash))),
+        ("seq", Err(&seq)),
+        ("target", Ok(record.target)),
+        ("team_id", Ok(record.team_id)),
+    ];
     let mut out = Vec::with_capacity(record.data.len() + 256);
-    out.extend_from_slice(b"{\"action\":");
-    string(&mut out, record.action);
-    out.extend_from_slice(b",\"actor\":");
-    string(&mut out, record.actor);
-    out.extend_from_slice(b",\"created_at\":");
-    string(&mut out, record.created_at);
-    out.extend_from_slice(b",\"data\":");
-    out.extend_from_slice(record.data.as_bytes());
-    out.extend_from_slice(b",\"event_id\":");
-    string(&mut out, record.event_id);
-    out.extend_from_slice(b",\"kind\":");
-    string(&mut out, record.kind);
-    out.extend_from_slice(b",\"prev_hash\":");
-    string(&mut out, record.prev_hash);
-    out.extend_from_slice(b",\"seq\":");
-    out.extend_from_slice(record.seq.to_string().as_bytes());
-    out.extend_from_slice(b",\"target\":");
-    optional(&mut out, record.target);
-    out.extend_from_slice(b",\"team_id\":");
-    optional(&mut out, record.team_id);
+    for (i, (key, value)) in fields.into_iter().enumerate() {
+        out.push(if i == 0 { b'{' } else { b',' });
+        string(&mut out, key);
+        out.push(b':');
+        match value {
+            Ok(Some(text)) => string(&mut out, text),
+            Ok(None) => out.extend_from_slice(b"null"),
+            Err(raw) => out.extend_from_slice(raw.as_bytes()),
+        }
+    }
     out.push(b'}');
     out
 }
