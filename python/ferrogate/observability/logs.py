@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import select
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +115,18 @@ class RequestLog:
         self._max = max_buffer
         self._lines: list[bytes] = []
         self._size = 0
+        self._second = -1  # the second self._prefix spells (see _now)
+        self._prefix = ""
+
+    def _now(self) -> str:
+        """Now as ``datetime.now(UTC).isoformat(timespec="milliseconds")`` writes it, for a third of its cost
+        (the text up to the second is kept while the second lasts)."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6]
+        return f"{self._prefix}.{int((now - second) * 1000):03d}+00:00"
 
     def log(self, ctx: RequestContext, latency_ms: float, cost: float | None) -> None:
         """Append the line of ``ctx`` (after the account phase priced it); nothing when not ``enabled``."""
@@ -122,7 +135,7 @@ class RequestLog:
         identity, usage, provider, error = ctx.identity, ctx.usage, ctx.provider, ctx.error
         line = orjson.dumps(
             {
-                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "ts": self._now(),
                 "level": "info",
                 "logger": "ferrogate.request",
                 "msg": "request",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -122,3 +125,14 @@ def test_request_log_names_refusal_codes_and_can_be_off(pipe: tuple[int, int]) -
 )
 def test_traceparent(header: str, expected: str | None) -> None:
     assert trace_id(header) == expected
+
+
+def test_request_log_time_is_isoformat_in_milliseconds() -> None:
+    log = RequestLog(True)
+    for _ in range(3):
+        before = datetime.now(UTC)
+        stamp = log._now()
+        after = datetime.now(UTC)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", stamp), stamp
+        assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= datetime.fromisoformat(stamp) <= after
+        time.sleep(0.4)  # across a second: the cached prefix moves on
