@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 GENESIS = "0" * 64
 #: What an event is about: an admin-plane change, or a data-plane request.
 KINDS: tuple[str, ...] = ("admin", "request")
+#: The actions of data-plane request events; every other action is an admin change's. The list query relies
+#: on it to name the kind (the action and kind indexes cover admin records only, migration 0005).
+REQUEST_ACTIONS = frozenset({"chat.completions"})
 #: Statement size for batched inserts and lookups (11 parameters per row).
 CHUNK = 500
 #: The name of the lock that serialises chain appends (PostgreSQL advisory lock).
@@ -276,6 +279,9 @@ def check_event(event: AuditEvent) -> AuditEvent:
             raise bad(name, "a string or null")
     if event.kind not in KINDS:
         raise bad("kind", " or ".join(KINDS))
+    if (event.action in REQUEST_ACTIONS) != (event.kind == "request"):
+        expected = "one of " + ", ".join(sorted(REQUEST_ACTIONS)) if event.kind == "request" else "an admin action"
+        raise bad("action", f"{expected} for a {event.kind} event")
     if not isinstance(event.created_at, datetime) or event.created_at.utcoffset() is None:
         raise bad("created_at", "a timezone-aware datetime")
     if not isinstance(event.data, dict):
@@ -376,6 +382,40 @@ class SqlAudit:
         values["created_at"] = self._db.ts_out(row["created_at"])
         return AuditRecord(**values)
 
+    @staticmethod
+    def filters(
+        actor: str | None, team_id: str | None, action: str | None, kind: str | None, target: str | None
+    ) -> tuple[list[str], list[Any]]:
+        """The WHERE terms and arguments of :meth:`list`'s equality filters.
+
+        A known kind is named literally (``kind = 'admin'``, a fixed word, never the caller's text), and an
+        action names its kind too (:data:`REQUEST_ACTIONS`): the action and kind indexes are partial, admin
+        records only (migration 0005), and a planner can only use them when the query names that kind
+        (PostgreSQL's generic plans do not look at parameter values).
+
+        Example:
+            >>> SqlAudit.filters(None, None, "key.create", None, None)
+            (["kind = 'admin'", 'action = ?'], ['key.create'])
+        """
+        where: list[str] = []
+        args: list[Any] = []
+        if action is not None:  # the action says the kind (check_event): the admin action index needs it named
+            kinds = "request" if action in REQUEST_ACTIONS else "admin"
+            if kind is not None and kind != kinds:
+                kinds = ""  # contradictory filters: nothing matches
+            kind = kinds
+        if kind is not None:
+            # a known kind as literal SQL (a fixed word, never the caller's text): the admin index is partial
+            where.append(f"kind = '{kind}'" if kind in KINDS else "kind = ?")
+            if kind not in KINDS:
+                args.append(kind)
+        filters = (("actor", actor), ("team_id", team_id), ("action", action), ("target", target))
+        for column, value in filters:
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        return where, args
+
     async def list(
         self,
         *,
@@ -402,13 +442,7 @@ class SqlAudit:
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidValue("limit", limit, f"an integer from 1 to {MAX_LIMIT}")
-        where: list[str] = []
-        args: list[Any] = []
-        filters = (("actor", actor), ("team_id", team_id), ("action", action), ("kind", kind), ("target", target))
-        for column, value in filters:
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
+        where, args = self.filters(actor, team_id, action, kind, target)
         for name, op, at in (("since", ">=", since), ("until", "<", until)):
             if at is not None:
                 where.append(f"created_at {op} ?")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from ferrogate.audit.verify import chain, verify_store
-from ferrogate.store.audit import GENESIS, AuditEvent, AuditRecord, canonical
+from ferrogate.store.audit import GENESIS, AuditEvent, AuditRecord, SqlAudit, canonical
 from ferrogate.store.errors import InvalidValue
 from ferrogate.store.sql import SqlStore
+from ferrogate.store.sqlite import SqliteStore
 from tests.integration.audit.conftest import T0, event, open_url
 
 pytestmark = pytest.mark.anyio
@@ -85,6 +87,8 @@ async def test_an_invalid_event_writes_nothing(store: SqlStore) -> None:
         event(2, actor=""),
         event(2, data={"x": object()}),
         event(2, data=["not", "an", "object"]),
+        event(2, kind="request", action="team.update"),  # a request event names a data-plane action
+        event(2, action="chat.completions"),  # and an admin event never does
     ]
     for wrong in bad:
         with pytest.raises(InvalidValue):
@@ -116,6 +120,10 @@ async def test_list_filters_and_cursor_paging(store: SqlStore) -> None:
     since, until = T0 + timedelta(seconds=10), T0 + timedelta(seconds=20)
     assert await collect(since=since, until=until) == list(range(10, 20))
     assert await collect(actor="nobody") == []
+    assert await collect(action="chat.completions") == [31]
+    assert await collect(action="chat.completions", kind="admin") == []  # contradictory: nothing
+    assert await collect(action="key.create", kind="request") == []
+    assert await collect(kind="other") == []
     with pytest.raises(InvalidValue, match="cursor"):
         await store.audit.list(cursor="bm90IG91cnM")
     with pytest.raises(InvalidValue, match="limit"):
@@ -131,3 +139,24 @@ async def test_an_event_survives_the_round_trip_through_json(store: SqlStore) ->
     (record,) = await everything(store)
     assert (record.target, record.team_id, record.payload()) == (None, None, ev.data)
     assert AuditRecord.from_dict(record.to_dict()) == record
+
+
+async def test_admin_filters_name_the_kind_for_the_partial_indexes(tmp_path: Path) -> None:
+    # the action and kind indexes cover admin records only (migration 0005): the list query names the kind
+    # as literal SQL (PostgreSQL's generic plans ignore parameter values), and the planner then uses them
+    terms, args = SqlAudit.filters(None, "team_a", "key.create", None, None)
+    assert (terms, args) == (["kind = 'admin'", "team_id = ?", "action = ?"], ["team_a", "key.create"])
+    assert SqlAudit.filters(None, None, None, "admin", None) == (["kind = 'admin'"], [])
+    assert SqlAudit.filters(None, None, "chat.completions", None, None)[0] == ["kind = 'request'", "action = ?"]
+    assert SqlAudit.filters(None, None, None, "x' OR 1=1 --", None) == (["kind = ?"], ["x' OR 1=1 --"])
+    store = open_url(f"sqlite:///{tmp_path / 'fg.db'}")
+    await store.migrate()
+    try:
+        assert isinstance(store, SqliteStore)
+        for filters, index in ((("key.create", None), "audit_admin_action_idx"), ((None, "admin"), "audit_admin_idx")):
+            where, args = SqlAudit.filters(None, None, *filters, None)
+            sql = f"EXPLAIN QUERY PLAN SELECT seq FROM audit_log WHERE {' AND '.join(where)} ORDER BY seq"  # noqa: S608
+            plan = " ".join(str(row[-1]) for row in store.conn.execute(sql, args))
+            assert index in plan, plan
+    finally:
+        await store.close()
