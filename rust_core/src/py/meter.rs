@@ -4,12 +4,9 @@ use std::sync::Mutex;
 
 use pyo3::prelude::*;
 
-use super::lock;
+use super::{lock, DETACH_MIN_BYTES};
 use crate::sse::ChatStreamMeter;
 use crate::tokens::Encoding;
-
-/// Chunks at least this large are metered with the GIL released.
-const DETACH_MIN_BYTES: usize = 16 * 1024;
 
 /// Meters one OpenAI chat-completions SSE stream (Python `ChatStreamMeter`).
 #[pyclass(name = "ChatStreamMeter", module = "ferrogate._core", frozen)]

@@ -2,7 +2,8 @@
 //! feature).
 //!
 //! Thin wrappers over the plain Rust modules: only `bytes`, `str`, ints and tuples cross the
-//! boundary, CPU work runs with the GIL released (`Python::detach`), and every Rust error is
+//! boundary, CPU work of more than a few microseconds
+//! runs with the GIL released (`Python::detach`), and every Rust error is
 //! translated in [`errors`] into the `CoreError` hierarchy. Python sees `SseParser`, `SseEvent`,
 //! `ChatStreamMeter` and `RateLimiter` (Rust `PySseParser`, ...); the hand-written stub is
 //! `python/ferrogate/_core.pyi`.
@@ -17,6 +18,15 @@ mod tokens;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pyo3::prelude::*;
+
+/// Chunks of SSE at least this large are parsed and metered with the GIL released; smaller ones (one event,
+/// a few hundred bytes: under a microsecond of work) keep it, as releasing and re-taking it costs more,
+/// and more still when other threads wait for it.
+const DETACH_MIN_BYTES: usize = 16 * 1024;
+
+/// Texts at least this large are tokenized with the GIL released (tokenizing costs more per byte than
+/// parsing SSE: 2 KiB is some 500 tokens, tens of microseconds).
+const DETACH_MIN_TEXT_BYTES: usize = 2 * 1024;
 
 /// Locks `mutex`; a poisoned lock (a panic while held, which our code does not do) still yields
 /// the state, which every method leaves consistent.

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use pyo3::prelude::*;
 
-use super::lock;
+use super::{lock, DETACH_MIN_BYTES};
 use crate::sse::{SseEvent, SseParser};
 
 /// One server-sent event (Python `SseEvent`): immutable, compared by value.
@@ -77,9 +77,15 @@ impl PySseParser {
     }
 
     /// Feeds the next chunk; returns the events it completes. Raises `SseError` when the
-    /// stream breaks the size bound (events completed before it are returned first).
+    /// stream breaks the size bound (events completed before it are returned first). The GIL is
+    /// released only for chunks of at least `DETACH_MIN_BYTES`.
     fn feed(&self, py: Python<'_>, data: &[u8]) -> PyResult<Vec<PySseEvent>> {
-        let events = py.detach(|| lock(&self.inner).feed(data))?;
+        let run = || lock(&self.inner).feed(data);
+        let events = if data.len() >= DETACH_MIN_BYTES {
+            py.detach(run)
+        } else {
+            run()
+        }?;
         Ok(events.into_iter().map(PySseEvent::from).collect())
     }
 
