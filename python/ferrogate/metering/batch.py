@@ -31,6 +31,8 @@ from ferrogate.metering.spool import Spool, Spoolable
 from ferrogate.store.errors import InvalidValue
 
 T = TypeVar("T", bound=Spoolable)
+#: Write rounds close() runs at most before spooling what is still queued.
+_CLOSE_ROUNDS = 5
 
 
 @dataclass(slots=True)
@@ -213,8 +215,16 @@ class SpooledWriter(Generic[T, S]):
         if self._running:
             await self._done.wait()
         async with self._lock:
-            await self._write(force=True)
-            self._spill_queue()  # what arrived during that last write: spooled for the successor
+            # a round writes what was queued when it started: a few more rounds take what arrived meanwhile
+            # (shutdown: arrivals dry up); what is left after them, or after a failed write, is spooled
+            for _ in range(_CLOSE_ROUNDS):
+                await self._write(force=True)
+                if not self._queue or self._down:
+                    break
+            self._spill_queue()
+            if self._queue:  # the spool could not be written either: these are lost with the process
+                words = self._words
+                words.log.error("%s: %d %s could not be stored nor spooled", words.kind, len(self._queue), words.items)
             self._closed = True
             self._spool.close()
 

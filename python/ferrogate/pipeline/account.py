@@ -49,6 +49,7 @@ async def account(
     identity = ctx.identity
     cost = None
     usage = ctx.usage
+    now = datetime.now(UTC)  # one clock read for the usage and audit records
     if identity is not None and recorder is not None:
         upstream_model = ctx.upstream_model or None
         provider = ctx.provider
@@ -62,7 +63,7 @@ async def account(
         recorder.record(
             UsageRecord(
                 request_id=ctx.request_id,
-                created_at=datetime.now(UTC),
+                created_at=now,
                 model=ctx.model,
                 status=ctx.status,
                 stream=ctx.stream,
@@ -81,7 +82,7 @@ async def account(
             )
         )
     if audit is not None and identity is not None:  # like metering: a request of no key is logged, not audited
-        audit.record(request_event(ctx, cost_usd=cost, prices=prices, latency_ms=latency_ms))
+        audit.record(request_event(ctx, cost_usd=cost, prices=prices, latency_ms=latency_ms, now=now))
     if request_log is not None and request_log.enabled:
         request_log.log(ctx, latency_ms, cost)
     if metrics is not None:

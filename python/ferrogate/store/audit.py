@@ -315,7 +315,7 @@ class SqlAudit:
         Within ``events`` the first occurrence of an event id wins; the new ones get consecutive ``seq``
         numbers after the current head, in the order given. ``validate=False`` skips :func:`check_event` for
         events built by typed code (the account phase): ~1.6 µs per event on the worker; data that is not
-        JSON is refused either way.
+        JSON, a field that is not text and an action of the other kind are refused either way.
 
         Raises:
             InvalidValue: an event has a field of the wrong type (nothing is written).
@@ -329,6 +329,8 @@ class SqlAudit:
         for event in events:
             if validate:
                 check_event(event)
+            elif (event.action in REQUEST_ACTIONS) != (event.kind == "request"):  # what list() relies on
+                check_event(event)  # raises, naming the field
             if event.event_id not in unique:
                 unique[event.event_id] = (event, canonical(event.data))
         if not unique:
@@ -359,7 +361,10 @@ class SqlAudit:
                 target, team = event.target, event.team_id
                 ts = db.ts_in(at)
                 text = ts if sqlite else stamp(at)  # SQLite stores the stamp's own text: format it once
-                digest = audit_hash(seq, event.event_id, text, kind, actor, action, target, team, data, prev)
+                try:
+                    digest = audit_hash(seq, event.event_id, text, kind, actor, action, target, team, data, prev)
+                except (TypeError, UnicodeEncodeError):  # a field of an unchecked event that is no text
+                    raise InvalidValue("audit event", event.event_id, "text fields (str or null)") from None
                 values.append((seq, event.event_id, ts, kind, actor, action, target, team, data, prev, digest))
                 prev = digest
             marks = "(" + ", ".join("?" for _ in AUDIT.columns) + ")"

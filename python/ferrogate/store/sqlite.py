@@ -94,7 +94,7 @@ class SqliteStore(SqlStore):
         try:
             self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self.conn.execute("PRAGMA busy_timeout=5000")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -106,7 +106,7 @@ class SqliteStore(SqlStore):
         self._inline: sqlite3.Connection | None = None  # short programs on the event loop (files only)
         self._inline_commits = 0
         self._checkpoints: set[asyncio.Task[None]] = set()
-        if path != ":memory:":
+        if path != ":memory:" and str(mode).lower() == "wal":  # without WAL a COMMIT may meet readers: BUSY
             try:
                 inline = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
                 inline.row_factory = sqlite3.Row
@@ -175,17 +175,22 @@ class SqliteStore(SqlStore):
         conn = self._inline
         assert conn is not None
         try:
+            if conn.in_transaction:  # left open by a failed ROLLBACK: it would hold the write lock
+                conn.execute("ROLLBACK")
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # BUSY and its extended codes
                 return _BUSY
+            raise _fault(exc) from None
+        except sqlite3.Error as exc:
             raise _fault(exc) from None
         try:
             result = _drive(conn, program)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # retried before the next BEGIN
+                    conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise _fault(exc) from None
             raise
