@@ -125,7 +125,10 @@ def test_metrics_after_a_known_workload(gw: Gateway) -> None:
     while True:
         samples, text, resp = scrape(gw)
         stored = get(samples, "ferrogate_usage_records_total", outcome="stored")
-        if total(samples, "ferrogate_requests_total") == requests and stored == requests:
+        audited = get(samples, "ferrogate_audit_events_total", outcome="stored")
+        # every request of a key is metered and audited; the admin changes above are audited too
+        done = total(samples, "ferrogate_requests_total") == requests and stored == requests
+        if done and audited == requests + 3:  # + the team and the two keys created above
             break
         assert time.monotonic() < deadline, text
         time.sleep(0.2)

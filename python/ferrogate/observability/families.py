@@ -206,3 +206,23 @@ USAGE_PENDING = gauge(
     "ferrogate_usage_pending_records",
     "Usage records waiting in the workers' memory for the next batch write.",
 )
+
+# ---- the audit writer (collected at each flush) -------------------------------------------------------------
+AUDIT_EVENTS = counter(
+    "ferrogate_audit_events_total",
+    "Audit events by outcome: stored (new records of the chain), spooled (to the local file while the store is "
+    "down), replayed (from a spool into the store; also counted as stored), rejected (invalid).",
+    "outcome",
+)
+AUDIT_STORE_FAILURES = counter(
+    "ferrogate_audit_store_failures_total",
+    "Failed audit writes to the store (each sends its batch to the spool file).",
+)
+AUDIT_SPOOL_BYTES = gauge(
+    "ferrogate_audit_spool_bytes",
+    "Bytes of audit events waiting in the workers' spool files for the store.",
+)
+AUDIT_PENDING = gauge(
+    "ferrogate_audit_pending_events",
+    "Audit events waiting in the workers' memory for the next batch write.",
+)

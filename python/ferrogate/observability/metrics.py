@@ -34,6 +34,10 @@ from typing import TYPE_CHECKING, Any
 from ferrogate import _core
 from ferrogate.errors import BudgetExhausted, ErrorKind, GatewayError, Source
 from ferrogate.observability.families import (
+    AUDIT_EVENTS,
+    AUDIT_PENDING,
+    AUDIT_SPOOL_BYTES,
+    AUDIT_STORE_FAILURES,
     BUDGET_REFUSALS,
     COST,
     FAMILIES,
@@ -59,6 +63,7 @@ from ferrogate.observability.families import (
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from ferrogate.audit.writer import AuditWriter
     from ferrogate.config import Config
     from ferrogate.metering import PriceTable, UsageRecorder
     from ferrogate.pipeline.context import RequestContext
@@ -77,6 +82,8 @@ _RATE_CODES = frozenset(
 _SCOPES = frozenset({"key", "user", "team"})
 _RATE_KINDS = (ErrorKind.RATE_LIMITED_REQUESTS, ErrorKind.RATE_LIMITED_TOKENS)
 _OUTCOMES = ("stored", "spooled", "replayed", "rejected")
+_USAGE = (USAGE_RECORDS, USAGE_STORE_FAILURES, USAGE_SPOOL_BYTES, USAGE_PENDING)
+_AUDIT = (AUDIT_EVENTS, AUDIT_STORE_FAILURES, AUDIT_SPOOL_BYTES, AUDIT_PENDING)
 #: The four latency histograms of a request, in the order of the hot path's rows.
 _LATENCY = (REQUEST_SECONDS, UPSTREAM_SECONDS, OVERHEAD_SECONDS, TTFT_SECONDS)
 
@@ -125,6 +132,7 @@ class Metrics:
         config: the configuration; its model groups, upstreams and deployment models bound the label values.
         prices: the price table (costs of requests the account phase did not price; unpriced models).
         recorder: the usage recorder whose counters and spool size are collected at each flush (None: none).
+        audit: the audit writer, collected the same way into the ``ferrogate_audit_*`` families (None: none).
         period_s: seconds between flushes in :meth:`run` (the staleness of ``/metrics``).
 
     Example:
@@ -132,6 +140,7 @@ class Metrics:
     """
 
     __slots__ = (
+        "_audit",
         "_bounds",
         "_cells",
         "_families",
@@ -150,12 +159,19 @@ class Metrics:
     )
 
     def __init__(
-        self, config: Config, prices: PriceTable, recorder: UsageRecorder | None = None, *, period_s: float = 1.0
+        self,
+        config: Config,
+        prices: PriceTable,
+        recorder: UsageRecorder | None = None,
+        audit: AuditWriter | None = None,
+        *,
+        period_s: float = 1.0,
     ) -> None:
         self.period_s = period_s
         self.directory = os.environ.get(MULTIPROC_ENV) or None
         self._prices = prices
         self._recorder = recorder
+        self._audit = audit
         self._models = frozenset(g.name for g in config.model_groups)
         self._upstreams = frozenset(u.name for u in config.upstreams)
         served = sorted({d.model or g.name for g in config.model_groups for d in g.deployments})
@@ -321,7 +337,9 @@ class Metrics:
             >>> # metrics.flush()   # every period_s, in run(); and in render() and close()
         """
         if self._recorder is not None:
-            self._collect(self._recorder)
+            self._collect(self._recorder, _USAGE)
+        if self._audit is not None:
+            self._collect(self._audit, _AUDIT)
         self._spill_cells()
         for family in self._families:
             pending = self._pending[family.name]
@@ -364,18 +382,20 @@ class Metrics:
                 costs[model, team] = costs.get((model, team), 0) + cell.cost
             cell.prompt = cell.completion = cell.cost = 0.0
 
-    def _collect(self, recorder: UsageRecorder) -> None:
-        stats, seen = recorder.stats, self._seen
+    def _collect(self, writer: UsageRecorder | AuditWriter, families: tuple[Family, Family, Family, Family]) -> None:
+        """Add what a spooled writer counted since the last flush; set its spool size and queue length."""
+        items, failures, spool_bytes, pending = families
+        stats, seen = writer.stats, self._seen
         for outcome in _OUTCOMES:
-            now = getattr(stats, outcome)
-            if now > seen.get(outcome, 0):
-                self.add(USAGE_RECORDS, (outcome,), now - seen.get(outcome, 0))
-                seen[outcome] = now
-        if stats.store_failures > seen.get("store_failures", 0):
-            self.add(USAGE_STORE_FAILURES, (), stats.store_failures - seen.get("store_failures", 0))
-            seen["store_failures"] = stats.store_failures
-        self.set(USAGE_SPOOL_BYTES, (), float(recorder.spool_bytes))
-        self.set(USAGE_PENDING, (), float(recorder.pending))
+            now, key = getattr(stats, outcome), f"{items.name}:{outcome}"
+            if now > seen.get(key, 0):
+                self.add(items, (outcome,), now - seen.get(key, 0))
+                seen[key] = now
+        if stats.store_failures > seen.get(failures.name, 0):
+            self.add(failures, (), stats.store_failures - seen.get(failures.name, 0))
+            seen[failures.name] = stats.store_failures
+        self.set(spool_bytes, (), float(writer.spool_bytes))
+        self.set(pending, (), float(writer.pending))
 
     async def run(self) -> None:
         """Flush every ``period_s`` seconds until cancelled; a failed flush is logged, not fatal.

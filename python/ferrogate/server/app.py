@@ -89,7 +89,7 @@ class Gateway:
             RedisLimiter.from_url(settings.redis_url) if settings.redis_url else LocalLimiter(settings.limits_path)
         )
         prices = price_table(config)
-        self.prometheus = Metrics(config, prices, self.recorder)  # GET /metrics; flushed every second
+        self.prometheus = Metrics(config, prices, self.recorder, self.audit)  # GET /metrics; flushed every second
         self.chat = ChatChain(
             ChainDeps(
                 router=self.router,

@@ -260,6 +260,23 @@ def test_recorder_stats_are_collected_at_flush(mpdir: Path) -> None:
     metrics.close()
 
 
+def test_audit_writer_stats_are_collected_apart_from_the_recorder(mpdir: Path) -> None:
+    usage = SimpleNamespace(stored=5, spooled=0, replayed=0, rejected=0, store_failures=0)
+    audit_stats = SimpleNamespace(stored=7, spooled=3, replayed=0, rejected=1, store_failures=2)
+    recorder: Any = SimpleNamespace(stats=usage, spool_bytes=0, pending=0)
+    audit: Any = SimpleNamespace(stats=audit_stats, spool_bytes=120, pending=6)
+    metrics = Metrics(config(), PRICES, recorder, audit)
+    audit_stats.stored, audit_stats.replayed = 12, 3
+    metrics.flush()
+    reg = read(mpdir)
+    outcomes = {"stored": 12, "spooled": 3, "replayed": 3, "rejected": 1}
+    assert {o: value(reg, "ferrogate_audit_events_total", outcome=o) for o in outcomes} == outcomes
+    gauges = ("ferrogate_audit_store_failures_total", "ferrogate_audit_spool_bytes", "ferrogate_audit_pending_events")
+    assert [value(reg, name) for name in gauges] == [2, 120, 6]
+    assert value(reg, "ferrogate_usage_records_total", outcome="stored") == 5  # each writer counted once
+    metrics.close()
+
+
 def test_workers_add_up_and_a_stopped_worker_drops_its_live_gauges(
     mpdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
