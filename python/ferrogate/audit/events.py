@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ferrogate.errors import GatewayError
-from ferrogate.store.audit import AuditEvent, stamp
+from ferrogate.store.audit import AuditEvent
+from ferrogate.store.fields import stamp
 from ferrogate.store.records import new_id
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from time import perf_counter
 
 from ferrogate.audit.events import request_event
 from ferrogate.audit.writer import AuditWriter
+from ferrogate.auth.identity import Identity
 from ferrogate.limits import Limiter
 from ferrogate.metering import PriceTable, UsageRecord, UsageRecorder
 from ferrogate.observability.logs import RequestLog
@@ -48,42 +49,57 @@ async def account(
     latency_ms = (perf_counter() - ctx.started) * 1000.0
     identity = ctx.identity
     cost = None
-    usage = ctx.usage
-    now = datetime.now(UTC)  # one clock read for the usage and audit records
     if identity is not None and recorder is not None:
-        upstream_model = ctx.upstream_model or None
-        provider = ctx.provider
-        if usage is None:
-            prompt = completion = cached = reasoning = 0
-            counted = False
-        else:
-            prompt, completion = usage.prompt_tokens, usage.completion_tokens
-            cached, reasoning, counted = usage.cached_tokens, usage.reasoning_tokens, usage.counted
-        cost = prices.cost(upstream_model or ctx.model, prompt, completion, cached)
-        recorder.record(
-            UsageRecord(
-                request_id=ctx.request_id,
-                created_at=now,
-                model=ctx.model,
-                status=ctx.status,
-                stream=ctx.stream,
-                key_id=identity.key_id,
-                team_id=identity.team_id,
-                user_id=identity.user_id,
-                upstream=provider.name if provider is not None else None,
-                upstream_model=upstream_model,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cached_tokens=cached,
-                reasoning_tokens=reasoning,
-                counted=counted,
-                cost_usd=cost,
-                latency_ms=latency_ms,
-            )
-        )
+        now = datetime.now(UTC)  # one clock read for the usage and the audit record
+        cost = _meter(ctx, identity, recorder, prices, now, latency_ms)
+    else:
+        now = None
     if audit is not None and identity is not None:  # like metering: a request of no key is logged, not audited
         audit.record(request_event(ctx, cost_usd=cost, prices=prices, latency_ms=latency_ms, now=now))
     if request_log is not None and request_log.enabled:
         request_log.log(ctx, latency_ms, cost)
     if metrics is not None:
         metrics.observe(ctx, cost)
+
+
+def _meter(
+    ctx: RequestContext,
+    identity: Identity,
+    recorder: UsageRecorder,
+    prices: PriceTable,
+    now: datetime,
+    latency_ms: float,
+) -> float | None:
+    """Queue the request's usage record; its cost (``None``: the model has no price)."""
+    upstream_model = ctx.upstream_model or None
+    provider = ctx.provider
+    usage = ctx.usage
+    if usage is None:
+        prompt = completion = cached = reasoning = 0
+        counted = False
+    else:
+        prompt, completion = usage.prompt_tokens, usage.completion_tokens
+        cached, reasoning, counted = usage.cached_tokens, usage.reasoning_tokens, usage.counted
+    cost = prices.cost(upstream_model or ctx.model, prompt, completion, cached)
+    recorder.record(
+        UsageRecord(
+            request_id=ctx.request_id,
+            created_at=now,
+            model=ctx.model,
+            status=ctx.status,
+            stream=ctx.stream,
+            key_id=identity.key_id,
+            team_id=identity.team_id,
+            user_id=identity.user_id,
+            upstream=provider.name if provider is not None else None,
+            upstream_model=upstream_model,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=cached,
+            reasoning_tokens=reasoning,
+            counted=counted,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+        )
+    )
+    return cost

@@ -21,7 +21,7 @@ import base64
 import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime  # noqa: F401 (UTC: the examples below)
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ import orjson
 
 from ferrogate._core import audit_hash
 from ferrogate.store.errors import InvalidValue, StoreError
-from ferrogate.store.fields import when
+from ferrogate.store.fields import stamp, when
 from ferrogate.store.records import Page
 from ferrogate.store.sql import MAX_LIMIT, IntegrityFault, Row, Table
 
@@ -53,16 +53,6 @@ AUDIT = Table(
     ("seq", "event_id", "created_at", "kind", "actor", "action", "target", "team_id", "data", "prev_hash", "hash"),
 )
 _FIELDS = ("event_id", "created_at", "kind", "actor", "action", "target", "team_id", "data")
-
-
-def stamp(at: datetime) -> str:
-    """The canonical text of a timestamp in the hash (and in exports): fixed-width UTC, microseconds.
-
-    Example:
-        >>> stamp(datetime(2025, 1, 31, 12, tzinfo=UTC))
-        '2025-01-31T12:00:00.000000Z'
-    """
-    return at.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def canonical(data: Any) -> str:
@@ -360,7 +350,7 @@ class SqlAudit:
                 at, kind, actor, action = event.created_at, event.kind, event.actor, event.action
                 target, team = event.target, event.team_id
                 ts = db.ts_in(at)
-                text = ts if sqlite else stamp(at)  # SQLite stores the stamp's own text: format it once
+                text = ts if sqlite else stamp(at)  # SQLite's ts_in is stamp: format it once
                 try:
                     digest = audit_hash(seq, event.event_id, text, kind, actor, action, target, team, data, prev)
                 except (TypeError, UnicodeEncodeError):  # a field of an unchecked event that is no text

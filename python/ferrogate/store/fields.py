@@ -97,6 +97,18 @@ def _metadata(field: str, value: Any) -> str:
         raise InvalidValue(field, value, "a JSON-serialisable object") from None
 
 
+def stamp(at: datetime) -> str:
+    """Fixed-width ISO-8601 UTC text with microseconds, so text order is time order: how SQLite stores
+    timestamps and how the audit hash and exports spell them (one function: the two must agree).
+
+    Example:
+        >>> stamp(datetime(2025, 1, 31, 12, tzinfo=UTC))
+        '2025-01-31T12:00:00.000000Z'
+    """
+    # isoformat is ~5x cheaper than strftime; "+00:00" becomes "Z" (the same fixed-width text)
+    return at.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
 def when(field: str, value: Any) -> datetime:
     """An aware datetime, normalised to UTC.
 

@@ -59,7 +59,12 @@ def check_versions(applied: Collection[int], known: Sequence[Migration]) -> None
         SchemaError: the database is newer than the code, or migrations are pending.
 
     Example:
-        >>> check_versions({1, 2}, load_migrations("sqlite"))
+        >>> known = load_migrations("sqlite")
+        >>> check_versions({m.version for m in known}, known)  # up to date: nothing to say
+        >>> check_versions({1, 2}, known)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ferrogate.store.errors.SchemaError: database schema version 2 is older than this ferrogate ...
     """
     refuse_newer(applied, known)
     pending = [m.version for m in known if m.version not in applied]

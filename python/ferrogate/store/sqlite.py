@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ferrogate.store.errors import SchemaError, StoreError
+from ferrogate.store.fields import stamp
 from ferrogate.store.migrate import Migration, load_migrations, refuse_newer
 from ferrogate.store.sql import IntegrityFault, Program, Row, SqlStore
 
@@ -218,8 +219,7 @@ class SqliteStore(SqlStore):
             >>> SqliteStore.ts_in(None, datetime(2025, 1, 31, 12, tzinfo=UTC))  # type: ignore[arg-type]
             '2025-01-31T12:00:00.000000Z'
         """
-        # isoformat is ~5x cheaper than strftime; "+00:00" becomes "Z" (the same fixed-width text)
-        return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+        return stamp(value)
 
     def ts_out(self, raw: Any) -> datetime:
         """Parse the stored text (``fromisoformat`` reads the trailing ``Z`` as UTC)."""

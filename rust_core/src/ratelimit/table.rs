@@ -175,11 +175,7 @@ impl Limiter {
 
     /// [`Limiter::refund`] at an explicit time `now`.
     pub fn refund_at(&self, key: &str, rate: &Rate, cost: f64, now: u64) -> Result<(), LimitError> {
-        let cost_ns = rate.cost_ns(cost)?;
-        self.update(key_hash(key), now, false, |tat| {
-            (rate.refund(tat, now, cost_ns), ())
-        });
-        Ok(())
+        self.settle_at(key, rate, cost, now, false)
     }
 
     /// Consumes `cost` units of `key` whether or not they fit (the account phase charging what
@@ -197,9 +193,27 @@ impl Limiter {
 
     /// [`Limiter::charge`] at an explicit time `now`.
     pub fn charge_at(&self, key: &str, rate: &Rate, cost: f64, now: u64) -> Result<(), LimitError> {
+        self.settle_at(key, rate, cost, now, true)
+    }
+
+    /// Refunds (`charge == false`) or charges `cost` units of `key` at `now`; charging creates the
+    /// bucket of an unknown key (it may go into debt), refunding one is a no-op.
+    fn settle_at(
+        &self,
+        key: &str,
+        rate: &Rate,
+        cost: f64,
+        now: u64,
+        charge: bool,
+    ) -> Result<(), LimitError> {
         let cost_ns = rate.cost_ns(cost)?;
-        self.update(key_hash(key), now, true, |tat| {
-            (rate.charge(tat, now, cost_ns), ())
+        self.update(key_hash(key), now, charge, |tat| {
+            let new = if charge {
+                rate.charge(tat, now, cost_ns)
+            } else {
+                rate.refund(tat, now, cost_ns)
+            };
+            (new, ())
         });
         Ok(())
     }

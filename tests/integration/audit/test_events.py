@@ -10,7 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from ferrogate.audit import admin_event, is_secret, scrub
-from ferrogate.store.audit import canonical, stamp
+from ferrogate.store.audit import canonical
+from ferrogate.store.fields import stamp
 from ferrogate.store.sql import SqlStore
 from tests.integration.store.conftest import key_hash
 

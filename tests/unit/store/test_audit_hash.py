@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from ferrogate._core import audit_hash
-from ferrogate.store.audit import GENESIS, canonical, record_hash, stamp
+from ferrogate.store.audit import GENESIS, canonical, record_hash
+from ferrogate.store.fields import stamp
 
 
 def reference(
