@@ -12,6 +12,7 @@ Example:
 """
 
 import os
+from collections.abc import Sequence
 from typing import ClassVar, final
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "count_tokens",
     "encoding_for_model",
     "model_encoding",
+    "rate_headers",
+    "reset_duration",
 ]
 
 __version__: str
@@ -154,6 +157,24 @@ def audit_hash(
     """SHA-256 (hex) over the canonical JSON of an audit record's fields (``created_at`` as its fixed-width
     UTC stamp, ``data`` its stored JSON text): what ``ferrogate.store.audit.record_hash`` returns."""
 
+def rate_headers(taken: Sequence[tuple[float, float, float, bool]]) -> list[tuple[str, str]]:
+    """OpenAI's ``x-ratelimit-*`` headers for the tightest bucket of each kind (fewest remaining, the first
+    on ties), requests first: ``taken`` are ``(limit, remaining, reset_s, tokens)``.
+
+    Example:
+        >>> [value for _, value in rate_headers([(100, 99.5, 0.6, False)])]
+        ['100', '99', '600ms']
+    """
+
+def reset_duration(seconds: float) -> str:
+    """OpenAI's reset format: ``20ms`` under a second (at least ``1ms``), else whole seconds rounded up,
+    as ``6m0s`` from a minute.
+
+    Example:
+        >>> reset_duration(0.0004), reset_duration(1.2), reset_duration(360.0)
+        ('1ms', '2s', '6m0s')
+    """
+
 def count_tokens(text: str, encoding: str = "o200k_base") -> int:
     """Counts the tokens of ``text`` in ``encoding`` (``o200k_base`` or ``cl100k_base``)."""
 
@@ -189,6 +210,28 @@ class RateLimiter:
         """``(allowed, remaining, retry_after_s, reset_s)``; the cost is consumed when allowed.
 
         ``retry_after_s`` is 0 when allowed, ``inf`` when ``cost`` exceeds ``limit`` (never fits).
+        """
+    def take_many(
+        self, buckets: Sequence[tuple[str, float, bool]], period_s: float, tokens_cost: float
+    ) -> tuple[int, float, list[tuple[str, str]]]:
+        """Takes a request's chain of buckets all or none, in order, at one instant.
+
+        ``buckets`` are ``(key, limit, tokens)``: a tokens bucket costs ``tokens_cost``, a requests bucket 1.
+        Returns ``(refused, retry_after_s, headers)``: the index of the first bucket that did not fit (what
+        the earlier ones took is given back) or -1, its retry-after (0 when none refused; ``inf`` when the
+        cost exceeds the limit), and OpenAI's ``x-ratelimit-*`` headers for the tightest bucket of each kind
+        (fewest remaining, the first on ties; the refusing bucket included), requests first.
+
+        Example:
+            >>> limiter = RateLimiter(capacity=1024)
+            >>> limiter.take_many([("rpm:key:1", 10, False), ("tpm:key:1", 1000, True)], 60.0, 400.0)[:2]
+            (-1, 0.0)
+            >>> refused, wait, headers = limiter.take_many([("rpm:key:1", 10, False), ("tpm:key:1", 1000, True)],
+            ...                                            60.0, 700.0)
+            >>> refused, round(wait), headers[4]
+            (1, 6, ('x-ratelimit-remaining-tokens', '600'))
+            >>> limiter.peek("rpm:key:1", 10, 60.0)[0] >= 8  # the refused request's request was given back
+            True
         """
     def refund(self, key: str, limit: float, period_s: float, cost: float) -> None:
         """Gives ``cost`` units back to ``key``; the bucket never becomes more than full."""

@@ -105,10 +105,10 @@ class AuditWriter(SpooledWriter[AuditEvent, AuditStats]):
         if not self._closed:
             await self.flush()
 
-    async def _store_batch(self, batch: list[AuditEvent], *, trusted: bool) -> int:
+    async def _store_batch(self, batch: list[AuditEvent], *, trusted: bool, fresh: bool) -> int:
         # queued events come typed from the account phase and the admin API; spooled ones were checked on
         # reading (a retry after a refusal checks every event again)
-        return await self._store.audit.append_many(batch, validate=not trusted)
+        return await self._store.audit.append_many(batch, validate=not trusted, fresh=fresh)
 
     def _check(self, item: AuditEvent) -> AuditEvent:
         check_event(item)

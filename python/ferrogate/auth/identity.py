@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from typing import Any
 
 
 class Limits:
@@ -74,6 +75,7 @@ class Identity:
         "key_id",
         "key_models",
         "limits",
+        "rate_plan",
         "team_id",
         "team_models",
         "user_id",
@@ -97,6 +99,7 @@ class Identity:
         self.valid_until = valid_until
         self.limits = NO_LIMITS
         self.budgets: tuple[BudgetRef, ...] = ()
+        self.rate_plan: Any = None  # the limit phase's buckets of these limits (ferrogate.pipeline.limit)
         self._decisions: dict[str, bool] = {}
 
     def allows(self, model: str) -> bool:

@@ -127,8 +127,10 @@ class SpooledWriter(Generic[T, S]):
         self.stats = stats
 
     # ---- what a subclass supplies --------------------------------------------------------------------------
-    async def _store_batch(self, batch: list[T], *, trusted: bool) -> int:
+    async def _store_batch(self, batch: list[T], *, trusted: bool, fresh: bool) -> int:
         """Store ``batch`` in one call; how many were new. ``trusted``: the first try, before any check.
+        ``fresh``: the items come straight from the queue, never offered to a store before (not replayed
+        from a spool), so the store may skip looking for ids it already holds.
 
         Raises:
             InvalidValue: an item the store refuses (the batch is checked, the bad ones dropped, tried again).
@@ -268,10 +270,10 @@ class SpooledWriter(Generic[T, S]):
             try:
                 async with asyncio.timeout(self._timeout_s):
                     try:
-                        new = await self._store_batch(chunk, trusted=True)
+                        new = await self._store_batch(chunk, trusted=True, fresh=not replayed)
                     except InvalidValue:
                         chunk = self._drop_invalid(chunk)
-                        new = await self._store_batch(chunk, trusted=False)
+                        new = await self._store_batch(chunk, trusted=False, fresh=not replayed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any fault of the store or the network: spool and go on

@@ -87,9 +87,9 @@ class UsageRecorder(SpooledWriter[UsageRecord, RecorderStats]):
         """
         self._enqueue(rec)
 
-    async def _store_batch(self, batch: list[UsageRecord], *, trusted: bool) -> int:
+    async def _store_batch(self, batch: list[UsageRecord], *, trusted: bool, fresh: bool) -> int:
         # queued records come typed from the account phase; spooled ones were checked on reading
-        return await self._store.usage.insert_many(batch, validate=not trusted)
+        return await self._store.usage.insert_many(batch, validate=not trusted, fresh=fresh)
 
     def _check(self, item: UsageRecord) -> UsageRecord:
         return check_record(item)

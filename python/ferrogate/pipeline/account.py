@@ -100,6 +100,7 @@ def _meter(
             counted=counted,
             cost_usd=cost,
             latency_ms=latency_ms,
+            hold=bool(identity.budgets),  # no budget: the budget phase took no hold to release
         )
     )
     return cost

@@ -89,7 +89,7 @@ class RequestContext:
         self.status = 0
         self.usage: Usage | None = None
         self.tpm_reserved = 0.0  # tokens the limit phase reserved against tokens-per-minute
-        self.tpm_keys: list[tuple[str, int]] = []  # (limiter key, limit) the reservation was taken from
+        self.tpm_keys: tuple[tuple[str, int], ...] = ()  # (limiter key, limit) the reservation was taken from
         self.prompt_tokens = -1  # counted by the core once (limit or budget phase); -1: not yet
         self.response_model: str | None = None
         self.error: BaseException | None = None

@@ -10,12 +10,17 @@ A refusal is a 429 with ``Retry-After``, OpenAI's error shape and a code naming 
 (``key_rpm_exceeded``, ``user_tpm_exceeded``, ``deployment_rpm_exceeded``...); every response of
 a limited request carries OpenAI's ``x-ratelimit-*`` headers for the tightest limit of each kind.
 
-The local table is called synchronously (``limiter.sync_core``): a check is a bare tuple from
-Rust, with no coroutine and no :class:`~ferrogate.limits.Decision`. Redis is awaited.
+The local table is called synchronously (``limiter.sync_core``): one call to the Rust table takes a
+request's whole chain of buckets and returns the headers, with no coroutine and no
+:class:`~ferrogate.limits.Decision`; the buckets of an identity are worked out once (:func:`_plan`).
+Redis is awaited.
 
 Example:
-    >>> _duration(0.0004), _duration(1.2), _duration(360.0)
-    ('1ms', '2s', '6m0s')
+    >>> from ferrogate.auth.identity import Identity, Limits
+    >>> me = Identity("key_1", "team_1", None, ("*",), None, None)
+    >>> me.limits = Limits(10, 1000, None, None, 600, None)   # key rpm and tpm, team rpm
+    >>> _plan(me)[2]
+    (('k:key_1:rpm', 10, False), ('t:team_1:rpm', 600, False), ('k:key_1:tpm', 1000, True))
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ferrogate._core import RateLimiter
+    from ferrogate.auth.identity import Identity
     from ferrogate.limits import Limiter
     from ferrogate.pipeline.context import RequestContext
     from ferrogate.pipeline.router import DeploymentLimits
@@ -41,18 +47,6 @@ PERIOD_S = 60.0
 #: (``"key_rpm"``, ``"deployment_tpm"``...): ``<code>_exceeded`` is the refusal's error code, and its
 #: last three letters say the kind (``rpm``: requests, ``tpm``: tokens).
 Check = tuple[str, str, int, float]
-
-#: The result of one admitted check, for the headers: ``(code, limit, remaining, reset_s)``.
-_Taken = tuple[str, int, float, float]
-
-
-def _duration(seconds: float) -> str:
-    """OpenAI's reset format: ``20ms``, ``1s``, ``6m0s``."""
-    if seconds < 1:
-        ms = math.ceil(seconds * 1000)
-        return f"{ms}ms" if ms > 1 else "1ms"
-    whole = math.ceil(seconds)
-    return f"{whole}s" if whole < 60 else f"{whole // 60}m{whole % 60}s"
 
 
 def worst_case(ctx: RequestContext, default_max_tokens: int) -> tuple[int, int]:
@@ -77,6 +71,33 @@ def token_cost(ctx: RequestContext, default_max_tokens: int) -> float:
     return cost
 
 
+#: An identity's local buckets, built once per identity (:func:`_plan`): ``(limits, codes, buckets, tpm_keys)``,
+#: with ``buckets`` as :meth:`ferrogate._core.RateLimiter.take_many` takes them and ``codes`` naming each.
+Plan = tuple[object, tuple[str, ...], tuple[tuple[str, int, bool], ...], tuple[tuple[str, int], ...]]
+
+
+def _plan(identity: Identity) -> Plan:
+    """The buckets of ``identity``'s limits in check order: requests per minute (key, user, team), then
+    tokens per minute (same order). Kept on the identity (``rate_plan``) for its next requests."""
+    limits = identity.limits
+    key_id, user_id, team_id = identity.key_id, identity.user_id, identity.team_id
+    levels = (
+        ("key", "k", key_id, True),
+        ("user", "u", user_id, user_id is not None),
+        ("team", "t", team_id, team_id is not None),
+    )
+    codes: list[str] = []
+    buckets: list[tuple[str, int, bool]] = []
+    for kind in ("rpm", "tpm"):
+        for level, short, owner, applies in levels:
+            lim = getattr(limits, f"{level}_{kind}")
+            if applies and lim is not None:
+                codes.append(f"{level}_{kind}")
+                buckets.append((f"{short}:{owner}:{kind}", lim, kind == "tpm"))
+    tpm_keys = tuple((key, lim) for key, lim, tokens in buckets if tokens)
+    return limits, tuple(codes), tuple(buckets), tpm_keys
+
+
 def limit(
     ctx: RequestContext, limiter: Limiter, headers: list[tuple[str, str]], default_max_tokens: int
 ) -> Coroutine[Any, Any, None] | None:
@@ -87,7 +108,7 @@ def limit(
     included). Partial takes are given back when a later limit refuses. Sets ``ctx.tpm_keys``
     (the buckets :func:`settle` settles) when a tokens limit applies.
 
-    Returns ``None`` when the phase is done (no limits, or the local table decided synchronously),
+    Returns ``None`` when the phase is done (no limits, or the local table decided in one call),
     else a coroutine the chain awaits (Redis): the common paths create no coroutine at all.
 
     Raises:
@@ -98,36 +119,21 @@ def limit(
     limits = identity.limits
     if not limits.any:
         return None
-    key_id, user_id, team_id = identity.key_id, identity.user_id, identity.team_id
-    checks: list[Check] = []
-    if limits.key_rpm is not None:
-        checks.append(("key_rpm", f"k:{key_id}:rpm", limits.key_rpm, 1.0))
-    if user_id is not None and limits.user_rpm is not None:
-        checks.append(("user_rpm", f"u:{user_id}:rpm", limits.user_rpm, 1.0))
-    if team_id is not None and limits.team_rpm is not None:
-        checks.append(("team_rpm", f"t:{team_id}:rpm", limits.team_rpm, 1.0))
-    key_tpm = limits.key_tpm
-    user_tpm = limits.user_tpm if user_id is not None else None
-    team_tpm = limits.team_tpm if team_id is not None else None
-    tpm_keys: list[tuple[str, int]] = []
-    if key_tpm is not None or user_tpm is not None or team_tpm is not None:
-        cost = token_cost(ctx, default_max_tokens)
-        if key_tpm is not None:
-            bucket = f"k:{key_id}:tpm"
-            checks.append(("key_tpm", bucket, key_tpm, cost))
-            tpm_keys.append((bucket, key_tpm))
-        if user_tpm is not None:
-            bucket = f"u:{user_id}:tpm"
-            checks.append(("user_tpm", bucket, user_tpm, cost))
-            tpm_keys.append((bucket, user_tpm))
-        if team_tpm is not None:
-            bucket = f"t:{team_id}:tpm"
-            checks.append(("team_tpm", bucket, team_tpm, cost))
-            tpm_keys.append((bucket, team_tpm))
+    plan = identity.rate_plan
+    if plan is None or plan[0] is not limits:
+        plan = identity.rate_plan = _plan(identity)
+    _, codes, buckets, tpm_keys = plan
+    cost = token_cost(ctx, default_max_tokens) if tpm_keys else 0.0
     core = limiter.sync_core
     if core is None:
+        pairs = zip(codes, buckets, strict=True)
+        checks = [(code, key, lim, cost if tokens else 1.0) for code, (key, lim, tokens) in pairs]
         return _limit_async(ctx, limiter, checks, tpm_keys, headers)
-    take(core, checks, headers, None)
+    refused, retry_after_s, found = core.take_many(buckets, PERIOD_S, cost)
+    headers += found
+    if refused >= 0:
+        _, lim, tokens = buckets[refused]
+        raise refusal(codes[refused], lim, cost if tokens else 1.0, retry_after_s, None)
     if tpm_keys:
         ctx.tpm_keys = tpm_keys
     return None
@@ -137,7 +143,7 @@ async def _limit_async(
     ctx: RequestContext,
     limiter: Limiter,
     checks: list[Check],
-    tpm_keys: list[tuple[str, int]],
+    tpm_keys: tuple[tuple[str, int], ...],
     headers: list[tuple[str, str]],
 ) -> None:
     await take_async(limiter, checks, headers, None)
@@ -146,41 +152,41 @@ async def _limit_async(
 
 
 def take(core: RateLimiter, checks: list[Check], headers: list[tuple[str, str]], subject: str | None) -> None:
-    """Take every check from the local table, all or none; append the ``x-ratelimit-*`` headers.
+    """Take every check from the local table, all or none; add the ``x-ratelimit-*`` headers.
 
     ``subject`` names what a deployment refusal is about (``None``: the key, user or team of the
-    code). Raises the 429 :class:`GatewayError` of the first check that does not fit, after
+    code); with a subject, the headers replace those already in ``headers`` only for a tighter
+    bucket. Raises the 429 :class:`GatewayError` of the first check that does not fit, after
     giving back what the earlier ones took.
     """
-    check = core.check
-    taken: list[_Taken] = []
+    tokens_cost = 1.0
+    buckets = []
     for code, key, lim, cost in checks:
-        allowed, remaining, retry_after_s, reset_s = check(key, lim, PERIOD_S, cost)
-        if not allowed:
-            refund = core.refund
-            for done in checks[: len(taken)]:
-                refund(done[1], done[2], PERIOD_S, done[3])
-            taken.append((code, lim, remaining, reset_s))
-            add_rate_headers(headers, taken, subject is not None)
-            raise refusal(code, lim, cost, retry_after_s, subject)
-        taken.append((code, lim, remaining, reset_s))
-    add_rate_headers(headers, taken, subject is not None)
+        tokens = code[-3] == "t"  # "..._tpm"
+        if tokens:
+            tokens_cost = cost
+        buckets.append((key, lim, tokens))
+    refused, retry_after_s, found = core.take_many(buckets, PERIOD_S, tokens_cost)
+    _add(headers, found, subject is not None)
+    if refused >= 0:
+        code, _, lim, cost = checks[refused]
+        raise refusal(code, lim, cost, retry_after_s, subject)
 
 
 async def take_async(
     limiter: Limiter, checks: list[Check], headers: list[tuple[str, str]], subject: str | None
 ) -> None:
     """:func:`take` through the async interface (Redis): one awaited decision per check."""
-    taken: list[_Taken] = []
+    taken: list[tuple[float, float, float, bool]] = []
     for code, key, lim, cost in checks:
         d = await limiter.check(key, lim, PERIOD_S, cost)
-        taken.append((code, lim, d.remaining, d.reset_s))
+        taken.append((lim, d.remaining, d.reset_s, code[-3] == "t"))
         if not d.allowed:
             for done in checks[: len(taken) - 1]:
                 await limiter.refund(done[1], done[2], PERIOD_S, done[3])
-            add_rate_headers(headers, taken, subject is not None)
+            _add(headers, _core.rate_headers(taken), subject is not None)
             raise refusal(code, lim, cost, d.retry_after_s, subject)
-    add_rate_headers(headers, taken, subject is not None)
+    _add(headers, _core.rate_headers(taken), subject is not None)
 
 
 def refusal(code: str, lim: int, cost: float, retry_after_s: float, subject: str | None) -> GatewayError:
@@ -194,49 +200,37 @@ def refusal(code: str, lim: int, cost: float, retry_after_s: float, subject: str
         message = f"{head}, and this request alone needs {cost:g}: lower max_tokens or the prompt."
         return GatewayError(kind, message, code=error_code)
     wait = max(retry_after_s, 0.001)
-    message = f"{head} (this request needs {cost:g}). Try again in {_duration(wait)}."
+    message = f"{head} (this request needs {cost:g}). Try again in {_core.reset_duration(wait)}."
     return GatewayError(kind, message, code=error_code, headers=[("retry-after", str(max(1, math.ceil(wait))))])
 
 
-_REQUESTS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
-_TOKENS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
-
-
-def add_rate_headers(headers: list[tuple[str, str]], taken: list[_Taken], merge: bool = False) -> None:
-    """Append OpenAI's six headers for the tightest limit of each kind (fewest remaining; the first on ties).
+def _add(headers: list[tuple[str, str]], found: list[tuple[str, str]], merge: bool) -> None:
+    """Append ``found`` (limit, remaining and reset of one kind, or of both) to ``headers``.
 
     With ``merge`` (route checking a deployment after the limit phase), a kind already in ``headers``
-    is replaced only by a tighter bucket.
+    is replaced only by a tighter bucket (fewer remaining).
+
+    Example:
+        >>> headers = [("x-ratelimit-limit-requests", "10"), ("x-ratelimit-remaining-requests", "4"),
+        ...            ("x-ratelimit-reset-requests", "6s")]
+        >>> _add(headers, _core.rate_headers([(100, 99, 0.6, False), (50, 1, 1.0, True)]), True)
+        >>> [value for _, value in headers]
+        ['10', '4', '6s', '50', '1', '1s']
     """
-    requests: _Taken | None = None
-    tokens: _Taken | None = None
-    for item in taken:
-        if item[0][-3] == "r":  # "..._rpm"
-            if requests is None or item[2] < requests[2]:
-                requests = item
-        elif tokens is None or item[2] < tokens[2]:
-            tokens = item
-    if requests is not None:
-        _put(headers, _REQUESTS, requests, merge)
-    if tokens is not None:
-        _put(headers, _TOKENS, tokens, merge)
-
-
-def _put(headers: list[tuple[str, str]], names: tuple[str, str, str], best: _Taken, merge: bool) -> None:
-    remaining = int(best[2])  # >= 0: int() floors
-    if merge:
+    if not merge:
+        headers += found
+        return
+    for at in range(0, len(found), 3):
+        name, remaining = found[at + 1]
         for i, (header, value) in enumerate(headers):
-            if header == names[1]:
-                if int(value) <= remaining:
-                    return
-                del headers[i - 1 : i + 2]  # limit, remaining, reset: always appended together
+            if header == name:
+                if int(value) <= int(remaining):
+                    break
+                del headers[i - 1 : i + 2]  # limit, remaining, reset: always added together
+                headers += found[at : at + 3]
                 break
-    reset_s = best[3]
-    headers += (
-        (names[0], str(best[1])),
-        (names[1], str(remaining)),
-        (names[2], _duration(reset_s if reset_s < 86_400.0 else 86_400.0)),
-    )
+        else:
+            headers += found[at : at + 3]
 
 
 def check_deployment(
@@ -267,7 +261,7 @@ def check_deployment(
         return _check_deployment_async(ctx, limiter, limits, checks, headers)
     take(core, checks, headers, limits.subject)
     if limits.tpm is not None:
-        ctx.tpm_keys = [*ctx.tpm_keys, (limits.tpm_key, limits.tpm)]
+        ctx.tpm_keys = (*ctx.tpm_keys, (limits.tpm_key, limits.tpm))
     return None
 
 
@@ -280,7 +274,7 @@ async def _check_deployment_async(
 ) -> None:
     await take_async(limiter, checks, headers, limits.subject)
     if limits.tpm is not None:
-        ctx.tpm_keys = [*ctx.tpm_keys, (limits.tpm_key, limits.tpm)]
+        ctx.tpm_keys = (*ctx.tpm_keys, (limits.tpm_key, limits.tpm))
 
 
 async def settle(ctx: RequestContext, limiter: Limiter) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime  # noqa: F401 (UTC: the examples below)
@@ -299,13 +300,16 @@ class SqlAudit:
     def __init__(self, db: SqlStore) -> None:
         self._db = db
 
-    async def append_many(self, events: Iterable[AuditEvent], *, validate: bool = True) -> int:
+    async def append_many(self, events: Iterable[AuditEvent], *, validate: bool = True, fresh: bool = False) -> int:
         """Append ``events`` to the chain in one transaction, skipping event ids already stored; how many were new.
 
         Within ``events`` the first occurrence of an event id wins; the new ones get consecutive ``seq``
         numbers after the current head, in the order given. ``validate=False`` skips :func:`check_event` for
         events built by typed code (the account phase): ~1.6 µs per event on the worker; data that is not
-        JSON, a field that is not text and an action of the other kind are refused either way.
+        JSON, a field that is not text and an action of the other kind are refused either way. ``fresh=True``
+        says the events were never offered to a store before (straight from the writer's queue, not from a
+        spool): the ids already stored are not looked up first (~0.5 µs per event); should one be stored
+        after all, the insert fails, rolls back and the batch is redone with the lookup.
 
         Raises:
             InvalidValue: an event has a field of the wrong type (nothing is written).
@@ -329,10 +333,10 @@ class SqlAudit:
         lock = db.lock_sql(CHAIN_LOCK)
         sqlite = db.kind == "sqlite"
 
-        def program() -> Program[int]:
+        def program(lookup: bool) -> Program[int]:
             if lock is not None:
                 yield lock
-            ids = list(unique)
+            ids = list(unique) if lookup else []  # fresh: none is stored (else the insert fails: rollback)
             stored: set[str] = set()
             for start in range(0, len(ids), CHUNK):
                 part = ids[start : start + CHUNK]
@@ -366,8 +370,11 @@ class SqlAudit:
                 )
             return len(new)
 
+        if fresh:
+            with contextlib.suppress(IntegrityFault):  # an event id stored after all: nothing was written
+                return await db.run_program(program(False))
         try:
-            return await db.run_program(program())
+            return await db.run_program(program(True))
         except IntegrityFault as fault:  # only if the chain lock was bypassed (e.g. a hand-written row)
             raise StoreError(f"audit log: {fault}") from None
 

@@ -113,7 +113,9 @@ class Keys(Protocol):
 class Usage(Protocol):
     """``store.usage`` (see :class:`~ferrogate.store.usage.SqlUsage`)."""
 
-    async def insert_many(self, records: Iterable[UsageRecord], *, validate: bool = True) -> int: ...
+    async def insert_many(
+        self, records: Iterable[UsageRecord], *, validate: bool = True, fresh: bool = False
+    ) -> int: ...
     async def get(self, request_id: str) -> UsageRecord: ...
     async def summary(
         self,
@@ -150,7 +152,7 @@ class Budgets(Protocol):
 class Audit(Protocol):
     """``store.audit`` (see :class:`~ferrogate.store.audit.SqlAudit`)."""
 
-    async def append_many(self, events: Iterable[AuditEvent], *, validate: bool = True) -> int: ...
+    async def append_many(self, events: Iterable[AuditEvent], *, validate: bool = True, fresh: bool = False) -> int: ...
     async def list(
         self,
         *,

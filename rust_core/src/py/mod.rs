@@ -44,6 +44,8 @@ pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<meter::PyChatStreamMeter>()?;
     m.add_class::<ratelimit::PyRateLimiter>()?;
     m.add_function(wrap_pyfunction!(audit::audit_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(ratelimit::rate_headers, m)?)?;
+    m.add_function(wrap_pyfunction!(ratelimit::reset_duration, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::count_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::count_chat_prompt, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::encoding_for_model, m)?)?;

@@ -6,6 +6,7 @@
 //!   forced take that may leave the bucket in bounded debt).
 //! - [`table`]: the [`Limiter`], a fixed-capacity table of `key_hash -> TAT` slots updated with
 //!   128-bit compare-and-swap; in process memory or in a shared file.
+//! - [`headers`]: OpenAI's `x-ratelimit-*` headers from a request's decisions.
 //! - `shm`: the shared file's layout and mapping (the crate's only `unsafe` code).
 //!
 //! Why not the `governor` crate: its GCRA keeps each key's state in process memory (a
@@ -25,6 +26,7 @@
 //! ```
 
 pub mod gcra;
+pub mod headers;
 mod shm;
 pub mod table;
 

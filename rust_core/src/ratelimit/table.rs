@@ -161,6 +161,32 @@ impl Limiter {
         }))
     }
 
+    /// Takes `checks` (`(key, limit, cost)` each, per `period_s`) all or none, in order, at one
+    /// instant: the limit phase's chain of buckets. Returns each decision up to and including the
+    /// first refusal; on a refusal, what the earlier checks took is given back.
+    pub fn take_all<'k>(
+        &self,
+        checks: impl IntoIterator<Item = (&'k str, f64, f64)>,
+        period_s: f64,
+    ) -> Result<Vec<Decision>, LimitError> {
+        let now = now_ns();
+        let mut taken: Vec<(&'k str, Rate, f64)> = Vec::new();
+        let mut decisions = Vec::new();
+        for (key, limit, cost) in checks {
+            let rate = Rate::new(limit, period_s)?;
+            let d = self.check_at(key, &rate, cost, now)?;
+            decisions.push(d);
+            if !d.allowed {
+                for (done, rate, cost) in &taken {
+                    self.refund_at(done, rate, *cost, now)?;
+                }
+                break;
+            }
+            taken.push((key, rate, cost));
+        }
+        Ok(decisions)
+    }
+
     /// Gives `cost` units back to `key` (settling a reservation with the real usage, in the
     /// account phase). The bucket never becomes more than full; an unknown key is a no-op.
     pub fn refund(

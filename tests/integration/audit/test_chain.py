@@ -67,13 +67,14 @@ async def test_concurrent_writers_extend_one_gapless_chain(db_url: str, store: S
         assert ns == list(range(ns[0], ns[0] + 5)) and ns[0] % 5 == 1, ns
 
 
-async def test_replaying_a_batch_is_idempotent(store: SqlStore) -> None:
+@pytest.mark.parametrize("fresh", [False, True])  # fresh: no lookup first; a stored id redoes the batch with it
+async def test_replaying_a_batch_is_idempotent(store: SqlStore, fresh: bool) -> None:
     batch = [event(n) for n in range(1, 11)]
-    assert await store.audit.append_many(batch) == 10
+    assert await store.audit.append_many(batch, fresh=fresh) == 10
     before = await everything(store)
-    assert await store.audit.append_many(batch) == 0  # replayed whole
-    assert await store.audit.append_many([*batch[5:], event(11), event(11), event(12)]) == 2  # partly new
-    assert await store.audit.append_many([]) == 0
+    assert await store.audit.append_many(batch, fresh=fresh) == 0  # replayed whole
+    assert await store.audit.append_many([*batch[5:], event(11), event(11), event(12)], fresh=fresh) == 2  # partly new
+    assert await store.audit.append_many([], fresh=fresh) == 0
     records = await everything(store)
     assert records[:10] == before
     assert [r.event_id for r in records[10:]] == ["evt_000011", "evt_000012"]

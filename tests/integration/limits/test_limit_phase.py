@@ -138,7 +138,7 @@ def test_user_limits_need_a_user_and_headers_show_the_tightest(limiter: Limiter)
         assert h["x-ratelimit-limit-tokens"] == "4000"
         assert int(h["x-ratelimit-remaining-tokens"]) == math.floor(4000 - ctx.tpm_reserved)
         assert h["x-ratelimit-reset-requests"] == "2s"  # 60 s / 50, rounded up
-        assert ctx.tpm_keys == [(f"k:{ident.key_id}:tpm", 5000), (f"t:{ident.team_id}:tpm", 4000)]
+        assert ctx.tpm_keys == ((f"k:{ident.key_id}:tpm", 5000), (f"t:{ident.team_id}:tpm", 4000))
 
     run(limiter, scenario)
 
@@ -178,7 +178,7 @@ def test_settle_refunds_unused_tokens_and_charges_an_overrun(limiter: Limiter) -
         assert int(dict(err.headers)["retry-after"]) > 30
         # a failed request without usage gives everything back
         ctx = context(ident)
-        ctx.tpm_keys, ctx.tpm_reserved, ctx.status = [(bucket, 100)], 20.0, 502
+        ctx.tpm_keys, ctx.tpm_reserved, ctx.status = ((bucket, 100),), 20.0, 502
         before = await limiter.peek(bucket, 100, PERIOD_S)
         await settle(ctx, limiter)
         assert (await limiter.peek(bucket, 100, PERIOD_S))[1] == pytest.approx(before[1] - 12, abs=0.05)
@@ -217,7 +217,7 @@ def test_deployment_limits_in_the_route_phase(limiter: Limiter) -> None:
         try:
             ctx, headers, err = await call("open")
             assert err is None and ctx.upstream_model == "open"
-            assert ctx.tpm_keys == [(f"k:{ident.key_id}:tpm", 10_000)]
+            assert ctx.tpm_keys == ((f"k:{ident.key_id}:tpm", 10_000),)
             group = "capped"
             for expected_remaining in ("1", "0"):
                 ctx, headers, err = await call(group)

@@ -73,6 +73,19 @@ async def test_usage_insert_replaces_the_hold_with_the_real_cost(store: SqlStore
     assert refused.refused == 0  # the key's $1 cannot hold 0.875 + 0.2
 
 
+async def test_a_record_without_a_hold_spends_but_leaves_reservations_alone(store: SqlStore) -> None:
+    holds = [team_hold(5.0)]
+    assert (await store.budgets.reserve("r1", holds, 0.5, now=NOW, ttl_s=60)).refused is None
+    no_hold = record("r1", 0.125)
+    no_hold.hold = False  # the account phase knows the request had no budget: no lookup of a hold
+    assert await store.usage.insert_many([no_hold], fresh=True) == 1
+    (bal,) = await store.budgets.balances(holds, now=NOW)
+    assert (bal.spent_usd, bal.reserved_usd) == (0.125, 0.5)  # spent, and the hold not looked for
+    assert await store.usage.insert_many([record("r1", 0.125)], fresh=True) == 0  # a replay (hold: True) releases
+    (bal,) = await store.budgets.balances(holds, now=NOW)
+    assert (bal.spent_usd, bal.reserved_usd) == (0.125, 0.0)
+
+
 async def test_unpriced_records_add_no_spend(store: SqlStore) -> None:
     await store.usage.insert_many([record("r1", None), record("r2", 0.0)])
     (bal,) = await store.budgets.balances([team_hold(1.0)], now=NOW)

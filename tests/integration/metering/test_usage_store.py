@@ -14,25 +14,27 @@ from tests.integration.metering.conftest import T0, usage
 pytestmark = pytest.mark.anyio
 
 
-async def test_insert_is_idempotent_by_request_id(store: SqlStore) -> None:
+@pytest.mark.parametrize("fresh", [False, True])  # fresh: no lookup first; a stored id redoes the batch with it
+async def test_insert_is_idempotent_by_request_id(store: SqlStore, fresh: bool) -> None:
     first = [usage(n) for n in range(1, 11)]
-    assert await store.usage.insert_many(first) == 10
-    assert await store.usage.insert_many(first) == 0  # a replayed batch
+    assert await store.usage.insert_many(first, fresh=fresh) == 10
+    assert await store.usage.insert_many(first, fresh=fresh) == 0  # a replayed batch
     overlap = [*first[5:], *(usage(n) for n in range(11, 16))]
-    assert await store.usage.insert_many(overlap) == 5
+    assert await store.usage.insert_many(overlap, fresh=fresh) == 5
     dupes = [usage(100), usage(100, prompt_tokens=999), usage(101)]
-    assert await store.usage.insert_many(dupes) == 2  # within a batch the first occurrence wins
+    assert await store.usage.insert_many(dupes, fresh=fresh) == 2  # within a batch the first occurrence wins
     assert (await store.usage.get("req_000100")).prompt_tokens == 100
-    assert await store.usage.insert_many([]) == 0
+    assert await store.usage.insert_many([], fresh=fresh) == 0
     total = (await store.usage.summary()).items[0]
     assert total.requests == 17
     assert total.prompt_tokens == sum(range(1, 16)) + 100 + 101
 
 
-async def test_large_batch_spans_statements(store: SqlStore) -> None:
+@pytest.mark.parametrize("fresh", [False, True])
+async def test_large_batch_spans_statements(store: SqlStore, fresh: bool) -> None:
     records = [usage(n) for n in range(1, 1301)]  # three INSERT statements in one transaction
-    assert await store.usage.insert_many(records) == 1300
-    assert await store.usage.insert_many(records[::-1]) == 0
+    assert await store.usage.insert_many(records, fresh=fresh) == 1300
+    assert await store.usage.insert_many(records[::-1], fresh=fresh) == 0
     total = (await store.usage.summary()).items[0]
     assert (total.requests, total.prompt_tokens, total.completion_tokens) == (1300, 845650, 2 * 845650)
     assert total.cost_usd == 845650 / 1024

@@ -48,7 +48,7 @@ class ArrivingWriter(SpooledWriter[Item, WriterStats]):
     def _check(self, item: Item) -> Item:
         return item
 
-    async def _store_batch(self, batch: list[Item], *, trusted: bool) -> int:
+    async def _store_batch(self, batch: list[Item], *, trusted: bool, fresh: bool) -> int:
         self.batches.append(len(batch))
         await asyncio.sleep(0)  # the write is in flight: requests run meanwhile
         if self.arrivals > 0:
