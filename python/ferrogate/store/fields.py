@@ -105,8 +105,19 @@ def stamp(at: datetime) -> str:
         >>> stamp(datetime(2025, 1, 31, 12, tzinfo=UTC))
         '2025-01-31T12:00:00.000000Z'
     """
-    # isoformat is ~5x cheaper than strftime; "+00:00" becomes "Z" (the same fixed-width text)
-    return at.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    # printf-style formatting of the fields: half the cost of isoformat (~0.5 µs, twice per request), a third
+    # of strftime's; the text is the same (tests/unit/store/test_fields.py compares it with isoformat)
+    if at.tzinfo is not UTC:  # the clock's own UTC (datetime.now(UTC)) needs no conversion
+        at = at.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 (f-string formatting is slower)
+        at.year,
+        at.month,
+        at.day,
+        at.hour,
+        at.minute,
+        at.second,
+        at.microsecond,
+    )
 
 
 def when(field: str, value: Any) -> datetime:
