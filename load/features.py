@@ -21,11 +21,12 @@ import procs
 from upstream import Upstream
 
 OFF = "metrics: {enabled: false}\nlogging: {requests: false}\naudit: {requests: false}\n"
-#: (name, key has rpm+tpm limits, usage metering, extra configuration)
+#: (name, key has rpm+tpm limits, usage metering, extra configuration): each adds one feature to the one before
 VARIANTS = [
     ("foundation", False, False, OFF),
     ("+limits+metering", True, True, OFF),
-    ("+metrics+request log", True, True, "audit: {requests: false}\n"),
+    ("+metrics", True, True, "logging: {requests: false}\naudit: {requests: false}\n"),
+    ("+request log", True, True, "audit: {requests: false}\n"),
     ("+audit (everything)", True, True, ""),
 ]
 

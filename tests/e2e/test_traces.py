@@ -203,10 +203,11 @@ def test_upstream_receives_the_client_spans_traceparent(
     raw = sdk.chat.completions.with_raw_response.create(
         model="fake-echo",
         messages=MESSAGES,  # type: ignore[arg-type]
-        extra_headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
+        extra_headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01", "tracestate": "congo=t61rcWkgMzE,rojo=1"},
     )
     assert raw.headers["x-trace-id"] == trace_id
     sent = upstream.requests[-1]["headers"]["traceparent"]
+    assert upstream.requests[-1]["headers"]["tracestate"] == "congo=t61rcWkgMzE,rojo=1"  # the vendors' entries go on
     server, client = pair(collector.trace(trace_id))
     assert sent == f"00-{trace_id}-{client.span_id.hex()}-01"
     assert client.name == "chat echo" and server.name == "chat fake-echo"
@@ -247,21 +248,23 @@ def test_untraced_gateway_forwards_the_clients_traceparent(gateway: Gateway, ups
     resp = httpx.post(
         f"{gateway.url}/v1/chat/completions",
         json={"model": "fake-echo", "messages": MESSAGES},
-        headers={"traceparent": TRACEPARENT},
+        headers={"traceparent": TRACEPARENT, "tracestate": "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"},
         timeout=10,
     )
     assert resp.status_code == 200
     assert resp.headers["x-trace-id"] == TRACE_ID
     assert upstream.requests[-1]["headers"]["traceparent"] == TRACEPARENT  # unchanged
+    assert upstream.requests[-1]["headers"]["tracestate"] == "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"
     resp = httpx.post(
         f"{gateway.url}/v1/chat/completions",
         json={"model": "fake-echo", "messages": MESSAGES},
-        headers={"traceparent": "00-zz-00f067aa0ba902b7-01"},  # malformed: dropped
+        headers={"traceparent": "00-zz-00f067aa0ba902b7-01", "tracestate": "congo=1"},  # malformed: dropped
         timeout=10,
     )
     assert resp.status_code == 200
     assert "x-trace-id" not in resp.headers
     assert "traceparent" not in upstream.requests[-1]["headers"]
+    assert "tracestate" not in upstream.requests[-1]["headers"]  # no trace to belong to
 
 
 _NO_TRACER = """

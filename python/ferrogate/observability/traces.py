@@ -118,6 +118,7 @@ class Tracer:
         trace.client = span
         sc = span.get_span_context()
         ctx.traceparent = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+        ctx.tracestate = sc.trace_state.to_header() or None  # the client's, as the propagator read it
         try:
             reply = await forward(ctx)
         except BaseException as exc:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ferrogate.pipeline")
 
+#: The longest tracestate sent on (W3C Trace Context: a hop may drop a longer one).
+_TRACESTATE_MAX = 512
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.IGNORECASE)
 
 
@@ -80,6 +82,7 @@ class ChatChain:
             ctx.trace_id = tid
             if tracer is None:  # tracing off: the client's trace goes on upstream unchanged
                 ctx.traceparent = traceparent
+                ctx.tracestate = tracestate(scope.headers.get("tracestate"))
                 headers.append(("x-trace-id", tid))
         if tracer is not None:
             tracer.start(ctx, scope, headers)  # the SERVER span: sets ctx.trace_id, adds x-trace-id
@@ -128,6 +131,20 @@ def trace_id(traceparent: str) -> str | None:
     if version.lower() == "ff" or (version == "00" and rest) or trace == "0" * 32 or parent == "0" * 16:
         return None
     return trace.lower()
+
+
+def tracestate(header: str | None) -> str | None:
+    """The client's W3C ``tracestate`` to send on with its ``traceparent``, or ``None`` (absent, empty, or
+    longer than the 512 characters the specification lets a hop drop it beyond).
+
+    Example:
+        >>> tracestate("congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"), tracestate(" "), tracestate("x=" + "y" * 600)
+        ('congo=t61rcWkgMzE, rojo=00f067aa0ba902b7', None, None)
+    """
+    if header is None:
+        return None
+    header = header.strip()
+    return header if 0 < len(header) <= _TRACESTATE_MAX else None
 
 
 def write_error(proto: HTTPProtocol, err: GatewayError, headers: list[tuple[str, str]]) -> None:

@@ -61,6 +61,7 @@ class RequestContext:
         "trace",
         "trace_id",
         "traceparent",
+        "tracestate",
         "ttft_s",
         "upstream_model",
         "upstream_s",
@@ -72,6 +73,7 @@ class RequestContext:
         self.client_request_id: str | None = None  # the client's x-request-id, when it sent a well-formed one
         self.trace_id: str | None = None  # from a valid W3C traceparent header, or of the request's span
         self.traceparent: str | None = None  # sent upstream: the client's (tracing off) or the CLIENT span's
+        self.tracestate: str | None = None  # sent upstream with it: the client's W3C tracestate, vendors' entries
         self.trace: Any = None  # the request's spans (ferrogate.observability.traces), tracing on only
         self.upstream_s = -1.0  # seconds spent on the upstream exchange (forward + relaying a stream)
         self.ttft_s = -1.0  # seconds from arrival to the first streamed byte sent to the client

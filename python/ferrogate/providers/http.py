@@ -57,10 +57,13 @@ class PooledClient:
             self._client = client
         return client
 
-    async def post(self, url: str, body: bytes, stream: bool, traceparent: str | None = None) -> Reply:
+    async def post(
+        self, url: str, body: bytes, stream: bool, traceparent: str | None = None, tracestate: str | None = None
+    ) -> Reply:
         """POST ``body`` to ``url``; a 2xx streamed answer comes back as ``Reply.stream``.
 
-        ``traceparent`` (W3C trace context), when given, is sent as that header of this request only.
+        ``traceparent`` and ``tracestate`` (W3C trace context), when given, are sent as those headers of this
+        request only.
 
         Raises:
             GatewayError: 502 when the upstream cannot be reached or breaks the protocol,
@@ -69,6 +72,8 @@ class PooledClient:
         builder = self._get_client().post(url).body_bytes(body)
         if traceparent is not None:
             builder = builder.header("traceparent", traceparent)
+            if tracestate is not None:
+                builder = builder.header("tracestate", tracestate)
         # One code path for both (measured: the streamed request costs no more than send()).
         # No read-ahead: pyreqwest would otherwise hold a stream back until 64 KiB had arrived.
         request = builder.streamed_read_buffer_limit(0).build_streamed()

@@ -45,7 +45,7 @@ class OpenAIProvider:
             if ask_usage:  # metering needs the upstream's usage; respond strips it from the client's stream
                 payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
             body = orjson.dumps(payload)
-        return await self._client.post(self._chat_url, body, ctx.stream, ctx.traceparent)
+        return await self._client.post(self._chat_url, body, ctx.stream, ctx.traceparent, ctx.tracestate)
 
     async def close(self) -> None:
         """Close the connection pool."""
