@@ -143,6 +143,9 @@ class MetricsSettings(_Strict):
     """Prometheus metrics on ``GET /metrics`` (docs/metrics.md)."""
 
     enabled: bool = Field(True, description="off: requests are not counted (/metrics still answers)")
+    max_teams: int = Field(
+        500, ge=1, le=100_000, description="team label values per worker; teams seen after these count as 'other'"
+    )
 
 
 class LoggingSettings(_Strict):

@@ -144,6 +144,7 @@ class Metrics:
         "_bounds",
         "_cells",
         "_families",
+        "_max_teams",
         "_models",
         "_pending",
         "_priced_names",
@@ -152,6 +153,7 @@ class Metrics:
         "_recorder",
         "_registry",
         "_seen",
+        "_teams",
         "_unpriced",
         "_upstreams",
         "directory",
@@ -173,6 +175,8 @@ class Metrics:
         self._recorder = recorder
         self._audit = audit
         self._models = frozenset(g.name for g in config.model_groups)
+        self._teams: set[str] = {NONE}  # team label values in use: at most max_teams (+ none), then "other"
+        self._max_teams = config.metrics.max_teams + 1
         self._upstreams = frozenset(u.name for u in config.upstreams)
         served = sorted({d.model or g.name for g in config.model_groups for d in g.deployments})
         self._priced_names = frozenset(served)
@@ -215,6 +219,8 @@ class Metrics:
             model = OTHER
         identity = ctx.identity
         team = NONE if identity is None else identity.team_id or NONE
+        if team not in self._teams:
+            team = self._team(team)
         cell = self._cells.get((route, model, team))
         if cell is None:
             cell = self._cell(route, model, team)
@@ -292,6 +298,14 @@ class Metrics:
             >>> # metrics.set(UNPRICED_MODELS, ("my-model",), 1.0)
         """
         self._pending[family.name][labels] = value
+
+    def _team(self, team: str) -> str:
+        """The label of a team not seen before: its id while fewer than ``metrics.max_teams`` are in use, else
+        ``other`` (label sets stay bounded whatever the number of teams in the store)."""
+        if len(self._teams) < self._max_teams:
+            self._teams.add(team)
+            return team
+        return OTHER
 
     def _cell(self, route: str, model: str, team: str) -> _Cell:
         rows = [_row(self._pending[f.name], f, (model,)) for f in _LATENCY]

@@ -141,6 +141,21 @@ def test_known_observations_give_exact_values(mpdir: Path) -> None:
     metrics.close()
 
 
+def test_team_labels_are_capped(mpdir: Path) -> None:
+    capped = load_config_text(CONFIG + "metrics: {max_teams: 2}\n", "test")
+    metrics = Metrics(capped, PRICES)
+    teams = [Identity(f"key_{n}", f"team_{n}", None, ("*",), None, None) for n in range(4)]
+    for identity in [*teams, *teams, None]:  # the first two teams keep their ids, in every later request too
+        metrics.observe(ctx(identity=identity, usage=Usage(1, 1)))
+    metrics.flush()
+    reg = read(mpdir)
+    counts = {team: value(reg, "ferrogate_requests_total", route=CHAT, model="a", team=team, status="200")
+              for team in ("team_0", "team_1", "team_2", "team_3", "other", "none")}  # fmt: skip
+    assert counts == {"team_0": 2, "team_1": 2, "team_2": None, "team_3": None, "other": 4, "none": 1}
+    assert value(reg, "ferrogate_tokens_total", model="a", team="other", type="input") == 4
+    metrics.close()
+
+
 def test_flushes_add_only_what_is_new(mpdir: Path) -> None:
     metrics = Metrics(config(), PRICES)
     metrics.observe(ctx(usage=Usage(1, 1)), 1.0)
