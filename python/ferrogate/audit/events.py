@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from time import perf_counter
@@ -53,6 +54,20 @@ SECRET_NAMES = frozenset(
 )
 _SECRET_SUFFIXES = ("_hash", "_key", "_secret", "_password", "_token")
 _SECRET_PARTS = ("secret", "password")
+#: Credentials recognised by their shape in any text value, whatever its field is called: ferrogate virtual
+#: keys, OpenAI/Anthropic-style ``sk-`` keys, AWS access key ids, GitHub and Slack tokens, Google API keys,
+#: ``Bearer`` credentials and the password of a URL's user info. Each match becomes ``[redacted]``.
+_SECRET_VALUE = re.compile(
+    r"\bfg-[A-Za-z0-9_-]{20,}"
+    r"|\bsk-[A-Za-z0-9_-]{16,}"
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
+    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"
+    r"|\bxox[abpr]-[A-Za-z0-9-]{10,}"
+    r"|\bAIza[0-9A-Za-z_-]{35}"
+    r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"
+    r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"
+)
+REDACTED = "[redacted]"
 
 
 def is_secret(name: str) -> bool:
@@ -67,7 +82,9 @@ def is_secret(name: str) -> bool:
 
 
 def scrub(value: Any) -> Any:
-    """``value`` as plain JSON values without any secret field (:func:`is_secret`), at any depth.
+    """``value`` as plain JSON values without any secret field (:func:`is_secret`), at any depth, and with
+    every credential-shaped text (an ``sk-``/``fg-`` key, a ``Bearer`` token, a URL's password...) replaced
+    by ``[redacted]`` whatever its field is called.
 
     Dataclasses (store records) and pydantic models become objects; datetimes become fixed-width UTC text;
     enums their value; anything else unknown its ``str``.
@@ -75,8 +92,12 @@ def scrub(value: Any) -> Any:
     Example:
         >>> scrub({"name": "ci", "api_key": "sk-1", "nested": [{"password": "p", "n": 1}]})
         {'name': 'ci', 'nested': [{'n': 1}]}
+        >>> scrub({"note": "old key sk-proj-AbCdEf0123456789xyz", "url": "https://bot:hunter2@hooks.example.com/x"})
+        {'note': 'old key [redacted]', 'url': 'https://[redacted]@hooks.example.com/x'}
     """
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value) if _SECRET_VALUE.search(value) else value
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, Mapping):
         return {str(k): scrub(v) for k, v in value.items() if not is_secret(str(k))}

@@ -65,6 +65,24 @@ def test_scrub_makes_plain_json_without_secrets() -> None:
     canonical(scrub(value))  # serialisable as is
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rotate sk-proj-AbCdEf0123456789xyz soon", "rotate [redacted] soon"),
+        ("fg-" + "A" * 43, "[redacted]"),  # a whole virtual key
+        ("fg-abc12", "fg-abc12"),  # a key's display prefix is not a secret
+        ("AKIAIOSFODNN7EXAMPLE", "[redacted]"),
+        ("ghp_" + "a" * 36, "[redacted]"),
+        ("Authorization: Bearer abc.def-123456", "Authorization: [redacted]"),
+        ("https://bot:hunter2@hooks.example.com/x?y=1", "https://[redacted]@hooks.example.com/x?y=1"),
+        ("https://hooks.example.com/x", "https://hooks.example.com/x"),
+        ("gpt-4o-mini", "gpt-4o-mini"),
+    ],
+)
+def test_scrub_redacts_credentials_by_their_shape(text: str, expected: str) -> None:
+    assert scrub({"metadata": {"note": text}, "names": [text]}) == {"metadata": {"note": expected}, "names": [expected]}
+
+
 async def test_key_changes_never_carry_the_hash(store: SqlStore) -> None:
     team = await store.teams.create("ml", metadata={"owner": "ana", "deploy_token": "ghp_secret"})
     first, second = key_hash("a"), key_hash("b")
