@@ -43,7 +43,8 @@ async def account(
     """
     if ctx.tpm_keys:
         try:
-            await settle(ctx, limiter)
+            if (pending := settle(ctx, limiter)) is not None:  # the local table settles synchronously
+                await pending
         except Exception:
             log.exception("request %s: settling the token reservation failed", ctx.request_id)
     latency_ms = (perf_counter() - ctx.started) * 1000.0

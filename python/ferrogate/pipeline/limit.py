@@ -277,28 +277,35 @@ async def _check_deployment_async(
         ctx.tpm_keys = (*ctx.tpm_keys, (limits.tpm_key, limits.tpm))
 
 
-async def settle(ctx: RequestContext, limiter: Limiter) -> None:
+def settle(ctx: RequestContext, limiter: Limiter) -> Coroutine[Any, Any, None] | None:
     """Account phase: replace the token reservation with the tokens really used.
 
     Unused reserved tokens are given back; tokens beyond the reservation (a stream that ran past
     its estimate: another tokenizer upstream, no ``max_tokens``...) are charged even when the
     window has no room left, so the bucket goes into (bounded) debt and later requests wait.
+    Returns ``None`` when done (the local table settles synchronously), else the coroutine to await
+    (Redis).
     """
     keys = ctx.tpm_keys
     if not keys:
-        return
+        return None
     usage = ctx.usage
     used = 0.0 if usage is None else float(usage.prompt_tokens + usage.completion_tokens)
     delta = ctx.tpm_reserved - used
     if delta == 0:
-        return
+        return None
     core = limiter.sync_core
-    if core is not None:
-        op = core.refund if delta > 0 else core.charge
-        amount = abs(delta)
-        for key, lim in keys:
-            op(key, lim, PERIOD_S, amount)
-    elif delta > 0:
+    if core is None:
+        return _settle_async(limiter, keys, delta)
+    op = core.refund if delta > 0 else core.charge
+    amount = abs(delta)
+    for key, lim in keys:
+        op(key, lim, PERIOD_S, amount)
+    return None
+
+
+async def _settle_async(limiter: Limiter, keys: tuple[tuple[str, int], ...], delta: float) -> None:
+    if delta > 0:
         for key, lim in keys:
             await limiter.refund(key, lim, PERIOD_S, delta)
     else:

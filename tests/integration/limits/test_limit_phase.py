@@ -165,12 +165,12 @@ def test_settle_refunds_unused_tokens_and_charges_an_overrun(limiter: Limiter) -
         ctx = (await request(limiter, ident))[0]
         reserved = ctx.tpm_reserved
         ctx.status, ctx.usage = 200, Usage(int(reserved) - 10, 5)  # used 5 fewer than reserved
-        await settle(ctx, limiter)
+        await _settled(ctx, limiter)
         assert (await limiter.peek(bucket, 100, PERIOD_S))[0] == pytest.approx(100 - reserved + 5, abs=0.01)
         # A stream that ran 150 tokens past its reservation: charged though only ~75 were left.
         ctx = (await request(limiter, ident))[0]
         ctx.status, ctx.usage = 200, Usage(int(ctx.tpm_reserved), 150)
-        await settle(ctx, limiter)
+        await _settled(ctx, limiter)
         remaining, reset_s = await limiter.peek(bucket, 100, PERIOD_S)
         assert remaining == 0.0 and reset_s > PERIOD_S  # in debt
         err = (await request(limiter, ident))[2]
@@ -180,7 +180,7 @@ def test_settle_refunds_unused_tokens_and_charges_an_overrun(limiter: Limiter) -
         ctx = context(ident)
         ctx.tpm_keys, ctx.tpm_reserved, ctx.status = ((bucket, 100),), 20.0, 502
         before = await limiter.peek(bucket, 100, PERIOD_S)
-        await settle(ctx, limiter)
+        await _settled(ctx, limiter)
         assert (await limiter.peek(bucket, 100, PERIOD_S))[1] == pytest.approx(before[1] - 12, abs=0.05)
 
     run(limiter, scenario)
@@ -238,7 +238,7 @@ def test_deployment_limits_in_the_route_phase(limiter: Limiter) -> None:
             ctx, headers, err = await call("tokens")
             assert err is None and ctx.tpm_keys[-1] == ("d:tokens:0:tpm", COST + COST // 2)
             ctx.status, ctx.usage = 200, Usage(ctx.prompt_tokens, 10)
-            await settle(ctx, limiter)
+            await _settled(ctx, limiter)
             refused = await call("tokens")
             assert refused[2] is not None and refused[2].code == "deployment_tpm_exceeded"
             assert int(dict(refused[2].headers)["retry-after"]) >= 1
@@ -246,3 +246,9 @@ def test_deployment_limits_in_the_route_phase(limiter: Limiter) -> None:
             await router.close()
 
     run(limiter, scenario)
+
+
+async def _settled(ctx: RequestContext, limiter: Limiter) -> None:
+    """:func:`settle`, awaited when it returns a coroutine (Redis)."""
+    if (pending := settle(ctx, limiter)) is not None:
+        await pending
