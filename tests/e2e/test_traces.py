@@ -255,6 +255,13 @@ def test_untraced_gateway_forwards_the_clients_traceparent(gateway: Gateway, ups
     assert resp.headers["x-trace-id"] == TRACE_ID
     assert upstream.requests[-1]["headers"]["traceparent"] == TRACEPARENT  # unchanged
     assert upstream.requests[-1]["headers"]["tracestate"] == "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"
+    resp = httpx.post(  # a tracestate sent as two fields goes on as one list
+        f"{gateway.url}/v1/chat/completions",
+        json={"model": "fake-echo", "messages": MESSAGES},
+        headers=[("traceparent", TRACEPARENT), ("tracestate", "congo=1"), ("tracestate", "rojo=2")],
+        timeout=10,
+    )
+    assert upstream.requests[-1]["headers"]["tracestate"] == "congo=1,rojo=2"
     resp = httpx.post(
         f"{gateway.url}/v1/chat/completions",
         json={"model": "fake-echo", "messages": MESSAGES},

@@ -55,17 +55,20 @@ SECRET_NAMES = frozenset(
 _SECRET_SUFFIXES = ("_hash", "_key", "_secret", "_password", "_token")
 _SECRET_PARTS = ("secret", "password")
 #: Credentials recognised by their shape in any text value, whatever its field is called: ferrogate virtual
-#: keys, OpenAI/Anthropic-style ``sk-`` keys, AWS access key ids, GitHub and Slack tokens, Google API keys,
-#: ``Bearer`` credentials and the password of a URL's user info. Each match becomes ``[redacted]``.
+#: keys, OpenAI/Anthropic-style ``sk-`` keys (random: a digit and a capital letter among 20+ characters, so a
+#: slug such as ``sk-learn-pipeline`` is kept), AWS access key ids, GitHub and Slack tokens, Google API keys,
+#: ``Bearer`` credentials (16+ characters with a digit: not "Bearer Industries") and the user info of a URL
+#: with a password (up to its last ``@``: an unencoded ``@`` in the password leaks nothing). Each match
+#: becomes ``[redacted]``.
+_RANDOM = r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Z])[A-Za-z0-9_-]{20,}"
 _SECRET_VALUE = re.compile(
-    r"\bfg-[A-Za-z0-9_-]{20,}"
-    r"|\bsk-[A-Za-z0-9_-]{16,}"
+    rf"(?<![A-Za-z0-9_-])(?:fg|sk)-{_RANDOM}"
     r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
     r"|\bgh[pousr]_[A-Za-z0-9]{20,}"
     r"|\bxox[abpr]-[A-Za-z0-9-]{10,}"
     r"|\bAIza[0-9A-Za-z_-]{35}"
-    r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"
-    r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"
+    r"|(?i:\bbearer\s+)(?=[A-Za-z0-9._~+/=-]*[0-9])[A-Za-z0-9._~+/=-]{16,}"
+    r"|(?<=://)[^\s:/@]*:\S*(?=@)"
 )
 REDACTED = "[redacted]"
 
@@ -113,7 +116,7 @@ def scrub(value: Any) -> Any:
         return scrub(value.model_dump(mode="python"))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return scrub({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
-    return str(value)
+    return scrub(str(value))
 
 
 def admin_event(

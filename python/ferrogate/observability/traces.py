@@ -35,6 +35,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from ferrogate import __version__, _core
 from ferrogate.config.model import Upstream
 from ferrogate.errors import GatewayError
+from ferrogate.pipeline.chain import tracestate
 from ferrogate.pipeline.phases import forward
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class Tracer:
         trace.client = span
         sc = span.get_span_context()
         ctx.traceparent = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
-        ctx.tracestate = sc.trace_state.to_header() or None  # the client's, as the propagator read it
+        ctx.tracestate = tracestate([sc.trace_state.to_header()])  # the client's, as the propagator read it
         try:
             reply = await forward(ctx)
         except BaseException as exc:

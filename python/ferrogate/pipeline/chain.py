@@ -82,7 +82,8 @@ class ChatChain:
             ctx.trace_id = tid
             if tracer is None:  # tracing off: the client's trace goes on upstream unchanged
                 ctx.traceparent = traceparent
-                ctx.tracestate = tracestate(scope.headers.get("tracestate"))
+                if "tracestate" in scope.headers:
+                    ctx.tracestate = tracestate([v for k, v in scope.headers.items() if k == "tracestate"])
                 headers.append(("x-trace-id", tid))
         if tracer is not None:
             tracer.start(ctx, scope, headers)  # the SERVER span: sets ctx.trace_id, adds x-trace-id
@@ -133,17 +134,16 @@ def trace_id(traceparent: str) -> str | None:
     return trace.lower()
 
 
-def tracestate(header: str | None) -> str | None:
-    """The client's W3C ``tracestate`` to send on with its ``traceparent``, or ``None`` (absent, empty, or
-    longer than the 512 characters the specification lets a hop drop it beyond).
+def tracestate(fields: list[str]) -> str | None:
+    """The W3C ``tracestate`` to send on with a ``traceparent``: the fields of the header joined as one list
+    (the specification's rule for a header sent several times), or ``None`` when empty or longer than the
+    512 characters beyond which a hop may drop it.
 
     Example:
-        >>> tracestate("congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"), tracestate(" "), tracestate("x=" + "y" * 600)
-        ('congo=t61rcWkgMzE, rojo=00f067aa0ba902b7', None, None)
+        >>> tracestate(["congo=t61rcWkgMzE", "rojo=00f0"]), tracestate([" "]), tracestate(["x=" + "y" * 600])
+        ('congo=t61rcWkgMzE,rojo=00f0', None, None)
     """
-    if header is None:
-        return None
-    header = header.strip()
+    header = ",".join(f.strip() for f in fields if f.strip())
     return header if 0 < len(header) <= _TRACESTATE_MAX else None
 
 

@@ -95,7 +95,8 @@ class UsageRecord:
     cost_usd: float | None = None
     latency_ms: float = 0.0
     #: ``False``: the request took no budget hold (no budget on its chain), so the insert does not look for
-    #: one to release (~0.6 µs per record). Not stored; ``True`` (look) unless the account phase knows.
+    #: one to release (~0.6 µs per record). Not stored, not spooled (a replayed record looks, as earlier
+    #: versions, which read the spool too, expect); ``True`` (look) unless the account phase knows.
     hold: bool = field(default=True, compare=False)
 
     def to_json(self) -> bytes:
@@ -106,7 +107,9 @@ class UsageRecord:
             ...             status=200).to_json()[:40]
             b'{"request_id":"r","created_at":"2025-01-'
         """
-        return orjson.dumps(asdict(self))
+        fields = asdict(self)
+        del fields["hold"]  # a hint for this process's insert, not part of the record
+        return orjson.dumps(fields)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> UsageRecord:

@@ -69,14 +69,25 @@ def test_scrub_makes_plain_json_without_secrets() -> None:
     ("text", "expected"),
     [
         ("rotate sk-proj-AbCdEf0123456789xyz soon", "rotate [redacted] soon"),
-        ("fg-" + "A" * 43, "[redacted]"),  # a whole virtual key
+        ("fg-Zq3" + "A" * 40, "[redacted]"),  # a whole virtual key
         ("fg-abc12", "fg-abc12"),  # a key's display prefix is not a secret
+        ("fg-platform-engineering-team", "fg-platform-engineering-team"),  # slugs are names, not keys
+        ("sk-learn-pipeline-prod", "sk-learn-pipeline-prod"),
+        ("my-fg-Zq3" + "A" * 40, "my-fg-Zq3" + "A" * 40),  # not a key's start
         ("AKIAIOSFODNN7EXAMPLE", "[redacted]"),
         ("ghp_" + "a" * 36, "[redacted]"),
-        ("Authorization: Bearer abc.def-123456", "Authorization: [redacted]"),
+        ("Authorization: Bearer abc.def-123456789", "Authorization: [redacted]"),
+        ("Bearer Industries Ltd", "Bearer Industries Ltd"),
+        ("requires bearer credentials", "requires bearer credentials"),
         ("https://bot:hunter2@hooks.example.com/x?y=1", "https://[redacted]@hooks.example.com/x?y=1"),
+        ("redis://:hunter2@redis:6379/0", "redis://[redacted]@redis:6379/0"),
+        ("postgres://u:ab/cd@h/db", "postgres://[redacted]@h/db"),
+        ("https://u:p@ss@h/x", "https://[redacted]@h/x"),
         ("https://hooks.example.com/x", "https://hooks.example.com/x"),
+        ("https://hooks.example.com/a:b", "https://hooks.example.com/a:b"),
         ("gpt-4o-mini", "gpt-4o-mini"),
+        ("key_0123456789abcdef", "key_0123456789abcdef"),
+        ("2026-11-25T12:00:00.000000Z", "2026-11-25T12:00:00.000000Z"),
     ],
 )
 def test_scrub_redacts_credentials_by_their_shape(text: str, expected: str) -> None:
