@@ -163,7 +163,8 @@ impl Limiter {
 
     /// Takes `checks` (`(key, limit, cost)` each, per `period_s`) all or none, in order, at one
     /// instant: the limit phase's chain of buckets. Returns each decision up to and including the
-    /// first refusal; on a refusal, what the earlier checks took is given back.
+    /// first refusal; on a refusal, or an invalid limit or cost, what the earlier checks took is
+    /// given back.
     pub fn take_all<'k>(
         &self,
         checks: impl IntoIterator<Item = (&'k str, f64, f64)>,
@@ -173,13 +174,20 @@ impl Limiter {
         let mut taken: Vec<(&'k str, Rate, f64)> = Vec::new();
         let mut decisions = Vec::new();
         for (key, limit, cost) in checks {
-            let rate = Rate::new(limit, period_s)?;
-            let d = self.check_at(key, &rate, cost, now)?;
-            decisions.push(d);
-            if !d.allowed {
+            let decided = Rate::new(limit, period_s)
+                .and_then(|rate| Ok((self.check_at(key, &rate, cost, now)?, rate)));
+            let refused = match &decided {
+                Ok((d, _)) => !d.allowed,
+                Err(_) => true,
+            };
+            if refused {
                 for (done, rate, cost) in &taken {
                     self.refund_at(done, rate, *cost, now)?;
                 }
+            }
+            let (d, rate) = decided?;
+            decisions.push(d);
+            if !d.allowed {
                 break;
             }
             taken.push((key, rate, cost));
@@ -371,6 +379,29 @@ mod tests {
             assert!(!limiter.check_at(key, &rate, 1.0, S).unwrap().allowed);
         }
         assert_eq!(limiter.occupancy(S), (2, 2));
+    }
+
+    #[test]
+    fn take_all_is_all_or_none() {
+        let limiter = Limiter::in_memory(64).unwrap();
+        let full = |key: &str| limiter.peek(key, 10.0, 60.0).unwrap().0;
+        // the second bucket refuses: the first gets its unit back
+        let d = limiter
+            .take_all([("a", 10.0, 1.0), ("b", 5.0, 6.0)], 60.0)
+            .unwrap();
+        assert_eq!((d.len(), d[0].allowed, d[1].allowed), (2, true, false));
+        assert!(full("a") > 9.99);
+        // an invalid limit on the second bucket: an error, and the first is given back too
+        assert!(limiter
+            .take_all([("a", 10.0, 1.0), ("c", -1.0, 1.0)], 60.0)
+            .is_err());
+        assert!(full("a") > 9.99);
+        // all fit: every bucket is taken
+        let d = limiter
+            .take_all([("a", 10.0, 1.0), ("b", 5.0, 2.0)], 60.0)
+            .unwrap();
+        assert!(d.iter().all(|d| d.allowed));
+        assert!(full("a") < 9.01);
     }
 
     #[test]
