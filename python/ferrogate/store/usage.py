@@ -194,9 +194,9 @@ expected a timezone-aware datetime
     return rec
 
 
-async def _ledger(tx: Any, new: list[UsageRecord], rows: list[tuple[Any, ...]], records: list[UsageRecord]) -> None:
+async def _ledger(tx: Any, new: list[UsageRecord], records: list[UsageRecord]) -> None:
     """Add the cost of the ``new`` records to ``budget_spend``; drop the reservations of the requests of
-    ``rows`` (one per record of ``records``) that may hold one."""
+    ``records`` that may hold one (stored now or before: a replay still releases)."""
     spend: dict[tuple[str, str, str], float] = {}
     for rec in new:
         cost = rec.cost_usd
@@ -214,7 +214,7 @@ async def _ledger(tx: Any, new: list[UsageRecord], rows: list[tuple[Any, ...]], 
             + " ON CONFLICT (scope, owner_id, day) DO UPDATE SET cost_usd = budget_spend.cost_usd + excluded.cost_usd",
             *chain.from_iterable((*slot, cost) for slot, cost in sorted(spend.items())),  # one lock order
         )
-    await release_holds(tx, [row[0] for row, rec in zip(rows, records, strict=True) if rec.hold])
+    await release_holds(tx, [rec.request_id for rec in records if rec.hold])
 
 
 def _cursor(group_by: str, value: str) -> str:
@@ -327,7 +327,7 @@ class SqlUsage:
                     stored = {r["request_id"] for r in await tx.fetch(sql, *chain.from_iterable(chunk))}
                 new += len(stored)
                 batch = ordered[start : start + CHUNK]
-                await _ledger(tx, [r for r in batch if r.request_id in stored], rows[start : start + CHUNK], batch)
+                await _ledger(tx, [r for r in batch if r.request_id in stored], batch)
             return new
 
         if fresh and serialised:
