@@ -6,6 +6,7 @@ measured in turn, --repeat times, and the medians of req/s and server CPU per re
 the previous variant and with the first (the foundation path: key auth, no limits, nothing recorded).
 
     .venv/bin/python load/features.py --duration 6 --repeat 3
+    .venv/bin/python load/features.py --duration 6 --repeat 7 --last 2   # only the audit step, more repetitions
 """
 
 from __future__ import annotations
@@ -32,15 +33,22 @@ VARIANTS = [
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    last = len(VARIANTS)
+    if "--last" in argv:  # only the last N variants (the first of them is the baseline of the ratios)
+        at = argv.index("--last")
+        last = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
+    variants = VARIANTS[-last:]
     args = bench.parse_args(argv)
     procs.ensure_tools()
     logdir = Path(tempfile.mkdtemp(prefix="ferrogate-features-"))
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in VARIANTS}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in variants}
     with Upstream(procs.free_port(), args.load_cpu, args.sse_writes) as up:
         assert up.proc is not None
         started = []
         try:
-            for i, (name, limits, metering, extra) in enumerate(VARIANTS):
+            for i, (name, limits, metering, extra) in enumerate(variants):
                 proc, target, problem = bench.start_gateway(
                     args, up.port, logdir, f"v{i}", limits=limits, metering=metering, extra_yaml=extra
                 )
@@ -58,17 +66,24 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             for _, proc, _ in started:
                 procs.stop(proc)
-    print("| variant | req/s | CPU µs/req | req/s vs previous | req/s vs foundation |")
+    print("| variant | req/s | CPU µs/req | req/s vs previous | req/s vs first |")
     print("|---|--:|--:|--:|--:|")
     first = prev = None
-    for name, *_ in VARIANTS:
+    before = ""
+    per_rep: list[str] = []
+    for name, *_ in variants:
         rps = statistics.median(r for r, _ in results[name])
         cpu = statistics.median(c for _, c in results[name])
         first = first or rps
         vs_prev = "-" if prev is None else f"{rps / prev:.2f}"
         print(f"| {name} | {rps:.0f} | {cpu:.1f} | {vs_prev} | {rps / first:.2f} |")
+        if prev is not None:  # each repetition measures the variants back to back: their ratios pair up
+            pairs = [a[0] / b[0] for a, b in zip(results[name], results[before], strict=True)]
+            per_rep.append(f"{name} vs previous, per repetition: {' '.join(f'{p:.2f}' for p in pairs)}")
+        before = name
         prev = rps
-    print(f"\n{len(VARIANTS)} variants x {args.repeat} repetitions of {args.duration:g} s, JSON, 32 connections")
+    print("\n" + "\n".join(per_rep))
+    print(f"\n{len(variants)} variants x {args.repeat} repetitions of {args.duration:g} s, JSON, 32 connections")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ __all__ = [
     "SseParser",
     "UnknownEncodingError",
     "__version__",
+    "audit_block",
     "audit_hash",
     "count_chat_prompt",
     "count_tokens",
@@ -141,6 +142,15 @@ class ChatStreamMeter:
         """How many data events were neither ``[DONE]`` nor a readable JSON object."""
     def count_completion_tokens(self) -> int:
         """Counts the tokens of :attr:`completion_text` (the fallback when no usage arrived)."""
+
+def audit_block(
+    first_seq: int,
+    prev_hash: str,
+    entries: Sequence[tuple[str, str, str, str, str | None, str | None, str]],
+) -> tuple[str, str]:
+    """Chains data-plane records into one block: ``entries`` are ``(event_id, created_at, actor, action, target,
+    team_id, data)`` (the fixed-width UTC stamp, canonical JSON text), numbered from ``first_seq`` after a record
+    whose hash is ``prev_hash``; returns the block's JSON text and the hash of its last record."""
 
 def audit_hash(
     seq: int,

@@ -7,6 +7,12 @@ inside its write transaction, after taking the chain lock (SQLite: ``BEGIN IMMED
 transaction-scoped advisory lock) and reading the head there, so concurrent writers (workers, instances)
 extend one chain without forks or gaps. Events are idempotent by ``event_id``: a replayed batch is skipped.
 
+Admin changes are ``audit_log`` rows. Data-plane requests, nearly every record, are stored in blocks: the
+requests of one batch are one ``audit_blocks`` row (migration 0006), a JSON array of records, each with the
+hash it would have as a row (``_core.audit_block``), so one chain runs through both tables in ``seq`` order
+and :meth:`SqlAudit.scan` and :meth:`SqlAudit.list` read them back as the same :class:`AuditRecord`. A row
+costs a request ~3 µs of SQLite work (its B-trees, its index entries); its share of a block, ~1.
+
 Example:
     >>> ev = AuditEvent(event_id="evt_1", created_at=datetime(2025, 1, 1, tzinfo=UTC), kind="admin",
     ...                 actor="master", action="team.create", target="team_1", data={"after": {"name": "ml"}})
@@ -19,23 +25,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime  # noqa: F401 (UTC: the examples below)
+from datetime import UTC, datetime
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ferrogate._core import audit_hash
+from ferrogate._core import audit_block, audit_hash
 from ferrogate.store.errors import InvalidValue, StoreError
 from ferrogate.store.fields import stamp, when
 from ferrogate.store.records import Page
 from ferrogate.store.sql import MAX_LIMIT, IntegrityFault, Row, Table
 
 if TYPE_CHECKING:
-    from ferrogate.store.sql import Program, SqlStore
+    from ferrogate.store.sql import Program, SqlStore, Tx
 
 #: ``prev_hash`` of the first record of the chain.
 GENESIS = "0" * 64
@@ -46,6 +53,10 @@ KINDS: tuple[str, ...] = ("admin", "request")
 REQUEST_ACTIONS = frozenset({"chat.completions"})
 #: Statement size for batched inserts and lookups (11 parameters per row).
 CHUNK = 500
+#: Blocks read per query when listing or scanning.
+BLOCKS_PER_READ = 16
+#: The ``created_at`` of the placeholder record that stands for a block whose text does not parse.
+_UNREADABLE_AT = datetime(1970, 1, 1, tzinfo=UTC)
 #: The name of the lock that serialises chain appends (PostgreSQL advisory lock).
 CHAIN_LOCK = "ferrogate.audit_log"
 AUDIT = Table(
@@ -294,6 +305,19 @@ def _after(cursor: str) -> int:
     raise InvalidValue("cursor", cursor, "a next_cursor returned by an audit list call")
 
 
+def _runs(events: list[tuple[AuditEvent, str]]) -> Iterable[list[tuple[AuditEvent, str]]]:
+    """``events`` cut where the kind changes: each run of requests becomes a block, each run of admin
+    changes rows, in the order given."""
+    run: list[tuple[AuditEvent, str]] = []
+    for pair in events:
+        if run and (pair[0].kind == "request") != (run[0][0].kind == "request"):
+            yield run
+            run = []
+        run.append(pair)
+    if run:
+        yield run
+
+
 class SqlAudit:
     """``store.audit``: chained, idempotent appends; filtered keyset pages; the whole chain in order."""
 
@@ -336,38 +360,24 @@ class SqlAudit:
         def program(lookup: bool) -> Program[int]:
             if lock is not None:
                 yield lock
-            ids = list(unique) if lookup else []  # fresh: none is stored (else the insert fails: rollback)
             stored: set[str] = set()
-            for start in range(0, len(ids), CHUNK):
-                part = ids[start : start + CHUNK]
-                marks = ", ".join("?" for _ in part)
-                rows = yield (f"SELECT event_id FROM audit_log WHERE event_id IN ({marks})", part)  # noqa: S608
-                stored.update(r["event_id"] for r in rows)
+            if lookup:  # fresh: none is stored (else a row's insert fails: rollback; blocks: see _stored_in_blocks)
+                ids = list(unique)
+                for start in range(0, len(ids), CHUNK):
+                    part = ids[start : start + CHUNK]
+                    marks = ", ".join("?" for _ in part)
+                    rows = yield (f"SELECT event_id FROM audit_log WHERE event_id IN ({marks})", part)  # noqa: S608
+                    stored.update(r["event_id"] for r in rows)
+                stored |= yield from self._stored_in_blocks([pair[0] for pair in unique.values()])
             new = [pair for eid, pair in unique.items() if eid not in stored]
             if not new:
                 return 0
-            head = yield ("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", ())
-            seq, prev = (int(head[0]["seq"]), str(head[0]["hash"])) if head else (0, GENESIS)
-            values: list[tuple[Any, ...]] = []
-            for event, data in new:
-                seq += 1
-                at, kind, actor, action = event.created_at, event.kind, event.actor, event.action
-                target, team = event.target, event.team_id
-                ts = db.ts_in(at)
-                text = ts if sqlite else stamp(at)  # SQLite's ts_in is stamp: format it once
-                try:
-                    digest = audit_hash(seq, event.event_id, text, kind, actor, action, target, team, data, prev)
-                except (TypeError, UnicodeEncodeError):  # a field of an unchecked event that is no text
-                    raise InvalidValue("audit event", event.event_id, "text fields (str or null)") from None
-                values.append((seq, event.event_id, ts, kind, actor, action, target, team, data, prev, digest))
-                prev = digest
-            marks = "(" + ", ".join("?" for _ in AUDIT.columns) + ")"
-            for start in range(0, len(values), CHUNK):
-                batch = values[start : start + CHUNK]
-                yield (
-                    f"INSERT INTO audit_log ({AUDIT.select}) VALUES " + ", ".join(marks for _ in batch),  # noqa: S608
-                    list(chain.from_iterable(batch)),
-                )
+            seq, prev = yield from self._head()
+            for run in _runs(new):
+                if run[0][0].kind == "request":
+                    seq, prev = yield from self._append_block(run, seq, prev)
+                else:
+                    seq, prev = yield from self._append_rows(run, seq, prev, sqlite)
             return len(new)
 
         if fresh:
@@ -377,6 +387,84 @@ class SqlAudit:
             return await db.run_program(program(True))
         except IntegrityFault as fault:  # only if the chain lock was bypassed (e.g. a hand-written row)
             raise StoreError(f"audit log: {fault}") from None
+
+    def _head(self) -> Program[tuple[int, str]]:
+        """The chain's last ``seq`` and hash (0 and :data:`GENESIS` when empty), rows and blocks alike."""
+        row = yield ("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", ())
+        block = yield ("SELECT last_seq, last_hash FROM audit_blocks ORDER BY first_seq DESC LIMIT 1", ())
+        head = (int(row[0]["seq"]), str(row[0]["hash"])) if row else (0, GENESIS)
+        if block and int(block[0]["last_seq"]) > head[0]:
+            head = (int(block[0]["last_seq"]), str(block[0]["last_hash"]))
+        return head
+
+    def _stored_in_blocks(self, events: Sequence[AuditEvent]) -> Program[set[str]]:
+        """The ids of ``events`` already in a block: only blocks whose time bounds cover an event's time are
+        read (a replay's lookup; the queue's fresh batches skip it). A block that does not parse is skipped
+        (verify names it)."""
+        requests = [event for event in events if event.kind == "request"]
+        if not requests:
+            return set()
+        ids = {event.event_id for event in requests}
+        ts_in = self._db.ts_in
+        lo, hi = min(e.created_at for e in requests), max(e.created_at for e in requests)
+        blocks = yield ("SELECT records FROM audit_blocks WHERE max_at >= ? AND min_at <= ?", (ts_in(lo), ts_in(hi)))
+        found: set[str] = set()
+        for block in blocks:
+            with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError):
+                found.update(r["event_id"] for r in orjson.loads(block["records"]) if r["event_id"] in ids)
+        return found
+
+    def _append_rows(
+        self, run: Sequence[tuple[AuditEvent, str]], seq: int, prev: str, sqlite: bool
+    ) -> Program[tuple[int, str]]:
+        """Insert ``run`` as ``audit_log`` rows after ``seq``/``prev``; the new head."""
+        db = self._db
+        values: list[tuple[Any, ...]] = []
+        for event, data in run:
+            seq += 1
+            at, kind, actor, action = event.created_at, event.kind, event.actor, event.action
+            target, team = event.target, event.team_id
+            ts = db.ts_in(at)
+            text = ts if sqlite else stamp(at)  # SQLite's ts_in is stamp: format it once
+            try:
+                digest = audit_hash(seq, event.event_id, text, kind, actor, action, target, team, data, prev)
+            except (TypeError, UnicodeEncodeError):  # a field of an unchecked event that is no text
+                raise InvalidValue("audit event", event.event_id, "text fields (str or null)") from None
+            values.append((seq, event.event_id, ts, kind, actor, action, target, team, data, prev, digest))
+            prev = digest
+        marks = "(" + ", ".join("?" for _ in AUDIT.columns) + ")"
+        for start in range(0, len(values), CHUNK):
+            batch = values[start : start + CHUNK]
+            yield (
+                f"INSERT INTO audit_log ({AUDIT.select}) VALUES " + ", ".join(marks for _ in batch),  # noqa: S608
+                list(chain.from_iterable(batch)),
+            )
+        return seq, prev
+
+    def _append_block(self, run: Sequence[tuple[AuditEvent, str]], seq: int, prev: str) -> Program[tuple[int, str]]:
+        """Insert the request events of ``run`` as one block after ``seq``/``prev``, with a reference per
+        distinct actor and team; the new head."""
+        db = self._db
+        entries = [(e.event_id, stamp(e.created_at), e.actor, e.action, e.target, e.team_id, d) for e, d in run]
+        try:
+            text, last = audit_block(seq + 1, prev, entries)
+        except (TypeError, UnicodeEncodeError):  # a field of an unchecked event that is no text
+            raise InvalidValue("audit event", run[0][0].event_id, "text fields (str or null)") from None
+        lo, hi = min(e.created_at for e, _ in run), max(e.created_at for e, _ in run)
+        yield (
+            "INSERT INTO audit_blocks (first_seq, last_seq, min_at, max_at, prev_hash, last_hash, records)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq + 1, seq + len(run), db.ts_in(lo), db.ts_in(hi), prev, last, text),
+        )
+        refs = sorted({("actor", e.actor) for e, _ in run} | {("team_id", e.team_id) for e, _ in run if e.team_id})
+        for start in range(0, len(refs), CHUNK):
+            part = refs[start : start + CHUNK]
+            marks = ", ".join("(?, ?, ?)" for _ in part)
+            yield (
+                f"INSERT INTO audit_block_refs (field, value, first_seq) VALUES {marks}",  # noqa: S608
+                [value for ref in part for value in (*ref, seq + 1)],
+            )
+        return seq + len(run), last
 
     def _record(self, row: Row) -> AuditRecord:
         values = {c: row[c] for c in AUDIT.columns}
@@ -444,30 +532,124 @@ class SqlAudit:
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidValue("limit", limit, f"an integer from 1 to {MAX_LIMIT}")
+        ts_in = self._db.ts_in
+        since = when("since", since) if since is not None else None
+        until = when("until", until) if until is not None else None
+        after = _after(cursor) if cursor is not None else 0
         where, args = self.filters(actor, team_id, action, kind, target)
-        for name, op, at in (("since", ">=", since), ("until", "<", until)):
+        for op, at in ((">=", since), ("<", until)):
             if at is not None:
                 where.append(f"created_at {op} ?")
-                args.append(self._db.ts_in(when(name, at)))
-        if cursor is not None:
-            where.append("seq > ?")
-            args.append(_after(cursor))
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        sql = f"SELECT {AUDIT.select} FROM audit_log {clause}ORDER BY seq LIMIT ?"  # noqa: S608
+                args.append(ts_in(at))
+        where.append("seq > ?")
+        args.append(after)
+        sql = f"SELECT {AUDIT.select} FROM audit_log WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"  # noqa: S608
         async with self._db.transaction(write=False) as tx:
-            rows = await tx.fetch(sql, *args, limit + 1)
-        items = [self._record(r) for r in rows[:limit]]
+            rows = [self._record(r) for r in await tx.fetch(sql, *args, limit + 1)]
+            # data-plane records in blocks (they are all requests): only when the filters admit requests
+            if (kind is None or kind == "request") and (action is None or action in REQUEST_ACTIONS):
+                bound = rows[-1].seq if len(rows) > limit else None  # the blocks need not reach past it
+
+                def wanted(r: AuditRecord) -> bool:
+                    return (
+                        r.seq > after
+                        and (actor is None or r.actor == actor)
+                        and (team_id is None or r.team_id == team_id)
+                        and (action is None or r.action == action)
+                        and (target is None or r.target == target)
+                        and (since is None or r.created_at >= since)
+                        and (until is None or r.created_at < until)
+                    )
+
+                ref = ("actor", actor) if actor is not None else ("team_id", team_id) if team_id is not None else None
+                found = await self._from_blocks(tx, after, limit + 1, bound, wanted, ref, since, until)
+                rows = sorted(rows + found, key=lambda r: r.seq)[: limit + 1]
+        items = rows[:limit]
         return Page(items, _cursor(items[-1].seq) if len(rows) > limit else None)
+
+    async def _from_blocks(
+        self,
+        tx: Tx,
+        after: int,
+        want: int,
+        bound: int | None,
+        wanted: Callable[[AuditRecord], bool],
+        ref: tuple[str, str] | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> builtins.list[AuditRecord]:
+        """Up to ``want`` records after ``after`` that pass ``wanted``, in ``seq`` order, from the blocks (only
+        those with a reference to ``ref`` and whose time bounds meet ``since``/``until``); none past ``bound``."""
+        ts_in = self._db.ts_in
+        start = await tx.fetch("SELECT MAX(first_seq) AS s FROM audit_blocks WHERE first_seq <= ?", after)
+        lowest = int(start[0]["s"]) if start and start[0]["s"] is not None else 0  # the block holding `after`
+        join, terms = "", ["b.last_seq > ?"]
+        args: builtins.list[Any] = [after]
+        if ref is not None:
+            join = "JOIN audit_block_refs r ON r.first_seq = b.first_seq AND r.field = ? AND r.value = ? "
+            args = [*ref, *args]
+            terms.append("r.first_seq >= ?")
+        else:
+            terms.append("b.first_seq >= ?")
+        args.append(lowest)
+        if since is not None:
+            terms.append("b.max_at >= ?")
+            args.append(ts_in(since))
+        if until is not None:
+            terms.append("b.min_at < ?")
+            args.append(ts_in(until))
+        sql = (
+            f"SELECT b.first_seq, b.prev_hash, b.records FROM audit_blocks b {join}"  # noqa: S608
+            f"WHERE {' AND '.join(terms)} AND b.first_seq > ? ORDER BY b.first_seq LIMIT ?"
+        )
+        found: builtins.list[AuditRecord] = []
+        last = -1
+        while len(found) < want:
+            blocks = await tx.fetch(sql, *args, last, BLOCKS_PER_READ)
+            for block in blocks:
+                if bound is not None and int(block["first_seq"]) > bound:
+                    return found
+                found += [r for r in self._expand(block) if wanted(r)]
+                if len(found) >= want:
+                    break
+            if len(blocks) < BLOCKS_PER_READ:
+                break
+            last = int(blocks[-1]["first_seq"])
+        return found[:want]
+
+    def _expand(self, block: Row) -> builtins.list[AuditRecord]:
+        """The records of one block, each with the hash of the record before as ``prev_hash``; a block whose
+        text does not parse as records reads as one record that cannot verify (at its ``first_seq``)."""
+        prev = str(block["prev_hash"])
+        records: builtins.list[AuditRecord] = []
+        try:
+            for r in orjson.loads(block["records"]):
+                at = datetime.fromisoformat(r["created_at"])
+                record = AuditRecord(
+                    r["seq"], r["event_id"], at, "request", r["actor"], r["action"], r["target"], r["team_id"],
+                    canonical(r["data"]), prev, r["hash"],
+                )  # fmt: skip
+                if not isinstance(record.seq, int) or at.utcoffset() is None:
+                    raise TypeError(record.seq)
+                records.append(record)
+                prev = record.hash
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, InvalidValue):
+            seq = int(block["first_seq"])
+            text = str(block["records"])[:200]
+            return [AuditRecord(seq, "?", _UNREADABLE_AT, "request", "?", "?", None, None, text, prev, "unreadable")]
+        return records
 
     async def scan(self, after: int | None = None, limit: int = MAX_LIMIT) -> Sequence[AuditRecord]:
         """Up to ``limit`` records with ``seq > after`` (every record when ``after`` is ``None``), in ``seq``
-        order: page through the whole chain for verify and export.
+        order, rows and blocks alike: page through the whole chain for verify and export.
 
         Example:
             >>> # batch = await store.audit.scan(after=last_seq)
         """
-        where, args = ("WHERE seq > ? ", [after]) if after is not None else ("", [])
-        sql = f"SELECT {AUDIT.select} FROM audit_log {where}ORDER BY seq LIMIT ?"  # noqa: S608
+        after = after or 0
+        sql = f"SELECT {AUDIT.select} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
         async with self._db.transaction(write=False) as tx:
-            rows = await tx.fetch(sql, *args, limit)
-        return [self._record(r) for r in rows]
+            rows = [self._record(r) for r in await tx.fetch(sql, after, limit)]
+            bound = rows[-1].seq if len(rows) >= limit else None
+            found = await self._from_blocks(tx, after, limit, bound, lambda r: r.seq > after, None, None, None)
+        return sorted(rows + found, key=lambda r: r.seq)[:limit]

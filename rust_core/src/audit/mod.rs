@@ -6,6 +6,9 @@
 //! `data` embedded verbatim (the stored JSON text), and `target`/`team_id` as `null` when absent. It is
 //! byte for byte what the Python reference (`ferrogate.store.audit`, orjson with sorted keys) writes, so
 //! chains written by either verify with either (tested on both sides).
+//!
+//! Data-plane records are stored in blocks, one row per batch ([`chain_block`]): each record of a block has
+//! the same hash as the row it replaces, so one chain runs through rows and blocks alike.
 
 use sha2::{Digest, Sha256};
 
@@ -69,6 +72,28 @@ fn string(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
+/// A value of a canonical object: a JSON string (`null` when absent), or JSON text written verbatim.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Text(Option<&'a str>),
+    Raw(&'a str),
+}
+
+/// Writes `{"key":value,...}`: the caller gives the fields in sorted key order.
+fn object(out: &mut Vec<u8>, fields: &[(&str, Value<'_>)]) {
+    for (i, (key, value)) in fields.iter().enumerate() {
+        out.push(if i == 0 { b'{' } else { b',' });
+        string(out, key);
+        out.push(b':');
+        match value {
+            Value::Text(Some(text)) => string(out, text),
+            Value::Text(None) => out.extend_from_slice(b"null"),
+            Value::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
+        }
+    }
+    out.push(b'}');
+}
+
 /// The canonical JSON bytes of `record` (what [`record_hash`] hashes).
 ///
 /// ```
@@ -80,31 +105,22 @@ fn string(out: &mut Vec<u8>, value: &str) {
 /// ```
 pub fn canonical_bytes(record: &Record<'_>) -> Vec<u8> {
     let seq = record.seq.to_string();
-    // (key, value) in sorted key order; `Err` values are written verbatim (JSON already), `Ok` as strings
-    let fields: [(&str, Result<Option<&str>, &str>); 10] = [
-        ("action", Ok(Some(record.action))),
-        ("actor", Ok(Some(record.actor))),
-        ("created_at", Ok(Some(record.created_at))),
-        ("data", Err(record.data)),
-        ("event_id", Ok(Some(record.event_id))),
-        ("kind", Ok(Some(record.kind))),
-        ("prev_hash", Ok(Some(record.prev_hash))),
-        ("seq", Err(&seq)),
-        ("target", Ok(record.target)),
-        ("team_id", Ok(record.team_id)),
-    ];
     let mut out = Vec::with_capacity(record.data.len() + 256);
-    for (i, (key, value)) in fields.into_iter().enumerate() {
-        out.push(if i == 0 { b'{' } else { b',' });
-        string(&mut out, key);
-        out.push(b':');
-        match value {
-            Ok(Some(text)) => string(&mut out, text),
-            Ok(None) => out.extend_from_slice(b"null"),
-            Err(raw) => out.extend_from_slice(raw.as_bytes()),
-        }
-    }
-    out.push(b'}');
+    object(
+        &mut out,
+        &[
+            ("action", Value::Text(Some(record.action))),
+            ("actor", Value::Text(Some(record.actor))),
+            ("created_at", Value::Text(Some(record.created_at))),
+            ("data", Value::Raw(record.data)),
+            ("event_id", Value::Text(Some(record.event_id))),
+            ("kind", Value::Text(Some(record.kind))),
+            ("prev_hash", Value::Text(Some(record.prev_hash))),
+            ("seq", Value::Raw(&seq)),
+            ("target", Value::Text(record.target)),
+            ("team_id", Value::Text(record.team_id)),
+        ],
+    );
     out
 }
 
@@ -117,6 +133,92 @@ pub fn record_hash(record: &Record<'_>) -> String {
         hex.push(HEX[usize::from(byte & 0x0f)] as char);
     }
     hex
+}
+
+/// One record of a block: the fields of a [`Record`] but `seq`, `kind` and `prev_hash`, which the block
+/// gives (consecutive numbers, `request`, the hash of the record before).
+#[derive(Debug, Clone, Copy)]
+pub struct BlockEntry<'a> {
+    /// The event's unique id (the request id).
+    pub event_id: &'a str,
+    /// The fixed-width UTC stamp.
+    pub created_at: &'a str,
+    /// The virtual key's id (`anonymous` without one).
+    pub actor: &'a str,
+    /// The data-plane action, e.g. `chat.completions`.
+    pub action: &'a str,
+    /// The model requested.
+    pub target: Option<&'a str>,
+    /// The key's team.
+    pub team_id: Option<&'a str>,
+    /// The canonical JSON text of the event's data (embedded verbatim).
+    pub data: &'a str,
+}
+
+/// The `kind` of every record of a block.
+pub const BLOCK_KIND: &str = "request";
+
+/// Chains `entries` after a record whose hash is `prev_hash`, numbering them from `first_seq`: the block's
+/// text, a JSON array with one object per record (sorted keys: `action`, `actor`, `created_at`, `data`,
+/// `event_id`, `hash`, `seq`, `target`, `team_id`; `kind` and `prev_hash` are left out, the block implies
+/// them), and the hash of its last record (`prev_hash` itself when `entries` is empty). Each record's hash is
+/// [`record_hash`] of its [`Record`], exactly as if it were stored as a row.
+///
+/// ```
+/// use _core::audit::{chain_block, record_hash, BlockEntry, Record};
+/// let e = BlockEntry { event_id: "r1", created_at: "2025-01-01T00:00:00.000000Z", actor: "k",
+///                      action: "chat.completions", target: Some("m"), team_id: None, data: "{}" };
+/// let (text, last) = chain_block(7, "00", &[e]);
+/// let hash = record_hash(&Record { seq: 7, event_id: "r1", created_at: e.created_at, kind: "request",
+///     actor: "k", action: e.action, target: Some("m"), team_id: None, data: "{}", prev_hash: "00" });
+/// assert_eq!(last, hash);
+/// assert!(String::from_utf8(text).unwrap().contains(&format!(r#""hash":"{hash}","seq":7,"#)));
+/// ```
+pub fn chain_block(
+    first_seq: i64,
+    prev_hash: &str,
+    entries: &[BlockEntry<'_>],
+) -> (Vec<u8>, String) {
+    let size: usize = entries.iter().map(|e| e.data.len() + 256).sum();
+    let mut out = Vec::with_capacity(size + 2);
+    out.push(b'[');
+    let mut prev = prev_hash.to_owned();
+    for (i, entry) in entries.iter().enumerate() {
+        let seq = first_seq + i64::try_from(i).unwrap_or(i64::MAX - first_seq);
+        let hash = record_hash(&Record {
+            seq,
+            event_id: entry.event_id,
+            created_at: entry.created_at,
+            kind: BLOCK_KIND,
+            actor: entry.actor,
+            action: entry.action,
+            target: entry.target,
+            team_id: entry.team_id,
+            data: entry.data,
+            prev_hash: &prev,
+        });
+        if i > 0 {
+            out.push(b',');
+        }
+        let number = seq.to_string();
+        object(
+            &mut out,
+            &[
+                ("action", Value::Text(Some(entry.action))),
+                ("actor", Value::Text(Some(entry.actor))),
+                ("created_at", Value::Text(Some(entry.created_at))),
+                ("data", Value::Raw(entry.data)),
+                ("event_id", Value::Text(Some(entry.event_id))),
+                ("hash", Value::Text(Some(&hash))),
+                ("seq", Value::Raw(&number)),
+                ("target", Value::Text(entry.target)),
+                ("team_id", Value::Text(entry.team_id)),
+            ],
+        );
+        prev = hash;
+    }
+    out.push(b']');
+    (out, prev)
 }
 
 #[cfg(test)]
@@ -148,6 +250,63 @@ mod tests {
         assert!(text.contains(r#""event_id":"e\"\\\u0001\n"#), "{text}");
         assert!(text.contains("\u{7f}é\u{2028}\""), "{text}");
         assert!(text.contains(r#""target":"m","team_id":null}"#), "{text}");
+    }
+
+    #[test]
+    fn a_block_chains_its_records_as_rows_would_be() {
+        let entries = [
+            BlockEntry {
+                event_id: "r\"1",
+                created_at: "2025-01-31T12:00:00.000000Z",
+                actor: "key_1",
+                action: "chat.completions",
+                target: None,
+                team_id: Some("t"),
+                data: r#"{"a":1}"#,
+            },
+            BlockEntry {
+                event_id: "r2",
+                created_at: "2025-01-31T12:00:01.000000Z",
+                actor: "key_2",
+                action: "chat.completions",
+                target: Some("m"),
+                team_id: None,
+                data: "{}",
+            },
+        ];
+        let (text, last) = chain_block(41, "ab", &entries);
+        let text = String::from_utf8(text).unwrap();
+        let mut prev = "ab".to_owned();
+        for (i, e) in entries.iter().enumerate() {
+            let seq = 41 + i64::try_from(i).unwrap();
+            prev = record_hash(&Record {
+                seq,
+                event_id: e.event_id,
+                created_at: e.created_at,
+                kind: "request",
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                team_id: e.team_id,
+                data: e.data,
+                prev_hash: &prev,
+            });
+            assert!(
+                text.contains(&format!(r#""hash":"{prev}","seq":{seq},"#)),
+                "{text}"
+            );
+        }
+        assert_eq!(last, prev);
+        assert!(text.starts_with(r#"[{"action":"chat.completions","actor":"key_1","created_at":"#));
+        assert!(
+            text.contains(r#""data":{"a":1},"event_id":"r\"1","#),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(r#""seq":42,"target":"m","team_id":null}]"#),
+            "{text}"
+        );
+        assert_eq!(chain_block(1, "ab", &[]), (b"[]".to_vec(), "ab".to_owned()));
     }
 
     #[test]

@@ -59,3 +59,19 @@ def event(n: int, **fields: object) -> AuditEvent:
     }
     values.update(fields)
     return AuditEvent(**values)  # type: ignore[arg-type]
+
+
+def request(n: int, **fields: object) -> AuditEvent:
+    """Request number ``n``: a data-plane event (stored in a block) by one of three keys in one of two teams."""
+    values: dict[str, object] = {
+        "event_id": f"req_{n:06d}",
+        "created_at": T0 + timedelta(seconds=n),
+        "kind": "request",
+        "actor": ("key_a", "key_b", "key_c")[n % 3],
+        "action": "chat.completions",
+        "target": ("gpt-4o", None)[n % 2],
+        "team_id": ("team_a", "team_b", None)[n % 3],
+        "data": {"status": 200, "prompt_tokens": n, "cost_usd": n / 3e6, "latency_ms": n * 1.25, "note": 'ü\n"'},
+    }
+    values.update(fields)
+    return AuditEvent(**values)  # type: ignore[arg-type]

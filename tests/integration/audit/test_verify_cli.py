@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 
+import orjson
 import pytest
 
 from ferrogate.store.audit import AuditRecord, canonical, record_hash
 from ferrogate.store.sql import SqlStore
-from tests.integration.audit.conftest import T0, event, run_cli
+from tests.integration.audit.conftest import T0, event, request, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -67,19 +68,77 @@ async def insert_row_in_the_middle(store: SqlStore, chain: list[AuditRecord]) ->
 Tamper = Callable[[SqlStore, list[AuditRecord]], Awaitable[tuple[int, int, str]]]
 
 
-@pytest.mark.parametrize(
-    "tamper", [edit_data, edit_actor, delete_row, delete_first_rows, insert_row_at_end, insert_row_in_the_middle]
-)
-async def test_verify_names_the_first_bad_record(db_url: str, store: SqlStore, tamper: Tamper) -> None:
-    await store.audit.append_many([event(n) for n in range(1, 11)])
-    chain = list(await store.audit.scan())
-    bad_seq, intact, reason = await tamper(store, chain)
+async def tamper_and_verify(db_url: str, store: SqlStore, tamper: Tamper) -> None:
+    """Apply ``tamper`` to the chain; verify must exit 1 naming the record and the reason it gives."""
+    bad_seq, intact, reason = await tamper(store, list(await store.audit.scan()))
     done = run_cli(db_url, "audit", "verify")
     assert done.returncode == 1, (done.stdout, done.stderr)
     bad = next(r for r in await store.audit.scan() if r.seq == bad_seq)
     expected = f"bad: record seq {bad_seq} (event {bad.event_id}): {reason}"
     assert done.stdout.startswith(expected), done.stdout
     assert f"({intact} records before it are intact, head " in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    "tamper", [edit_data, edit_actor, delete_row, delete_first_rows, insert_row_at_end, insert_row_in_the_middle]
+)
+async def test_verify_names_the_first_bad_record(db_url: str, store: SqlStore, tamper: Tamper) -> None:
+    await store.audit.append_many([event(n) for n in range(1, 11)])
+    await tamper_and_verify(db_url, store, tamper)
+
+
+async def rewrite_block(store: SqlStore, first_seq: int, change: Callable[[list[dict[str, object]]], object]) -> None:
+    async with store.transaction() as tx:
+        (row,) = await tx.fetch("SELECT records FROM audit_blocks WHERE first_seq = ?", first_seq)
+        records = orjson.loads(row["records"])
+        change(records)
+        await tx.execute(
+            "UPDATE audit_blocks SET records = ? WHERE first_seq = ?", orjson.dumps(records).decode(), first_seq
+        )
+
+
+async def edit_in_block(store: SqlStore, chain: list[AuditRecord]) -> tuple[int, int, str]:
+    await execute(
+        store, "UPDATE audit_blocks SET records = replace(records, '\"prompt_tokens\":4,', '\"prompt_tokens\":400,')"
+    )
+    return 4, 3, "hash mismatch: its content was edited"
+
+
+async def drop_from_block(store: SqlStore, chain: list[AuditRecord]) -> tuple[int, int, str]:
+    await rewrite_block(store, 3, lambda records: records.pop(2))  # seq 5
+    return 6, 4, "seq gap: expected seq 5, so record 5 is missing"
+
+
+async def delete_block(store: SqlStore, chain: list[AuditRecord]) -> tuple[int, int, str]:
+    await execute(store, "DELETE FROM audit_blocks WHERE first_seq = 3")
+    return 7, 2, "seq gap: expected seq 3, so records 3..6 are missing"
+
+
+async def forge_at_block_end(store: SqlStore, chain: list[AuditRecord]) -> tuple[int, int, str]:
+    forged = dict(orjson.loads(orjson.dumps(chain[-1].to_dict())), seq=11, event_id="req_forged")
+    forged["hash"] = hashlib.sha256(b"looks legitimate").hexdigest()
+    for name in ("kind", "prev_hash"):
+        del forged[name]
+    await rewrite_block(store, 8, lambda records: records.append(forged))
+    return 11, 10, "hash mismatch"
+
+
+async def garble_block(store: SqlStore, chain: list[AuditRecord]) -> tuple[int, int, str]:
+    await execute(store, "UPDATE audit_blocks SET records = 'not json' WHERE first_seq = 3")
+    return 3, 2, "hash mismatch"
+
+
+@pytest.mark.parametrize("tamper", [edit_in_block, drop_from_block, delete_block, forge_at_block_end, garble_block])
+async def test_verify_names_the_first_bad_record_in_a_block(db_url: str, store: SqlStore, tamper: Tamper) -> None:
+    # rows 1-2, a block 3-6, row 7, a block 8-10
+    batches = ([event(1), event(2)], [request(n) for n in range(3, 7)], [event(7)], [request(n) for n in (8, 9, 10)])
+    for batch in batches:
+        await store.audit.append_many(batch)
+    chain = list(await store.audit.scan())
+    assert [r.seq for r in chain] == list(range(1, 11))
+    done = run_cli(db_url, "audit", "verify")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    await tamper_and_verify(db_url, store, tamper)
 
 
 async def test_an_intact_chain_verifies_and_a_cut_tail_is_caught_by_the_anchor(db_url: str, store: SqlStore) -> None:
