@@ -29,6 +29,8 @@ __all__ = [
     "__version__",
     "audit_block",
     "audit_hash",
+    "audit_request_data",
+    "audit_requests",
     "count_chat_prompt",
     "count_tokens",
     "encoding_for_model",
@@ -151,6 +153,15 @@ def audit_block(
     """Chains data-plane records into one block: ``entries`` are ``(event_id, created_at, actor, action, target,
     team_id, data)`` (the fixed-width UTC stamp, canonical JSON text), numbered from ``first_seq`` after a record
     whose hash is ``prev_hash``; returns the block's JSON text and the hash of its last record."""
+
+def audit_request_data(facts: tuple[object, ...]) -> tuple[str, str]:
+    """The fixed-width UTC stamp and the canonical ``data`` text of one request's record
+    (``ferrogate.store.audit.RequestFacts``); ``TypeError`` naming a field of the wrong type, ``ValueError`` for a
+    naive ``created_at`` (an aware one in another zone is stamped in UTC)."""
+
+def audit_requests(first_seq: int, prev_hash: str, facts: Sequence[tuple[object, ...]]) -> tuple[str, str]:
+    """Chains data-plane requests (``RequestFacts``) into one block, encoding each record's ``data`` from its
+    facts; returns the block's JSON text and the hash of its last record."""
 
 def audit_hash(
     seq: int,

@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from ferrogate.audit.events import admin_event, is_secret, request_event, scrub
+from ferrogate.audit.events import admin_event, is_secret, request_event, request_facts, scrub
 from ferrogate.audit.verify import Problem, Report, verify_records, verify_store
 from ferrogate.audit.writer import AuditStats, AuditWriter
 from ferrogate.store.audit import GENESIS, AuditEvent, AuditRecord
@@ -25,6 +25,7 @@ __all__ = [
     "admin_event",
     "is_secret",
     "request_event",
+    "request_facts",
     "scrub",
     "verify_records",
     "verify_store",

@@ -1,10 +1,10 @@
 """Audit events: what an admin change or a data-plane request leaves in the audit trail.
 
 :func:`admin_event` records who changed what, with the object before and after the change, secrets
-removed (:func:`scrub`); :func:`request_event` records one data-plane request from its
+removed (:func:`scrub`); :func:`request_facts` records one data-plane request from its
 :class:`~ferrogate.pipeline.context.RequestContext`: key, team, user, model, deployment, status, tokens,
-cost and latency. Prompt and completion content is not captured (``"content": false`` in every request
-event says so).
+cost and latency (:func:`request_event`: the same as an event with a data dict). Prompt and completion
+content is not captured (``"content": false`` in every request record says so).
 
 Example:
     >>> ev = admin_event("master", "key.revoke", "key_1", "team_1", {"key_hash": "ab" * 32, "revoked_at": None},
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ferrogate.errors import GatewayError
-from ferrogate.store.audit import AuditEvent
+from ferrogate.store.audit import AuditEvent, RequestFacts
 from ferrogate.store.fields import stamp
 from ferrogate.store.records import new_id
 
@@ -170,7 +170,7 @@ def _error_code(error: BaseException | None) -> str | None:
     return "internal_error"
 
 
-def request_event(
+def request_facts(
     ctx: RequestContext,
     *,
     action: str = "chat.completions",
@@ -178,22 +178,21 @@ def request_event(
     prices: PriceTable | None = None,
     latency_ms: float | None = None,
     now: datetime | None = None,
-) -> AuditEvent:
-    """The audit event of one data-plane request, read from its context (the account phase calls it).
+) -> RequestFacts:
+    """The audit record of one data-plane request, read from its context (the account phase calls it), as
+    the tuple the audit writer queues: no dict and no JSON on the hot path (the Rust core encodes a batch).
 
-    ``event_id`` is the gateway's request id (so a replayed event is stored once); ``actor`` the key id
+    ``event_id`` is the gateway's request id (so a replayed record is stored once); ``actor`` the key id
     (``"anonymous"`` for a request without one); ``target`` the requested model; ``team_id`` the key's team.
-    ``data`` holds the rest, not repeating those: the client's request id, trace id, user id, deployment
-    (upstream and upstream model), status, error code, stream flag, tokens, cost (``cost_usd``, else priced
-    with ``prices``, else ``None``: unknown), latency, and ``"content": false`` (prompt and completion text
-    are not captured).
-
-    Hot path: a few dict and attribute reads, no I/O (the audit writer serialises and hashes later).
+    The record's ``data`` holds the rest, not repeating those: the client's request id, trace id, user id,
+    deployment (upstream and upstream model), status, error code, stream flag, tokens, cost (``cost_usd``,
+    else priced with ``prices``, else ``None``: unknown), latency (ms, 3 decimals), and ``"content": false``
+    (prompt and completion text are not captured). ``now``: when, an aware UTC datetime (default: now).
 
     Example:
         >>> from ferrogate.pipeline.context import RequestContext
-        >>> ev = request_event(RequestContext("req_1"), latency_ms=3.0)
-        >>> ev.event_id, ev.actor, ev.data["content"]
+        >>> facts = request_facts(RequestContext("req_1"), latency_ms=3.0)
+        >>> facts.event_id, facts.actor, facts.event().data["content"]
         ('req_1', 'anonymous', False)
     """
     identity = ctx.identity
@@ -212,30 +211,41 @@ def request_event(
     provider = ctx.provider
     if latency_ms is None:
         latency_ms = (perf_counter() - ctx.started) * 1000.0
-    return AuditEvent(
-        event_id=ctx.request_id,
-        created_at=now or datetime.now(UTC),
-        kind="request",
-        actor=key_id or "anonymous",
-        action=action,
-        target=ctx.model or None,
-        team_id=team_id,
-        data={  # what the columns hold (request id, key, team, model) is not repeated: ~120 bytes less a row
-            "client_request_id": ctx.client_request_id,
-            "trace_id": ctx.trace_id,
-            "user_id": user_id,
-            "upstream": provider.name if provider is not None else None,
-            "upstream_model": upstream_model,
-            "status": ctx.status,
-            "error": _error_code(ctx.error),
-            "stream": ctx.stream,
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "cached_tokens": cached,
-            "reasoning_tokens": reasoning,
-            "counted": counted,
-            "cost_usd": cost_usd,
-            "latency_ms": round(latency_ms, 3),
-            "content": False,
-        },
+    return RequestFacts(
+        (
+            ctx.request_id,
+            now or datetime.now(UTC),
+            key_id or "anonymous",
+            action,
+            ctx.model or None,
+            team_id,
+            ctx.client_request_id,
+            ctx.trace_id,
+            user_id,
+            provider.name if provider is not None else None,
+            upstream_model,
+            ctx.status,
+            _error_code(ctx.error),
+            ctx.stream,
+            prompt,
+            completion,
+            cached,
+            reasoning,
+            counted,
+            cost_usd,
+            round(latency_ms, 3),
+        )
     )
+
+
+def request_event(ctx: RequestContext, **options: Any) -> AuditEvent:
+    """The same record as :func:`request_facts` (same options) as an :class:`AuditEvent`, its ``data`` a dict:
+    for reading and tests (the account phase queues the facts).
+
+    Example:
+        >>> from ferrogate.pipeline.context import RequestContext
+        >>> ev = request_event(RequestContext("req_1"), latency_ms=3.0)
+        >>> ev.event_id, ev.actor, ev.data["content"]
+        ('req_1', 'anonymous', False)
+    """
+    return request_facts(ctx, **options).event()

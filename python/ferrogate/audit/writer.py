@@ -14,7 +14,7 @@ keeping audit events in their own directory.
 Example:
     >>> # writer = AuditWriter(store, Path(".ferrogate/spool/audit"))
     >>> # task = asyncio.create_task(writer.run())
-    >>> # writer.record(request_event(ctx, cost_usd=cost, latency_ms=latency_ms))
+    >>> # writer.record(request_facts(ctx, cost_usd=cost, latency_ms=latency_ms))
     >>> # await writer.close()   # at shutdown: stop, flush (spooling what the store will not take)
 """
 
@@ -27,7 +27,7 @@ from typing import ClassVar, Protocol
 
 from ferrogate.metering.batch import SpooledWriter, Tuning, Wording, WriterStats
 from ferrogate.metering.spool import Spool
-from ferrogate.store.audit import AuditEvent, check_event
+from ferrogate.store.audit import AuditEvent, RequestFacts, check_event, check_facts, read_item
 from ferrogate.store.base import Audit
 from ferrogate.store.errors import InvalidValue
 
@@ -48,7 +48,11 @@ class AuditStats(WriterStats):
     """Counters for metrics: events stored (new rows), spooled, replayed from spools, rejected as invalid."""
 
 
-class AuditWriter(SpooledWriter[AuditEvent, AuditStats]):
+#: What the writer queues: an admin change, or a data-plane request's facts.
+AuditItem = AuditEvent | RequestFacts
+
+
+class AuditWriter(SpooledWriter[AuditItem, AuditStats]):
     """Batched, spooled, hash-chained audit writes. One per worker process, created in the worker's event loop.
 
     Args:
@@ -78,18 +82,19 @@ class AuditWriter(SpooledWriter[AuditEvent, AuditStats]):
         scan_s: float = 60.0,
     ) -> None:
         super().__init__(
-            Spool(Path(spool_path), prefix="audit", decode=AuditEvent.from_json),
+            Spool(Path(spool_path), prefix="audit", decode=read_item),
             AuditStats(),
             Wording(log, kind="audit", what="audit events", items="events", item="audit event"),
             Tuning(batch_size, interval_s, max_queue, retry_s, timeout_s, scan_s),
         )
         self._store = store
 
-    def record(self, event: AuditEvent) -> None:
-        """Queue one event; never blocks or awaits (spills to the spool file only above ``max_queue``).
+    def record(self, event: AuditItem) -> None:
+        """Queue one event (or a request's facts); never blocks or awaits (spills to the spool file only above
+        ``max_queue``).
 
         Example:
-            >>> # writer.record(request_event(ctx, cost_usd=cost, latency_ms=latency_ms))
+            >>> # writer.record(request_facts(ctx, cost_usd=cost, latency_ms=latency_ms))
         """
         self._enqueue(event)
 
@@ -105,17 +110,19 @@ class AuditWriter(SpooledWriter[AuditEvent, AuditStats]):
         if not self._closed:
             await self.flush()
 
-    async def _store_batch(self, batch: list[AuditEvent], *, trusted: bool, fresh: bool) -> int:
+    async def _store_batch(self, batch: list[AuditItem], *, trusted: bool, fresh: bool) -> int:
         # queued events come typed from the account phase and the admin API; spooled ones were checked on
         # reading (a retry after a refusal checks every event again)
         return await self._store.audit.append_many(batch, validate=not trusted, fresh=fresh)
 
-    def _check(self, item: AuditEvent) -> AuditEvent:
+    def _check(self, item: AuditItem) -> AuditItem:
+        if isinstance(item, RequestFacts):
+            return check_facts(item)
         check_event(item)
         item.to_json()  # data that is not JSON (check_event does not serialise)
         return item
 
-    def _spill(self, batch: list[AuditEvent]) -> None:
+    def _spill(self, batch: list[AuditItem]) -> None:
         try:
             super()._spill(batch)
         except TypeError as exc:  # an event whose data is not JSON: never storable, keep the rest

@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 from time import perf_counter
 
-from ferrogate.audit.events import request_event
+from ferrogate.audit.events import request_facts
 from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.identity import Identity
 from ferrogate.limits import Limiter
@@ -56,7 +56,7 @@ async def account(
     else:
         now = None
     if audit is not None and identity is not None:  # like metering: a request of no key is logged, not audited
-        audit.record(request_event(ctx, cost_usd=cost, prices=prices, latency_ms=latency_ms, now=now))
+        audit.record(request_facts(ctx, cost_usd=cost, prices=prices, latency_ms=latency_ms, now=now))
     if request_log is not None and request_log.enabled:
         request_log.log(ctx, latency_ms, cost)
     if metrics is not None:

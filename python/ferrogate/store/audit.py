@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ferrogate._core import audit_block, audit_hash
+from ferrogate._core import audit_block, audit_hash, audit_request_data, audit_requests
 from ferrogate.store.errors import InvalidValue, StoreError
 from ferrogate.store.fields import stamp, when
 from ferrogate.store.records import Page
@@ -166,6 +166,125 @@ class AuditEvent:
             raise InvalidValue("audit event", data, "a JSON audit event") from None
         check_event(event)
         return event
+
+
+class RequestFacts(
+    tuple[
+        str, datetime, str, str, str | None, str | None,  # event_id, created_at, actor, action, target, team_id
+        str | None, str | None, str | None, str | None, str | None,  # client id, trace, user, upstream, its model
+        int, str | None, bool,  # status, error code, stream
+        int, int, int, int, bool,  # prompt, completion, cached, reasoning tokens; counted
+        float | None, float,  # cost_usd, latency_ms
+    ]
+):  # fmt: skip
+    """One data-plane request as the account phase hands it to the audit writer: its record's fields and the
+    facts its ``data`` holds, as one tuple (built by :func:`ferrogate.audit.events.request_facts`).
+
+    A tuple, not an :class:`AuditEvent`: no data dict and no JSON are made on the hot path; the Rust core
+    encodes the records of a whole batch at once (``_core.audit_requests``), exactly as
+    :func:`canonical` encodes :meth:`event`'s data. ``created_at`` is an aware UTC datetime. The spool keeps it
+    as a JSON array (an event is an object).
+
+    Example:
+        >>> facts = RequestFacts(("req_1", datetime(2025, 1, 1, tzinfo=UTC), "key_1", "chat.completions", "gpt-4o",
+        ...     None, None, None, None, "openai", "gpt-4o", 200, None, False, 10, 2, 0, 0, False, None, 1.5))
+        >>> facts.event_id, facts.event().data["latency_ms"], RequestFacts.from_json(facts.to_json()) == facts
+        ('req_1', 1.5, True)
+    """
+
+    __slots__ = ()
+    kind = "request"
+    FIELDS = (
+        "event_id", "created_at", "actor", "action", "target", "team_id", "client_request_id", "trace_id",
+        "user_id", "upstream", "upstream_model", "status", "error", "stream", "prompt_tokens",
+        "completion_tokens", "cached_tokens", "reasoning_tokens", "counted", "cost_usd", "latency_ms",
+    )  # fmt: skip
+
+    @property
+    def event_id(self) -> str:
+        """The request id."""
+        return self[0]
+
+    @property
+    def created_at(self) -> datetime:
+        """When the request was accounted."""
+        return self[1]
+
+    @property
+    def actor(self) -> str:
+        """The key id (``anonymous`` without one)."""
+        return self[2]
+
+    @property
+    def action(self) -> str:
+        """The data-plane action."""
+        return self[3]
+
+    @property
+    def team_id(self) -> str | None:
+        """The key's team."""
+        return self[5]
+
+    def event(self) -> AuditEvent:
+        """The same request as an :class:`AuditEvent`: the Python reference of what the Rust core encodes."""
+        event_id, created_at, actor, action, target, team_id = self[:6]
+        data = dict(zip(self.FIELDS[6:], self[6:], strict=True))
+        return AuditEvent(
+            event_id=event_id,
+            created_at=created_at,
+            kind="request",
+            actor=actor,
+            action=action,
+            target=target,
+            team_id=team_id,
+            data={**data, "content": False},
+        )
+
+    def to_json(self) -> bytes:
+        """One JSON array (no newline), as the spool file holds it."""
+        return orjson.dumps(tuple(self))  # orjson takes exact tuples only
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> RequestFacts:
+        """The facts written by :meth:`to_json`.
+
+        Raises:
+            InvalidValue: not a JSON array of the facts, or a field of the wrong type.
+        """
+        try:
+            raw = orjson.loads(data)
+            raw[1] = datetime.fromisoformat(raw[1]).astimezone(UTC)
+            facts = cls(raw)
+        except (orjson.JSONDecodeError, TypeError, KeyError, IndexError, ValueError):
+            raise InvalidValue("request facts", data, "a JSON array of request facts") from None
+        return check_facts(facts)
+
+
+def check_facts(facts: RequestFacts) -> RequestFacts:
+    """``facts`` when every field has the type its record needs (run before any SQL).
+
+    Raises:
+        InvalidValue: naming the field.
+    """
+    try:
+        audit_request_data(facts)
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        raise InvalidValue("request facts", facts[0] if facts else facts, str(exc)) from None
+    if facts.action not in REQUEST_ACTIONS:
+        raise InvalidValue(f"action of {facts.event_id}", facts.action, "a data-plane action")
+    return facts
+
+
+def read_item(line: bytes | str) -> AuditEvent | RequestFacts:
+    """One line of an audit spool: an :class:`AuditEvent` (a JSON object) or :class:`RequestFacts` (an array).
+
+    Raises:
+        InvalidValue: the line is neither.
+    """
+    text = line.lstrip()
+    if text[:1] in (b"[", "["):
+        return RequestFacts.from_json(line)
+    return AuditEvent.from_json(line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,12 +424,19 @@ def _after(cursor: str) -> int:
     raise InvalidValue("cursor", cursor, "a next_cursor returned by an audit list call")
 
 
-def _runs(events: list[tuple[AuditEvent, str]]) -> Iterable[list[tuple[AuditEvent, str]]]:
-    """``events`` cut where the kind changes: each run of requests becomes a block, each run of admin
-    changes rows, in the order given."""
-    run: list[tuple[AuditEvent, str]] = []
+Pair = tuple["AuditEvent | RequestFacts", str]
+
+
+def _runs(events: list[Pair]) -> Iterable[list[Pair]]:
+    """``events`` cut where the kind (or the type) changes: each run of requests becomes a block, each run of
+    admin changes rows, in the order given."""
+
+    def key(item: AuditEvent | RequestFacts) -> tuple[bool, bool]:
+        return item.kind == "request", isinstance(item, RequestFacts)
+
+    run: list[Pair] = []
     for pair in events:
-        if run and (pair[0].kind == "request") != (run[0][0].kind == "request"):
+        if run and key(pair[0]) != key(run[0][0]):
             yield run
             run = []
         run.append(pair)
@@ -324,7 +450,9 @@ class SqlAudit:
     def __init__(self, db: SqlStore) -> None:
         self._db = db
 
-    async def append_many(self, events: Iterable[AuditEvent], *, validate: bool = True, fresh: bool = False) -> int:
+    async def append_many(
+        self, events: Iterable[AuditEvent | RequestFacts], *, validate: bool = True, fresh: bool = False
+    ) -> int:
         """Append ``events`` to the chain in one transaction, skipping event ids already stored; how many were new.
 
         Within ``events`` the first occurrence of an event id wins; the new ones get consecutive ``seq``
@@ -343,8 +471,14 @@ class SqlAudit:
             >>> # await store.audit.append_many([event])  # 1
             >>> # await store.audit.append_many([event])  # 0: already stored
         """
-        unique: dict[str, tuple[AuditEvent, str]] = {}
+        unique: dict[str, tuple[AuditEvent | RequestFacts, str]] = {}
         for event in events:
+            if isinstance(event, RequestFacts):  # its data is encoded by the Rust core with its block
+                if validate or event.action not in REQUEST_ACTIONS:
+                    check_facts(event)
+                if event.event_id not in unique:
+                    unique[event.event_id] = (event, "")
+                continue
             if validate:
                 check_event(event)
             elif (event.action in REQUEST_ACTIONS) != (event.kind == "request"):  # what list() relies on
@@ -397,7 +531,7 @@ class SqlAudit:
             head = (int(block[0]["last_seq"]), str(block[0]["last_hash"]))
         return head
 
-    def _stored_in_blocks(self, events: Sequence[AuditEvent]) -> Program[set[str]]:
+    def _stored_in_blocks(self, events: Sequence[AuditEvent | RequestFacts]) -> Program[set[str]]:
         """The ids of ``events`` already in a block: only blocks whose time bounds cover an event's time are
         read (a replay's lookup; the queue's fresh batches skip it). A block that does not parse is skipped
         (verify names it)."""
@@ -414,13 +548,12 @@ class SqlAudit:
                 found.update(r["event_id"] for r in orjson.loads(block["records"]) if r["event_id"] in ids)
         return found
 
-    def _append_rows(
-        self, run: Sequence[tuple[AuditEvent, str]], seq: int, prev: str, sqlite: bool
-    ) -> Program[tuple[int, str]]:
+    def _append_rows(self, run: Sequence[Pair], seq: int, prev: str, sqlite: bool) -> Program[tuple[int, str]]:
         """Insert ``run`` as ``audit_log`` rows after ``seq``/``prev``; the new head."""
         db = self._db
         values: list[tuple[Any, ...]] = []
         for event, data in run:
+            assert isinstance(event, AuditEvent)  # runs of facts are blocks
             seq += 1
             at, kind, actor, action = event.created_at, event.kind, event.actor, event.action
             target, team = event.target, event.team_id
@@ -441,15 +574,22 @@ class SqlAudit:
             )
         return seq, prev
 
-    def _append_block(self, run: Sequence[tuple[AuditEvent, str]], seq: int, prev: str) -> Program[tuple[int, str]]:
-        """Insert the request events of ``run`` as one block after ``seq``/``prev``, with a reference per
-        distinct actor and team; the new head."""
+    def _append_block(self, run: Sequence[Pair], seq: int, prev: str) -> Program[tuple[int, str]]:
+        """Insert the requests of ``run`` (all events, or all facts) as one block after ``seq``/``prev``, with a
+        reference per distinct actor and team; the new head."""
         db = self._db
-        entries = [(e.event_id, stamp(e.created_at), e.actor, e.action, e.target, e.team_id, d) for e, d in run]
         try:
-            text, last = audit_block(seq + 1, prev, entries)
-        except (TypeError, UnicodeEncodeError):  # a field of an unchecked event that is no text
-            raise InvalidValue("audit event", run[0][0].event_id, "text fields (str or null)") from None
+            if isinstance(run[0][0], RequestFacts):
+                text, last = audit_requests(seq + 1, prev, [f for f, _ in run if isinstance(f, RequestFacts)])
+            else:
+                entries = [
+                    (e.event_id, stamp(e.created_at), e.actor, e.action, e.target, e.team_id, d)
+                    for e, d in run
+                    if isinstance(e, AuditEvent)
+                ]
+                text, last = audit_block(seq + 1, prev, entries)
+        except (TypeError, ValueError, UnicodeEncodeError) as exc:  # an unchecked event or facts of a wrong type
+            raise InvalidValue("audit event", run[0][0].event_id, f"fields of the right types ({exc})") from None
         lo, hi = min(e.created_at for e, _ in run), max(e.created_at for e, _ in run)
         yield (
             "INSERT INTO audit_blocks (first_seq, last_seq, min_at, max_at, prev_hash, last_hash, records)"

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from ferrogate.store.audit import AuditEvent, AuditRecord
+from ferrogate.store.audit import AuditEvent, AuditRecord, RequestFacts
 from ferrogate.store.budgets import Balance, Hold, Reservation
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
 from ferrogate.store.usage import GroupBy, UsageRecord, UsageRow
@@ -152,7 +152,9 @@ class Budgets(Protocol):
 class Audit(Protocol):
     """``store.audit`` (see :class:`~ferrogate.store.audit.SqlAudit`)."""
 
-    async def append_many(self, events: Iterable[AuditEvent], *, validate: bool = True, fresh: bool = False) -> int: ...
+    async def append_many(
+        self, events: Iterable[AuditEvent | RequestFacts], *, validate: bool = True, fresh: bool = False
+    ) -> int: ...
     async def list(
         self,
         *,

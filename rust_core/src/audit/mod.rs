@@ -221,6 +221,168 @@ pub fn chain_block(
     (out, prev)
 }
 
+/// The facts of one data-plane request that its record's `data` holds (beside the record's own fields:
+/// request id, key, model, team), in the order of their keys.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestData<'a> {
+    /// Cached prompt tokens.
+    pub cached_tokens: i64,
+    /// The client's own `x-request-id`, when it sent one.
+    pub client_request_id: Option<&'a str>,
+    /// Completion tokens.
+    pub completion_tokens: i64,
+    /// The request's cost in US dollars (`None`: the model has no price).
+    pub cost_usd: Option<f64>,
+    /// Whether the gateway counted the tokens itself (the upstream reported none).
+    pub counted: bool,
+    /// The error code the client received, if any.
+    pub error: Option<&'a str>,
+    /// Total latency in milliseconds.
+    pub latency_ms: f64,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Reasoning tokens.
+    pub reasoning_tokens: i64,
+    /// The HTTP status of the answer.
+    pub status: i64,
+    /// Whether the answer was streamed.
+    pub stream: bool,
+    /// The W3C trace id.
+    pub trace_id: Option<&'a str>,
+    /// The deployment's upstream.
+    pub upstream: Option<&'a str>,
+    /// The model the upstream was asked for.
+    pub upstream_model: Option<&'a str>,
+    /// The key's user, if any.
+    pub user_id: Option<&'a str>,
+}
+
+/// Writes `data` as canonical JSON (sorted keys, `"content":false` among them): the bytes orjson writes for
+/// the same object with `OPT_SORT_KEYS` (integers as itoa writes them, floats as zmij, a non-finite float as
+/// `null`), so a record's `data` reads back and re-encodes to the same text.
+///
+/// ```
+/// use _core::audit::{request_data_json, RequestData};
+/// let d = RequestData { cached_tokens: 0, client_request_id: None, completion_tokens: 5, cost_usd: Some(0.00001),
+///     counted: false, error: None, latency_ms: 12.5, prompt_tokens: 9, reasoning_tokens: 0, status: 200,
+///     stream: true, trace_id: Some("ab"), upstream: Some("mock"), upstream_model: None, user_id: None };
+/// let mut out = Vec::new();
+/// request_data_json(&mut out, &d);
+/// assert_eq!(String::from_utf8(out).unwrap(), concat!(
+///     r#"{"cached_tokens":0,"client_request_id":null,"completion_tokens":5,"content":false,"cost_usd":0.00001,"#,
+///     r#""counted":false,"error":null,"latency_ms":12.5,"prompt_tokens":9,"reasoning_tokens":0,"status":200,"#,
+///     r#""stream":true,"trace_id":"ab","upstream":"mock","upstream_model":null,"user_id":null}"#));
+/// ```
+pub fn request_data_json(out: &mut Vec<u8>, data: &RequestData<'_>) {
+    let mut ints = [
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+    ];
+    let [cached, completion, prompt, reasoning] = &mut ints;
+    let mut status = itoa::Buffer::new();
+    let (mut cost, mut latency) = (zmij::Buffer::new(), zmij::Buffer::new());
+    fn float(buffer: &mut zmij::Buffer, value: f64) -> Value<'_> {
+        if value.is_finite() {
+            Value::Raw(buffer.format_finite(value))
+        } else {
+            Value::Text(None) // orjson writes NaN and infinities as null
+        }
+    }
+    let cost_value = match data.cost_usd {
+        Some(value) => float(&mut cost, value),
+        None => Value::Text(None),
+    };
+    let flag = |value: bool| Value::Raw(if value { "true" } else { "false" });
+    object(
+        out,
+        &[
+            (
+                "cached_tokens",
+                Value::Raw(cached.format(data.cached_tokens)),
+            ),
+            ("client_request_id", Value::Text(data.client_request_id)),
+            (
+                "completion_tokens",
+                Value::Raw(completion.format(data.completion_tokens)),
+            ),
+            ("content", Value::Raw("false")),
+            ("cost_usd", cost_value),
+            ("counted", flag(data.counted)),
+            ("error", Value::Text(data.error)),
+            ("latency_ms", float(&mut latency, data.latency_ms)),
+            (
+                "prompt_tokens",
+                Value::Raw(prompt.format(data.prompt_tokens)),
+            ),
+            (
+                "reasoning_tokens",
+                Value::Raw(reasoning.format(data.reasoning_tokens)),
+            ),
+            ("status", Value::Raw(status.format(data.status))),
+            ("stream", flag(data.stream)),
+            ("trace_id", Value::Text(data.trace_id)),
+            ("upstream", Value::Text(data.upstream)),
+            ("upstream_model", Value::Text(data.upstream_model)),
+            ("user_id", Value::Text(data.user_id)),
+        ],
+    );
+}
+
+/// A UTC time's fields as the fixed-width stamp (`2025-01-31T12:00:00.123456Z`, what
+/// `ferrogate.store.fields.stamp` writes); `None` when a field is out of range.
+///
+/// ```
+/// use _core::audit::stamp;
+/// assert_eq!(stamp([2025, 1, 31, 12, 0, 0, 5]).as_deref(), Some("2025-01-31T12:00:00.000005Z"));
+/// assert_eq!(stamp([2025, 13, 1, 0, 0, 0, 0]), None);
+/// ```
+pub fn stamp(fields: [i64; 7]) -> Option<String> {
+    let [year, month, day, hour, minute, second, micro] = fields;
+    let limits = [
+        (year, 1, 9999),
+        (month, 1, 12),
+        (day, 1, 31),
+        (hour, 0, 23),
+        (minute, 0, 59),
+    ];
+    let more = [(second, 0, 59), (micro, 0, 999_999)];
+    if !limits
+        .iter()
+        .chain(&more)
+        .all(|&(v, lo, hi)| (lo..=hi).contains(&v))
+    {
+        return None;
+    }
+    let mut out = [0u8; 27];
+    let mut put = |at: usize, width: usize, mut value: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, hour);
+    put(14, 2, minute);
+    put(17, 2, second);
+    put(20, 6, micro);
+    for (at, sep) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ] {
+        out[at] = sep;
+    }
+    String::from_utf8(out.to_vec()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

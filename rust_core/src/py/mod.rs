@@ -45,6 +45,8 @@ pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ratelimit::PyRateLimiter>()?;
     m.add_function(wrap_pyfunction!(audit::audit_hash, m)?)?;
     m.add_function(wrap_pyfunction!(audit::audit_block, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::audit_request_data, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::audit_requests, m)?)?;
     m.add_function(wrap_pyfunction!(ratelimit::rate_headers, m)?)?;
     m.add_function(wrap_pyfunction!(ratelimit::reset_duration, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::count_tokens, m)?)?;

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from ferrogate.store.audit import AuditEvent
+from ferrogate.store.audit import AuditEvent, RequestFacts
 from tests.integration.backends import (  # noqa: F401 (fixtures and helpers the suite uses)
     T0,
     anyio_backend,
@@ -75,3 +75,37 @@ def request(n: int, **fields: object) -> AuditEvent:
     }
     values.update(fields)
     return AuditEvent(**values)  # type: ignore[arg-type]
+
+
+def facts(n: int) -> RequestFacts:
+    """Request number ``n`` as the account phase queues it (its data encoded by the Rust core)."""
+    return RequestFacts(
+        (
+            f"req_{n:06d}",
+            T0 + timedelta(seconds=n),
+            ("key_a", "key_b", "key_c")[n % 3],
+            "chat.completions",
+            ("gpt-4o", None)[n % 2],
+            ("team_a", "team_b", None)[n % 3],
+            None,
+            f"{n:032x}",
+            None,
+            "openai",
+            "gpt-4o-2024-08-06",
+            (200, 429)[n % 2],
+            (None, "rate_limit_exceeded")[n % 2],
+            n % 5 == 0,
+            n,
+            2 * n,
+            0,
+            0,
+            False,
+            n / 3e6,
+            n * 1.25,
+        )
+    )
+
+
+def mixed(n: int) -> AuditEvent | RequestFacts:
+    """Item ``n`` of a writer's queue: an admin change every third, a request's facts otherwise."""
+    return event(n) if n % 3 == 0 else facts(n)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from ferrogate.audit.verify import chain, verify_store
-from ferrogate.store.audit import GENESIS, AuditEvent, AuditRecord, SqlAudit, canonical
+from ferrogate.store.audit import GENESIS, AuditEvent, AuditRecord, RequestFacts, SqlAudit, canonical
 from ferrogate.store.errors import InvalidValue
 from ferrogate.store.sql import SqlStore
 from ferrogate.store.sqlite import SqliteStore
-from tests.integration.audit.conftest import T0, event, open_url, request
+from tests.integration.audit.conftest import T0, event, facts, open_url, request
 
 pytestmark = pytest.mark.anyio
 
@@ -112,6 +112,27 @@ async def test_requests_are_chained_in_blocks_between_rows(store: SqlStore) -> N
     ]
     report = await verify_store(store.audit, page=3)  # pages that end inside blocks
     assert (report.ok, report.records, report.head) == (True, 12, records[-1].hash)
+
+
+async def test_facts_and_request_events_chain_alike(store: SqlStore) -> None:
+    # facts (the account phase's) and request events (a dict's data) make separate blocks, hashed alike
+    batch = [facts(1), facts(2), request(3), facts(4), event(5)]
+    assert await store.audit.append_many(batch, validate=False, fresh=True) == 5
+    records = await everything(store)
+    assert [(r.seq, r.event_id, r.kind) for r in records] == [
+        (1, "req_000001", "request"),
+        (2, "req_000002", "request"),
+        (3, "req_000003", "request"),
+        (4, "req_000004", "request"),
+        (5, "evt_000005", "admin"),
+    ]
+    assert records[0].payload() == facts(1).event().data and records[2].payload() == request(3).data
+    async with store.transaction(write=False) as tx:
+        spans = [(b["first_seq"], b["last_seq"]) for b in await tx.fetch("SELECT * FROM audit_blocks ORDER BY 1")]
+    assert spans == [(1, 2), (3, 3), (4, 4)]
+    assert (await verify_store(store.audit)).records == 5
+    with pytest.raises(InvalidValue, match="status has the wrong type"):
+        await store.audit.append_many([RequestFacts((*facts(6)[:11], "200", *facts(6)[12:]))])
 
 
 @pytest.mark.parametrize("make", [event, request])  # admin rows; requests in blocks

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from ferrogate.audit import AuditWriter, request_event
+from ferrogate.audit import AuditWriter, request_facts
 from ferrogate.audit.verify import chain, verify_store
 from ferrogate.auth.identity import Identity
 from ferrogate.errors import ErrorKind, GatewayError
@@ -22,7 +22,7 @@ from ferrogate.pipeline.context import RequestContext, Usage
 from ferrogate.store.audit import AuditRecord
 from ferrogate.store.postgres import PostgresStore
 from ferrogate.store.sql import SqlStore
-from tests.integration.audit.conftest import event, open_url, wipe
+from tests.integration.audit.conftest import event, mixed, open_url, wipe
 from tests.integration.metering.test_outage import Proxy
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +42,7 @@ def context(
     ctx = RequestContext(rid)
     ctx.identity = Identity("key_1", "team_1", "user_1", ("*",), None, None)
     ctx.model, ctx.upstream_model, ctx.stream, ctx.status = "gpt-4o", "gpt-4o-2024-08-06", True, status
-    ctx.provider = SimpleNamespace(name="openai-eu")  # what request_event reads of a provider: its name
+    ctx.provider = SimpleNamespace(name="openai-eu")  # what request_facts reads of a provider: its name
     ctx.usage = usage
     ctx.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     if error is not None:
@@ -54,12 +54,12 @@ async def test_data_plane_events_from_request_contexts(store: SqlStore, tmp_path
     prices = PriceTable(models={"gpt-4o": Price(input=2.5, output=10)})
     writer = AuditWriter(store, tmp_path / "spool", interval_s=0.01)
     task = asyncio.create_task(writer.run())
-    writer.record(request_event(context("req_ok", usage=Usage(1000, 100, 400, 7)), prices=prices, latency_ms=12.5))
+    writer.record(request_facts(context("req_ok", usage=Usage(1000, 100, 400, 7)), prices=prices, latency_ms=12.5))
     limited = context("req_429", status=429, error=GatewayError(ErrorKind.RATE_LIMITED_REQUESTS, "slow down"))
-    writer.record(request_event(limited, cost_usd=None, latency_ms=0.8))
+    writer.record(request_facts(limited, cost_usd=None, latency_ms=0.8))
     anonymous = RequestContext("req_401")
     anonymous.status = 401
-    writer.record(request_event(anonymous, latency_ms=0.1))
+    writer.record(request_facts(anonymous, latency_ms=0.1))
     await writer.close()
     await task
     ok, refused, unknown = await everything(store)
@@ -183,7 +183,7 @@ async def test_outage_mid_run_every_event_is_chained_once(pg_database: str, tmp_
     task = asyncio.create_task(writer.run())
     try:
         for n in range(1, 601):
-            writer.record(event(n))
+            writer.record(mixed(n))  # admin rows and request blocks
             if n % 25 == 0:
                 await asyncio.sleep(0.005)
             if n == 200:
@@ -202,7 +202,7 @@ async def test_outage_mid_run_every_event_is_chained_once(pg_database: str, tmp_
         await writer.close()
         await task
         records = await everything(direct)
-        assert sorted(r.event_id for r in records) == [f"evt_{n:06d}" for n in range(1, 601)]
+        assert sorted(r.event_id for r in records) == sorted(mixed(n).event_id for n in range(1, 601))
         report = await verify_store(direct.audit)
         assert (report.ok, report.records) == (True, 600)
         assert writer.stats.store_failures >= 1 and writer.stats.spooled >= 150
@@ -218,9 +218,10 @@ async def test_outage_mid_run_every_event_is_chained_once(pg_database: str, tmp_
 
 async def test_crash_recovery_replays_a_predecessors_spool_once(store: SqlStore, tmp_path: Path) -> None:
     # a dead process spooled 1..30 (its last line torn); 1..10 had reached the store anyway
-    assert await store.audit.append_many([event(n) for n in range(1, 11)]) == 10
+    # (admin events and request facts: the stored requests are found in their blocks)
+    assert await store.audit.append_many([mixed(n) for n in range(1, 11)], fresh=True) == 10
     dead = tmp_path / "audit-4242-0badf00d.jsonl"
-    dead.write_bytes(b"".join(event(n).to_json() + b"\n" for n in range(1, 31)) + b'{"event_id": "evt_0')
+    dead.write_bytes(b"".join(mixed(n).to_json() + b"\n" for n in range(1, 31)) + b'{"event_id": "evt_0')
     live = tmp_path / "audit-4343-a11ve000.jsonl"  # a live sibling's file: not touched
     live.write_bytes(event(999).to_json() + b"\n")
     usage = tmp_path / "usage-4242-0badf00d.jsonl"  # the usage spool's: not the audit writer's business
@@ -233,7 +234,7 @@ async def test_crash_recovery_replays_a_predecessors_spool_once(store: SqlStore,
         await writer.close()
     finally:
         os.close(fd)
-    assert [r.event_id for r in await everything(store)] == [f"evt_{n:06d}" for n in range(1, 31)]
+    assert [r.event_id for r in await everything(store)] == [mixed(n).event_id for n in range(1, 31)]
     assert not dead.exists() and live.exists() and usage.exists()
     assert writer.stats.replayed == 30 and writer.stats.stored == 20
     assert (tmp_path / "audit-rejected.log").read_bytes() == b'{"event_id": "evt_0\n'
