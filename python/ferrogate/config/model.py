@@ -135,7 +135,7 @@ class AuditSettings(_Strict):
     """The hash-chained audit trail (docs/audit.md). Admin changes are always audited."""
 
     requests: bool = Field(True, description="one audit record per data-plane request (ids, status, tokens, cost)")
-    batch_size: int = Field(500, ge=1, le=10_000, description="records per store transaction")
+    batch_size: int = Field(2000, ge=1, le=10_000, description="records per store transaction")
     interval_s: float = Field(0.5, gt=0, le=60, description="the longest a record waits in memory")
 
 

@@ -39,12 +39,44 @@ pub struct Record<'a> {
     pub prev_hash: &'a str,
 }
 
+/// Whether any byte of `bytes` must be escaped in a JSON string (`"`, `\\`, a control character): eight bytes
+/// at a time (the usual text, ids and hashes, has none and is copied whole).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // a byte below 0x20 (x - 0x20 borrows into its high bit, unless the byte is >= 0x80), `"` or `\\`
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+        if control
+            | has_zero(x ^ (ONES * u64::from(b'"')))
+            | has_zero(x ^ (ONES * u64::from(b'\\')))
+            != 0
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 fn string(out: &mut Vec<u8>, value: &str) {
     // what JSON requires and orjson does: `"`, `\`, \b \t \n \f \r, other controls as \u00XX (lower-case
     // hex); every other character (DEL, non-ASCII) as its UTF-8. Byte-wise is safe: no byte of a multi-byte
     // UTF-8 sequence is below 0x80.
     out.push(b'"');
     let bytes = value.as_bytes();
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &byte) in bytes.iter().enumerate() {
         let short: &[u8] = match byte {
@@ -83,8 +115,9 @@ enum Value<'a> {
 fn object(out: &mut Vec<u8>, fields: &[(&str, Value<'_>)]) {
     for (i, (key, value)) in fields.iter().enumerate() {
         out.push(if i == 0 { b'{' } else { b',' });
-        string(out, key);
-        out.push(b':');
+        out.push(b'"'); // keys are our own names: nothing in them to escape
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
         match value {
             Value::Text(Some(text)) => string(out, text),
             Value::Text(None) => out.extend_from_slice(b"null"),
@@ -104,10 +137,16 @@ fn object(out: &mut Vec<u8>, fields: &[(&str, Value<'_>)]) {
 ///     r#"{"action":"x","actor":"a","created_at":"2025-01-01T00:00:00.000000Z","data":{},"event_id":"e","kind":"admin","prev_hash":"0","seq":1,"target":null,"team_id":null}"#);
 /// ```
 pub fn canonical_bytes(record: &Record<'_>) -> Vec<u8> {
-    let seq = record.seq.to_string();
     let mut out = Vec::with_capacity(record.data.len() + 256);
+    canonical_into(&mut out, record);
+    out
+}
+
+/// Appends [`canonical_bytes`] of `record` to `out`.
+fn canonical_into(out: &mut Vec<u8>, record: &Record<'_>) {
+    let mut seq = itoa::Buffer::new();
     object(
-        &mut out,
+        out,
         &[
             ("action", Value::Text(Some(record.action))),
             ("actor", Value::Text(Some(record.actor))),
@@ -116,21 +155,28 @@ pub fn canonical_bytes(record: &Record<'_>) -> Vec<u8> {
             ("event_id", Value::Text(Some(record.event_id))),
             ("kind", Value::Text(Some(record.kind))),
             ("prev_hash", Value::Text(Some(record.prev_hash))),
-            ("seq", Value::Raw(&seq)),
+            ("seq", Value::Raw(seq.format(record.seq))),
             ("target", Value::Text(record.target)),
             ("team_id", Value::Text(record.team_id)),
         ],
     );
-    out
 }
 
 /// SHA-256 of [`canonical_bytes`] as 64 lower-case hex digits.
 pub fn record_hash(record: &Record<'_>) -> String {
-    let digest = Sha256::digest(canonical_bytes(record));
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push(HEX[usize::from(byte >> 4)] as char);
-        hex.push(HEX[usize::from(byte & 0x0f)] as char);
+    let hex = hash_with(&mut Vec::new(), record);
+    String::from_utf8(hex.to_vec()).unwrap_or_default()
+}
+
+/// [`record_hash`] as bytes, encoding the record into `scratch` (cleared first: one buffer serves a block).
+fn hash_with(scratch: &mut Vec<u8>, record: &Record<'_>) -> [u8; 64] {
+    scratch.clear();
+    canonical_into(scratch, record);
+    let digest = Sha256::digest(&scratch[..]);
+    let mut hex = [0u8; 64];
+    for (i, byte) in digest.into_iter().enumerate() {
+        hex[2 * i] = HEX[usize::from(byte >> 4)];
+        hex[2 * i + 1] = HEX[usize::from(byte & 0x0f)];
     }
     hex
 }
@@ -182,10 +228,13 @@ pub fn chain_block(
     let size: usize = entries.iter().map(|e| e.data.len() + 256).sum();
     let mut out = Vec::with_capacity(size + 2);
     out.push(b'[');
-    let mut prev = prev_hash.to_owned();
+    let mut scratch = Vec::with_capacity(1024);
+    let mut prev: [u8; 64];
+    let mut prev_text = prev_hash;
+    let mut number = itoa::Buffer::new();
     for (i, entry) in entries.iter().enumerate() {
         let seq = first_seq + i64::try_from(i).unwrap_or(i64::MAX - first_seq);
-        let hash = record_hash(&Record {
+        let record = Record {
             seq,
             event_id: entry.event_id,
             created_at: entry.created_at,
@@ -195,12 +244,12 @@ pub fn chain_block(
             target: entry.target,
             team_id: entry.team_id,
             data: entry.data,
-            prev_hash: &prev,
-        });
+            prev_hash: prev_text,
+        };
+        let hash = hash_with(&mut scratch, &record);
         if i > 0 {
             out.push(b',');
         }
-        let number = seq.to_string();
         object(
             &mut out,
             &[
@@ -209,16 +258,20 @@ pub fn chain_block(
                 ("created_at", Value::Text(Some(entry.created_at))),
                 ("data", Value::Raw(entry.data)),
                 ("event_id", Value::Text(Some(entry.event_id))),
-                ("hash", Value::Text(Some(&hash))),
-                ("seq", Value::Raw(&number)),
+                (
+                    "hash",
+                    Value::Text(Some(std::str::from_utf8(&hash).unwrap_or_default())),
+                ),
+                ("seq", Value::Raw(number.format(seq))),
                 ("target", Value::Text(entry.target)),
                 ("team_id", Value::Text(entry.team_id)),
             ],
         );
         prev = hash;
+        prev_text = std::str::from_utf8(&prev).unwrap_or_default();
     }
     out.push(b']');
-    (out, prev)
+    (out, prev_text.to_owned())
 }
 
 /// The facts of one data-plane request that its record's `data` holds (beside the record's own fields:
@@ -400,6 +453,23 @@ mod tests {
             data: r#"{"a":1}"#,
             prev_hash: "0000",
         }
+    }
+
+    #[test]
+    fn needs_escape_finds_every_special_byte_anywhere() {
+        for len in 0..20 {
+            let plain = "a\u{7f}é".repeat(len);
+            assert!(!needs_escape(plain.as_bytes()), "{plain:?}");
+            for at in 0..=plain.len() {
+                for special in ["\"", "\\", "\u{0}", "\u{1f}", "\n"] {
+                    if plain.is_char_boundary(at) {
+                        let text = format!("{}{special}{}", &plain[..at], &plain[at..]);
+                        assert!(needs_escape(text.as_bytes()), "{text:?}");
+                    }
+                }
+            }
+        }
+        assert!(!needs_escape(" ~\u{80}\u{ff}".as_bytes()));
     }
 
     #[test]

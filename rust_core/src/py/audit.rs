@@ -277,15 +277,15 @@ pub fn audit_requests(
         .map(|f| [f.4.as_deref(), f.5.as_deref()])
         .collect();
     let (text, last) = py.detach(|| {
-        let texts: Vec<String> = data
-            .iter()
-            .map(|d| {
-                let mut out = Vec::with_capacity(512);
-                audit::request_data_json(&mut out, d);
-                String::from_utf8(out).unwrap_or_default()
-            })
-            .collect();
-        let entries: Vec<BlockEntry<'_>> = (0..texts.len())
+        // every record's data in one buffer (one allocation), then the block over slices of it
+        let mut all = Vec::with_capacity(data.len() * 400);
+        let mut ends = Vec::with_capacity(data.len());
+        for d in &data {
+            audit::request_data_json(&mut all, d);
+            ends.push(all.len());
+        }
+        let all = String::from_utf8(all).unwrap_or_default();
+        let entries: Vec<BlockEntry<'_>> = (0..ends.len())
             .map(|i| BlockEntry {
                 event_id: ids[i][0],
                 created_at: &stamps[i],
@@ -293,7 +293,9 @@ pub fn audit_requests(
                 action: ids[i][2],
                 target: scope[i][0],
                 team_id: scope[i][1],
-                data: &texts[i],
+                data: all
+                    .get(if i == 0 { 0 } else { ends[i - 1] }..ends[i])
+                    .unwrap_or("{}"),
             })
             .collect();
         audit::chain_block(first_seq, prev_hash, &entries)
