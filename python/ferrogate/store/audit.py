@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -424,22 +425,22 @@ def _after(cursor: str) -> int:
     raise InvalidValue("cursor", cursor, "a next_cursor returned by an audit list call")
 
 
-Pair = tuple["AuditEvent | RequestFacts", str]
+#: A request's time, key and team, read off its facts by index (``min(map(_AT, facts))``).
+_AT, _ACTOR, _TEAM = itemgetter(1), itemgetter(2), itemgetter(5)
 
 
-def _runs(events: list[Pair]) -> Iterable[list[Pair]]:
+def _runs(events: list[AuditEvent | RequestFacts]) -> Iterable[list[AuditEvent | RequestFacts]]:
     """``events`` cut where the kind (or the type) changes: each run of requests becomes a block, each run of
     admin changes rows, in the order given."""
-
-    def key(item: AuditEvent | RequestFacts) -> tuple[bool, bool]:
-        return item.kind == "request", isinstance(item, RequestFacts)
-
-    run: list[Pair] = []
-    for pair in events:
-        if run and key(pair[0]) != key(run[0][0]):
+    run: list[AuditEvent | RequestFacts] = []
+    last: object = None
+    for event in events:
+        key = RequestFacts if type(event) is RequestFacts else event.kind
+        if key is not last and key != last and run:
             yield run
             run = []
-        run.append(pair)
+        last = key
+        run.append(event)
     if run:
         yield run
 
@@ -471,20 +472,22 @@ class SqlAudit:
             >>> # await store.audit.append_many([event])  # 1
             >>> # await store.audit.append_many([event])  # 0: already stored
         """
-        unique: dict[str, tuple[AuditEvent | RequestFacts, str]] = {}
+        unique: dict[str, AuditEvent | RequestFacts] = {}
+        data: dict[str, str] = {}  # the canonical data of events (the core encodes that of facts)
         for event in events:
-            if isinstance(event, RequestFacts):  # its data is encoded by the Rust core with its block
-                if validate or event.action not in REQUEST_ACTIONS:
+            if isinstance(event, RequestFacts):  # the account phase's: indexed, not through the properties
+                eid = event[0]
+                if validate or event[3] not in REQUEST_ACTIONS:
                     check_facts(event)
-                if event.event_id not in unique:
-                    unique[event.event_id] = (event, "")
-                continue
-            if validate:
-                check_event(event)
-            elif (event.action in REQUEST_ACTIONS) != (event.kind == "request"):  # what list() relies on
-                check_event(event)  # raises, naming the field
-            if event.event_id not in unique:
-                unique[event.event_id] = (event, canonical(event.data))
+            else:
+                if validate:
+                    check_event(event)
+                elif (event.action in REQUEST_ACTIONS) != (event.kind == "request"):  # what list() relies on
+                    check_event(event)  # raises, naming the field
+                eid = event.event_id
+                if eid not in unique:
+                    data[eid] = canonical(event.data)
+            unique.setdefault(eid, event)
         if not unique:
             return 0
         db = self._db
@@ -502,16 +505,16 @@ class SqlAudit:
                     marks = ", ".join("?" for _ in part)
                     rows = yield (f"SELECT event_id FROM audit_log WHERE event_id IN ({marks})", part)  # noqa: S608
                     stored.update(r["event_id"] for r in rows)
-                stored |= yield from self._stored_in_blocks([pair[0] for pair in unique.values()])
-            new = [pair for eid, pair in unique.items() if eid not in stored]
+                stored |= yield from self._stored_in_blocks(list(unique.values()))
+            new = list(unique.values()) if not stored else [e for eid, e in unique.items() if eid not in stored]
             if not new:
                 return 0
             seq, prev = yield from self._head()
             for run in _runs(new):
-                if run[0][0].kind == "request":
-                    seq, prev = yield from self._append_block(run, seq, prev)
+                if run[0].kind == "request":
+                    seq, prev = yield from self._append_block(run, data, seq, prev)
                 else:
-                    seq, prev = yield from self._append_rows(run, seq, prev, sqlite)
+                    seq, prev = yield from self._append_rows(run, data, seq, prev, sqlite)
             return len(new)
 
         if fresh:
@@ -548,22 +551,25 @@ class SqlAudit:
                 found.update(r["event_id"] for r in orjson.loads(block["records"]) if r["event_id"] in ids)
         return found
 
-    def _append_rows(self, run: Sequence[Pair], seq: int, prev: str, sqlite: bool) -> Program[tuple[int, str]]:
+    def _append_rows(
+        self, run: Sequence[AuditEvent | RequestFacts], data: dict[str, str], seq: int, prev: str, sqlite: bool
+    ) -> Program[tuple[int, str]]:
         """Insert ``run`` as ``audit_log`` rows after ``seq``/``prev``; the new head."""
         db = self._db
         values: list[tuple[Any, ...]] = []
-        for event, data in run:
+        for event in run:
             assert isinstance(event, AuditEvent)  # runs of facts are blocks
+            text_data = data[event.event_id]
             seq += 1
             at, kind, actor, action = event.created_at, event.kind, event.actor, event.action
             target, team = event.target, event.team_id
             ts = db.ts_in(at)
             text = ts if sqlite else stamp(at)  # SQLite's ts_in is stamp: format it once
             try:
-                digest = audit_hash(seq, event.event_id, text, kind, actor, action, target, team, data, prev)
+                digest = audit_hash(seq, event.event_id, text, kind, actor, action, target, team, text_data, prev)
             except (TypeError, UnicodeEncodeError):  # a field of an unchecked event that is no text
                 raise InvalidValue("audit event", event.event_id, "text fields (str or null)") from None
-            values.append((seq, event.event_id, ts, kind, actor, action, target, team, data, prev, digest))
+            values.append((seq, event.event_id, ts, kind, actor, action, target, team, text_data, prev, digest))
             prev = digest
         marks = "(" + ", ".join("?" for _ in AUDIT.columns) + ")"
         for start in range(0, len(values), CHUNK):
@@ -574,31 +580,38 @@ class SqlAudit:
             )
         return seq, prev
 
-    def _append_block(self, run: Sequence[Pair], seq: int, prev: str) -> Program[tuple[int, str]]:
+    def _append_block(
+        self, run: Sequence[AuditEvent | RequestFacts], data: dict[str, str], seq: int, prev: str
+    ) -> Program[tuple[int, str]]:
         """Insert the requests of ``run`` (all events, or all facts) as one block after ``seq``/``prev``, with a
         reference per distinct actor and team; the new head."""
         db = self._db
         try:
-            if isinstance(run[0][0], RequestFacts):
-                text, last = audit_requests(seq + 1, prev, [f for f, _ in run if isinstance(f, RequestFacts)])
+            if type(run[0]) is RequestFacts:
+                facts = cast("list[RequestFacts]", run)
+                text, last = audit_requests(seq + 1, prev, facts)
+                lo, hi = min(map(_AT, facts)), max(map(_AT, facts))
+                teams = set(map(_TEAM, facts))
+                refs = {("actor", a) for a in set(map(_ACTOR, facts))} | {("team_id", t) for t in teams if t}
             else:
+                events = cast("list[AuditEvent]", run)
                 entries = [
-                    (e.event_id, stamp(e.created_at), e.actor, e.action, e.target, e.team_id, d)
-                    for e, d in run
-                    if isinstance(e, AuditEvent)
+                    (e.event_id, stamp(e.created_at), e.actor, e.action, e.target, e.team_id, data[e.event_id])
+                    for e in events
                 ]
                 text, last = audit_block(seq + 1, prev, entries)
+                lo, hi = min(e.created_at for e in events), max(e.created_at for e in events)
+                refs = {("actor", e.actor) for e in events} | {("team_id", e.team_id) for e in events if e.team_id}
         except (TypeError, ValueError, UnicodeEncodeError) as exc:  # an unchecked event or facts of a wrong type
-            raise InvalidValue("audit event", run[0][0].event_id, f"fields of the right types ({exc})") from None
-        lo, hi = min(e.created_at for e, _ in run), max(e.created_at for e, _ in run)
+            raise InvalidValue("audit event", run[0].event_id, f"fields of the right types ({exc})") from None
         yield (
             "INSERT INTO audit_blocks (first_seq, last_seq, min_at, max_at, prev_hash, last_hash, records)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (seq + 1, seq + len(run), db.ts_in(lo), db.ts_in(hi), prev, last, text),
         )
-        refs = sorted({("actor", e.actor) for e, _ in run} | {("team_id", e.team_id) for e, _ in run if e.team_id})
-        for start in range(0, len(refs), CHUNK):
-            part = refs[start : start + CHUNK]
+        ordered = sorted(refs)
+        for start in range(0, len(ordered), CHUNK):
+            part = ordered[start : start + CHUNK]
             marks = ", ".join("(?, ?, ?)" for _ in part)
             yield (
                 f"INSERT INTO audit_block_refs (field, value, first_seq) VALUES {marks}",  # noqa: S608
