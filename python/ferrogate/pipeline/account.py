@@ -56,7 +56,8 @@ async def account(
     else:
         now = None
     if audit is not None and identity is not None:  # like metering: a request of no key is logged, not audited
-        audit.record(request_facts(ctx, cost_usd=cost, prices=prices, latency_ms=latency_ms, now=now))
+        priced = prices if recorder is None else None  # metered: cost is the price already (None: unpriced)
+        audit.record(request_facts(ctx, cost_usd=cost, prices=priced, latency_ms=latency_ms, now=now))
     if request_log is not None and request_log.enabled:
         request_log.log(ctx, latency_ms, cost)
     if metrics is not None:
