@@ -159,9 +159,12 @@ def audit_request_data(facts: tuple[object, ...]) -> tuple[str, str]:
     (``ferrogate.store.audit.RequestFacts``); ``TypeError`` naming a field of the wrong type, ``ValueError`` for a
     naive ``created_at`` (an aware one in another zone is stamped in UTC)."""
 
-def audit_requests(first_seq: int, prev_hash: str, facts: Sequence[tuple[object, ...]]) -> tuple[str, str]:
+def audit_requests(
+    first_seq: int, prev_hash: str, facts: Sequence[tuple[object, ...]]
+) -> tuple[str, str, str, str, list[str], list[str]]:
     """Chains data-plane requests (``RequestFacts``) into one block, encoding each record's ``data`` from its
-    facts; returns the block's JSON text and the hash of its last record."""
+    facts; returns the block's JSON text, the hash of its last record, the earliest and latest stamp, and the
+    distinct actors and teams (sorted)."""
 
 def audit_hash(
     seq: int,

@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -425,10 +424,6 @@ def _after(cursor: str) -> int:
     raise InvalidValue("cursor", cursor, "a next_cursor returned by an audit list call")
 
 
-#: A request's time, key and team, read off its facts by index (``min(map(_AT, facts))``).
-_AT, _ACTOR, _TEAM = itemgetter(1), itemgetter(2), itemgetter(5)
-
-
 def _runs(events: list[AuditEvent | RequestFacts]) -> Iterable[list[AuditEvent | RequestFacts]]:
     """``events`` cut where the kind (or the type) changes: each run of requests becomes a block, each run of
     admin changes rows, in the order given."""
@@ -474,12 +469,14 @@ class SqlAudit:
         """
         unique: dict[str, AuditEvent | RequestFacts] = {}
         data: dict[str, str] = {}  # the canonical data of events (the core encodes that of facts)
+        only_facts = True  # the usual batch of the account phase's: one block
         for event in events:
             if isinstance(event, RequestFacts):  # the account phase's: indexed, not through the properties
                 eid = event[0]
                 if validate or event[3] not in REQUEST_ACTIONS:
                     check_facts(event)
             else:
+                only_facts = False
                 if validate:
                     check_event(event)
                 elif (event.action in REQUEST_ACTIONS) != (event.kind == "request"):  # what list() relies on
@@ -510,7 +507,7 @@ class SqlAudit:
             if not new:
                 return 0
             seq, prev = yield from self._head()
-            for run in _runs(new):
+            for run in [new] if only_facts else _runs(new):
                 if run[0].kind == "request":
                     seq, prev = yield from self._append_block(run, data, seq, prev)
                 else:
@@ -589,10 +586,9 @@ class SqlAudit:
         try:
             if type(run[0]) is RequestFacts:
                 facts = cast("list[RequestFacts]", run)
-                text, last = audit_requests(seq + 1, prev, facts)
-                lo, hi = min(map(_AT, facts)), max(map(_AT, facts))
-                teams = set(map(_TEAM, facts))
-                refs = {("actor", a) for a in set(map(_ACTOR, facts))} | {("team_id", t) for t in teams if t}
+                text, last, earliest, latest, actors, teams = audit_requests(seq + 1, prev, facts)
+                lo, hi = datetime.fromisoformat(earliest), datetime.fromisoformat(latest)
+                refs = {("actor", a) for a in actors} | {("team_id", t) for t in teams}
             else:
                 events = cast("list[AuditEvent]", run)
                 entries = [
@@ -601,7 +597,9 @@ class SqlAudit:
                 ]
                 text, last = audit_block(seq + 1, prev, entries)
                 lo, hi = min(e.created_at for e in events), max(e.created_at for e in events)
-                refs = {("actor", e.actor) for e in events} | {("team_id", e.team_id) for e in events if e.team_id}
+                refs = {("actor", e.actor) for e in events} | {
+                    ("team_id", e.team_id) for e in events if e.team_id is not None
+                }
         except (TypeError, ValueError, UnicodeEncodeError) as exc:  # an unchecked event or facts of a wrong type
             raise InvalidValue("audit event", run[0].event_id, f"fields of the right types ({exc})") from None
         yield (

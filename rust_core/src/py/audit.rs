@@ -1,5 +1,7 @@
 //! The audit record hash for Python (`ferrogate.store.audit.record_hash` calls it).
 
+use std::collections::BTreeSet;
+
 use pyo3::conversion::FromPyObjectOwned;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
@@ -109,6 +111,9 @@ struct Facts<'py>(
     Option<f64>,
     f64,
 );
+
+/// What [`audit_requests`] returns: `(text, last_hash, earliest, latest, actors, teams)`.
+type Block = (String, String, String, String, Vec<String>, Vec<String>);
 
 /// The number of fields of `RequestFacts`.
 const FACTS: usize = 21;
@@ -278,14 +283,15 @@ pub fn audit_request_data(facts: &Bound<'_, PyTuple>) -> PyResult<(String, Strin
 
 /// Chains data-plane requests into one block, as [`audit_block`] does, encoding each record's `data` from
 /// its facts (`ferrogate.store.audit.RequestFacts`) instead of taking it as text: the Python side builds no
-/// dict and no JSON per request. Returns the block's JSON text and the hash of its last record.
+/// dict and no JSON per request. Returns the block's JSON text, the hash of its last record, the earliest and
+/// latest stamp, and the distinct actors and teams (sorted): what the block's row and references need.
 #[pyfunction]
 pub fn audit_requests(
     py: Python<'_>,
     first_seq: i64,
     prev_hash: &str,
     facts: Vec<Bound<'_, PyTuple>>,
-) -> PyResult<(String, String)> {
+) -> PyResult<Block> {
     let facts = facts
         .iter()
         .map(Facts::read)
@@ -325,5 +331,16 @@ pub fn audit_requests(
             .collect();
         audit::chain_block(first_seq, prev_hash, &entries)
     });
-    Ok((String::from_utf8(text).unwrap_or_default(), last))
+    let earliest = stamps.iter().min().cloned().unwrap_or_default();
+    let latest = stamps.iter().max().cloned().unwrap_or_default();
+    let actors: BTreeSet<&str> = ids.iter().map(|i| i[1]).collect();
+    let teams: BTreeSet<&str> = scope.iter().filter_map(|s| s[1]).collect();
+    Ok((
+        String::from_utf8(text).unwrap_or_default(),
+        last,
+        earliest,
+        latest,
+        actors.into_iter().map(str::to_owned).collect(),
+        teams.into_iter().map(str::to_owned).collect(),
+    ))
 }

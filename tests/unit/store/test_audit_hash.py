@@ -142,8 +142,10 @@ def test_request_records_encoded_by_the_core_match_the_python_reference() -> Non
         event = facts.event()
         assert (at, data) == (stamp(event.created_at), canonical(event.data)), facts
     batch = [random_facts(rng, n) for n in range(300)]
-    text_, last = audit_requests(41, GENESIS, batch)
+    text_, last, earliest, latest, actors, teams = audit_requests(41, GENESIS, batch)
     records = orjson.loads(text_)
+    assert (earliest, latest) == (min(stamp(f[1]) for f in batch), max(stamp(f[1]) for f in batch))
+    assert (actors, teams) == (sorted({f[2] for f in batch}), sorted({f[5] for f in batch if f[5] is not None}))
     prev = GENESIS
     for seq, (facts, record) in enumerate(zip(batch, records, strict=True), 41):
         event = facts.event()
