@@ -187,30 +187,8 @@ impl<'py> Facts<'py> {
     /// it; another zone is converted; a naive time is a `ValueError`).
     fn stamp(&self, utc: &Bound<'py, PyAny>) -> PyResult<String> {
         let py = self.1.py();
-        // the fast way: the pickle state of a UTC datetime, one C call (`(cls, (state, tzinfo))`, the state
-        // being year (2 bytes), month (its high bit the fold), day, hour, minute, second, microsecond (3 bytes))
-        if let Ok(reduced) = self.1.call_method0(intern!(py, "__reduce__")) {
-            if let Ok(args) = reduced.get_item(1) {
-                let zone = args.get_item(1).ok();
-                if zone.is_some_and(|z| z.is(utc)) {
-                    if let Ok(state) = args.get_item(0)?.extract::<&[u8]>() {
-                        if let &[y1, y2, mo, d, h, mi, s, u1, u2, u3] = state {
-                            let fields = [
-                                i64::from(u16::from_be_bytes([y1, y2])),
-                                i64::from(mo & 0x7f),
-                                i64::from(d),
-                                i64::from(h),
-                                i64::from(mi),
-                                i64::from(s),
-                                i64::from(u32::from_be_bytes([0, u1, u2, u3])),
-                            ];
-                            if let Some(text) = audit::stamp(fields) {
-                                return Ok(text);
-                            }
-                        }
-                    }
-                }
-            }
+        if let Some(text) = fast_stamp(&self.1, utc) {
+            return Ok(text);
         }
         let mut at = self.1.clone();
         let zone = at.getattr(intern!(py, "tzinfo"))?;
@@ -258,6 +236,30 @@ impl<'py> Facts<'py> {
             user_id: self.8.as_deref(),
         }
     }
+}
+
+/// The stamp of a UTC `datetime` read off its pickle state, one C call: `(cls, (state, tzinfo))`, the state
+/// being year (2 bytes), month (its high bit the fold), day, hour, minute, second, microsecond (3 bytes).
+/// `None` for any other shape (another zone: the slow way converts it).
+fn fast_stamp(at: &Bound<'_, PyAny>, utc: &Bound<'_, PyAny>) -> Option<String> {
+    let reduced = at.call_method0(intern!(at.py(), "__reduce__")).ok()?;
+    let args = reduced.get_item(1).ok()?;
+    if !args.get_item(1).ok()?.is(utc) {
+        return None;
+    }
+    let state = args.get_item(0).ok()?;
+    let &[y1, y2, mo, d, h, mi, s, u1, u2, u3] = state.extract::<&[u8]>().ok()? else {
+        return None;
+    };
+    audit::stamp([
+        i64::from(u16::from_be_bytes([y1, y2])),
+        i64::from(mo & 0x7f),
+        i64::from(d),
+        i64::from(h),
+        i64::from(mi),
+        i64::from(s),
+        i64::from(u32::from_be_bytes([0, u1, u2, u3])),
+    ])
 }
 
 /// Python's `datetime.timezone.utc`.
