@@ -53,6 +53,13 @@ KINDS: tuple[str, ...] = ("admin", "request")
 REQUEST_ACTIONS = frozenset({"chat.completions"})
 #: Statement size for batched inserts and lookups (11 parameters per row).
 CHUNK = 500
+#: The keys of a request record's ``data`` in order: a compact block record (the account phase's, encoded by the
+#: Rust core) stores their values alone, and the object is rebuilt from them to read or verify it.
+REQUEST_DATA_KEYS = (
+    "cached_tokens", "client_request_id", "completion_tokens", "content", "cost_usd", "counted", "error",
+    "latency_ms", "prompt_tokens", "reasoning_tokens", "status", "stream", "trace_id", "upstream",
+    "upstream_model", "user_id",
+)  # fmt: skip
 #: Blocks read per query when listing or scanning.
 BLOCKS_PER_READ = 16
 #: The ``created_at`` of the placeholder record that stands for a block whose text does not parse.
@@ -545,7 +552,8 @@ class SqlAudit:
         found: set[str] = set()
         for block in blocks:
             with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError):
-                found.update(r["event_id"] for r in orjson.loads(block["records"]) if r["event_id"] in ids)
+                records = orjson.loads(block["records"])
+                found.update(eid for r in records if (eid := r[1] if isinstance(r, list) else r["event_id"]) in ids)
         return found
 
     def _append_rows(
@@ -775,11 +783,22 @@ class SqlAudit:
         records: builtins.list[AuditRecord] = []
         try:
             for r in orjson.loads(block["records"]):
-                at = datetime.fromisoformat(r["created_at"])
-                record = AuditRecord(
-                    r["seq"], r["event_id"], at, "request", r["actor"], r["action"], r["target"], r["team_id"],
-                    canonical(r["data"]), prev, r["hash"],
-                )  # fmt: skip
+                if isinstance(r, list):  # compact: a request's fields and its data's values (REQUEST_DATA_KEYS)
+                    seq, event_id, stamped, actor, action, target, team_id, values, digest = r
+                    if len(values) != len(REQUEST_DATA_KEYS):
+                        raise ValueError(values)
+                    data = canonical(dict(zip(REQUEST_DATA_KEYS, values, strict=True)))
+                else:
+                    seq, event_id, stamped, actor, action = (
+                        r["seq"],
+                        r["event_id"],
+                        r["created_at"],
+                        r["actor"],
+                        r["action"],
+                    )
+                    target, team_id, data, digest = r["target"], r["team_id"], canonical(r["data"]), r["hash"]
+                at = datetime.fromisoformat(stamped)
+                record = AuditRecord(seq, event_id, at, "request", actor, action, target, team_id, data, prev, digest)
                 if not isinstance(record.seq, int) or at.utcoffset() is None:
                     raise TypeError(record.seq)
                 records.append(record)

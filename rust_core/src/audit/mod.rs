@@ -127,6 +127,22 @@ fn object(out: &mut Vec<u8>, fields: &[(&str, Value<'_>)]) {
     out.push(b'}');
 }
 
+/// Writes the values of `fields` alone as a JSON array, `[value,...]` (their keys left out).
+fn array(out: &mut Vec<u8>, fields: &[(&str, Value<'_>)]) {
+    out.push(b'[');
+    for (i, (_, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match value {
+            Value::Text(Some(text)) => string(out, text),
+            Value::Text(None) => out.extend_from_slice(b"null"),
+            Value::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
+        }
+    }
+    out.push(b']');
+}
+
 /// The canonical JSON bytes of `record` (what [`record_hash`] hashes).
 ///
 /// ```
@@ -199,6 +215,9 @@ pub struct BlockEntry<'a> {
     pub team_id: Option<&'a str>,
     /// The canonical JSON text of the event's data (embedded verbatim).
     pub data: &'a str,
+    /// The values of `data` as a JSON array in [`REQUEST_DATA_KEYS`] order, when `data` is a request's
+    /// ([`request_data_values`]): the record is then stored compact (see [`chain_block`]).
+    pub values: Option<&'a str>,
 }
 
 /// The `kind` of every record of a block.
@@ -213,7 +232,7 @@ pub const BLOCK_KIND: &str = "request";
 /// ```
 /// use _core::audit::{chain_block, record_hash, BlockEntry, Record};
 /// let e = BlockEntry { event_id: "r1", created_at: "2025-01-01T00:00:00.000000Z", actor: "k",
-///                      action: "chat.completions", target: Some("m"), team_id: None, data: "{}" };
+///                      action: "chat.completions", target: Some("m"), team_id: None, data: "{}", values: None };
 /// let (text, last) = chain_block(7, "00", &[e]);
 /// let hash = record_hash(&Record { seq: 7, event_id: "r1", created_at: e.created_at, kind: "request",
 ///     actor: "k", action: e.action, target: Some("m"), team_id: None, data: "{}", prev_hash: "00" });
@@ -249,6 +268,26 @@ pub fn chain_block(
         let hash = hash_with(&mut scratch, &record);
         if i > 0 {
             out.push(b',');
+        }
+        if let Some(values) = entry.values {
+            let fields = [
+                ("seq", Value::Raw(number.format(seq))),
+                ("event_id", Value::Text(Some(entry.event_id))),
+                ("created_at", Value::Text(Some(entry.created_at))),
+                ("actor", Value::Text(Some(entry.actor))),
+                ("action", Value::Text(Some(entry.action))),
+                ("target", Value::Text(entry.target)),
+                ("team_id", Value::Text(entry.team_id)),
+                ("data", Value::Raw(values)),
+                (
+                    "hash",
+                    Value::Text(Some(std::str::from_utf8(&hash).unwrap_or_default())),
+                ),
+            ];
+            array(&mut out, &fields);
+            prev = hash;
+            prev_text = std::str::from_utf8(&prev).unwrap_or_default();
+            continue;
         }
         object(
             &mut out,
@@ -327,6 +366,36 @@ pub struct RequestData<'a> {
 ///     r#""stream":true,"trace_id":"ab","upstream":"mock","upstream_model":null,"user_id":null}"#));
 /// ```
 pub fn request_data_json(out: &mut Vec<u8>, data: &RequestData<'_>) {
+    request_data(out, data, true);
+}
+
+/// The values of [`request_data_json`]'s object alone, in its key order ([`REQUEST_DATA_KEYS`]), as a JSON
+/// array: how a compact block record stores them (the object is rebuilt from the keys to read or verify it).
+pub fn request_data_values(out: &mut Vec<u8>, data: &RequestData<'_>) {
+    request_data(out, data, false);
+}
+
+/// The keys of a request record's `data`, in their (sorted) order.
+pub const REQUEST_DATA_KEYS: [&str; 16] = [
+    "cached_tokens",
+    "client_request_id",
+    "completion_tokens",
+    "content",
+    "cost_usd",
+    "counted",
+    "error",
+    "latency_ms",
+    "prompt_tokens",
+    "reasoning_tokens",
+    "status",
+    "stream",
+    "trace_id",
+    "upstream",
+    "upstream_model",
+    "user_id",
+];
+
+fn request_data(out: &mut Vec<u8>, data: &RequestData<'_>, keys: bool) {
     let mut ints = [
         itoa::Buffer::new(),
         itoa::Buffer::new(),
@@ -348,39 +417,41 @@ pub fn request_data_json(out: &mut Vec<u8>, data: &RequestData<'_>) {
         None => Value::Text(None),
     };
     let flag = |value: bool| Value::Raw(if value { "true" } else { "false" });
-    object(
-        out,
-        &[
-            (
-                "cached_tokens",
-                Value::Raw(cached.format(data.cached_tokens)),
-            ),
-            ("client_request_id", Value::Text(data.client_request_id)),
-            (
-                "completion_tokens",
-                Value::Raw(completion.format(data.completion_tokens)),
-            ),
-            ("content", Value::Raw("false")),
-            ("cost_usd", cost_value),
-            ("counted", flag(data.counted)),
-            ("error", Value::Text(data.error)),
-            ("latency_ms", float(&mut latency, data.latency_ms)),
-            (
-                "prompt_tokens",
-                Value::Raw(prompt.format(data.prompt_tokens)),
-            ),
-            (
-                "reasoning_tokens",
-                Value::Raw(reasoning.format(data.reasoning_tokens)),
-            ),
-            ("status", Value::Raw(status.format(data.status))),
-            ("stream", flag(data.stream)),
-            ("trace_id", Value::Text(data.trace_id)),
-            ("upstream", Value::Text(data.upstream)),
-            ("upstream_model", Value::Text(data.upstream_model)),
-            ("user_id", Value::Text(data.user_id)),
-        ],
-    );
+    let fields = [
+        (
+            "cached_tokens",
+            Value::Raw(cached.format(data.cached_tokens)),
+        ),
+        ("client_request_id", Value::Text(data.client_request_id)),
+        (
+            "completion_tokens",
+            Value::Raw(completion.format(data.completion_tokens)),
+        ),
+        ("content", Value::Raw("false")),
+        ("cost_usd", cost_value),
+        ("counted", flag(data.counted)),
+        ("error", Value::Text(data.error)),
+        ("latency_ms", float(&mut latency, data.latency_ms)),
+        (
+            "prompt_tokens",
+            Value::Raw(prompt.format(data.prompt_tokens)),
+        ),
+        (
+            "reasoning_tokens",
+            Value::Raw(reasoning.format(data.reasoning_tokens)),
+        ),
+        ("status", Value::Raw(status.format(data.status))),
+        ("stream", flag(data.stream)),
+        ("trace_id", Value::Text(data.trace_id)),
+        ("upstream", Value::Text(data.upstream)),
+        ("upstream_model", Value::Text(data.upstream_model)),
+        ("user_id", Value::Text(data.user_id)),
+    ];
+    if keys {
+        object(out, &fields);
+    } else {
+        array(out, &fields);
+    }
 }
 
 /// A UTC time's fields as the fixed-width stamp (`2025-01-31T12:00:00.123456Z`, what
@@ -495,6 +566,7 @@ mod tests {
                 target: None,
                 team_id: Some("t"),
                 data: r#"{"a":1}"#,
+                values: None,
             },
             BlockEntry {
                 event_id: "r2",
@@ -504,6 +576,7 @@ mod tests {
                 target: Some("m"),
                 team_id: None,
                 data: "{}",
+                values: Some("[1,null]"),
             },
         ];
         let (text, last) = chain_block(41, "ab", &entries);
@@ -523,10 +596,14 @@ mod tests {
                 data: e.data,
                 prev_hash: &prev,
             });
-            assert!(
-                text.contains(&format!(r#""hash":"{prev}","seq":{seq},"#)),
-                "{text}"
-            );
+            let stored = if e.values.is_some() {
+                format!(
+                    r#"[{seq},"r2","2025-01-31T12:00:01.000000Z","key_2","chat.completions","m",null,[1,null],"{prev}"]"#
+                )
+            } else {
+                format!(r#""hash":"{prev}","seq":{seq},"#)
+            };
+            assert!(text.contains(&stored), "{text}");
         }
         assert_eq!(last, prev);
         assert!(text.starts_with(r#"[{"action":"chat.completions","actor":"key_1","created_at":"#));
@@ -534,10 +611,7 @@ mod tests {
             text.contains(r#""data":{"a":1},"event_id":"r\"1","#),
             "{text}"
         );
-        assert!(
-            text.ends_with(r#""seq":42,"target":"m","team_id":null}]"#),
-            "{text}"
-        );
+        assert!(text.ends_with("\"]]"), "{text}"); // the compact record last
         assert_eq!(chain_block(1, "ab", &[]), (b"[]".to_vec(), "ab".to_owned()));
     }
 

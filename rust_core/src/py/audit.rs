@@ -76,6 +76,7 @@ pub fn audit_block(
                 target: e.4.as_deref(),
                 team_id: e.5.as_deref(),
                 data: &e.6,
+                values: None,
             })
             .collect();
         audit::chain_block(first_seq, prev_hash, &borrowed)
@@ -310,25 +311,31 @@ pub fn audit_requests(
         .map(|f| [f.4.as_deref(), f.5.as_deref()])
         .collect();
     let (text, last) = py.detach(|| {
-        // every record's data in one buffer (one allocation), then the block over slices of it
-        let mut all = Vec::with_capacity(data.len() * 400);
+        // every record's data (the object, hashed) and its values (the array, stored) in one buffer each (one
+        // allocation), then the block over slices of them
+        let mut objects = Vec::with_capacity(data.len() * 400);
+        let mut values = Vec::with_capacity(data.len() * 160);
         let mut ends = Vec::with_capacity(data.len());
         for d in &data {
-            audit::request_data_json(&mut all, d);
-            ends.push(all.len());
+            audit::request_data_json(&mut objects, d);
+            audit::request_data_values(&mut values, d);
+            ends.push((objects.len(), values.len()));
         }
-        let all = String::from_utf8(all).unwrap_or_default();
+        let objects = String::from_utf8(objects).unwrap_or_default();
+        let values = String::from_utf8(values).unwrap_or_default();
         let entries: Vec<BlockEntry<'_>> = (0..ends.len())
-            .map(|i| BlockEntry {
-                event_id: ids[i][0],
-                created_at: &stamps[i],
-                actor: ids[i][1],
-                action: ids[i][2],
-                target: scope[i][0],
-                team_id: scope[i][1],
-                data: all
-                    .get(if i == 0 { 0 } else { ends[i - 1] }..ends[i])
-                    .unwrap_or("{}"),
+            .map(|i| {
+                let (o, v) = if i == 0 { (0, 0) } else { ends[i - 1] };
+                BlockEntry {
+                    event_id: ids[i][0],
+                    created_at: &stamps[i],
+                    actor: ids[i][1],
+                    action: ids[i][2],
+                    target: scope[i][0],
+                    team_id: scope[i][1],
+                    data: objects.get(o..ends[i].0).unwrap_or("{}"),
+                    values: values.get(v..ends[i].1),
+                }
             })
             .collect();
         audit::chain_block(first_seq, prev_hash, &entries)

@@ -11,7 +11,7 @@ import pytest
 
 from ferrogate.store.audit import AuditRecord, canonical, record_hash
 from ferrogate.store.sql import SqlStore
-from tests.integration.audit.conftest import T0, event, request, run_cli
+from tests.integration.audit.conftest import T0, event, facts, request, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -136,6 +136,35 @@ async def test_verify_names_the_first_bad_record_in_a_block(db_url: str, store: 
         await store.audit.append_many(batch)
     chain = list(await store.audit.scan())
     assert [r.seq for r in chain] == list(range(1, 11))
+    done = run_cli(db_url, "audit", "verify")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    await tamper_and_verify(db_url, store, tamper)
+
+
+def set_value(records: list[object]) -> None:
+    record = records[1]  # seq 4; compact: [seq, event_id, created_at, actor, action, target, team_id, values, hash]
+    assert isinstance(record, list) and record[0] == 4
+    record[7][8] = 400  # prompt_tokens (REQUEST_DATA_KEYS order)
+
+
+async def edit_compact_value(store: SqlStore, chain: list[AuditRecord]) -> tuple[int, int, str]:
+    await rewrite_block(store, 3, set_value)
+    return 4, 3, "hash mismatch: its content was edited"
+
+
+async def swap_compact_records(store: SqlStore, chain: list[AuditRecord]) -> tuple[int, int, str]:
+    # stored 4, 3, 5, 6: read back in seq order, 3 now follows 4 in its block (its prev_hash is 4's hash)
+    await rewrite_block(store, 3, lambda records: records.insert(0, records.pop(1)))
+    return 3, 2, "prev_hash mismatch"
+
+
+@pytest.mark.parametrize("tamper", [edit_compact_value, swap_compact_records, drop_from_block, garble_block])
+async def test_verify_names_the_first_bad_compact_record(db_url: str, store: SqlStore, tamper: Tamper) -> None:
+    # the account phase's facts: compact records (data values without their keys), rows 1-2, block 3-6, row 7
+    for batch in ([event(1), event(2)], [facts(n) for n in range(3, 7)], [event(7)]):
+        await store.audit.append_many(batch)
+    chain = list(await store.audit.scan())
+    assert [r.seq for r in chain] == list(range(1, 8)) and chain[3].payload() == facts(4).event().data
     done = run_cli(db_url, "audit", "verify")
     assert done.returncode == 0, (done.stdout, done.stderr)
     await tamper_and_verify(db_url, store, tamper)

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from ferrogate._core import audit_hash, audit_request_data, audit_requests
-from ferrogate.store.audit import GENESIS, RequestFacts, canonical, check_facts, record_hash
+from ferrogate.store.audit import GENESIS, REQUEST_DATA_KEYS, RequestFacts, canonical, check_facts, record_hash
 from ferrogate.store.errors import InvalidValue
 from ferrogate.store.fields import stamp
 
@@ -140,6 +140,7 @@ def test_request_records_encoded_by_the_core_match_the_python_reference() -> Non
         facts = random_facts(rng, n)
         at, data = audit_request_data(facts)
         event = facts.event()
+        assert tuple(orjson.loads(data)) == REQUEST_DATA_KEYS
         assert (at, data) == (stamp(event.created_at), canonical(event.data)), facts
     batch = [random_facts(rng, n) for n in range(300)]
     text_, last, earliest, latest, actors, teams = audit_requests(41, GENESIS, batch)
@@ -151,7 +152,10 @@ def test_request_records_encoded_by_the_core_match_the_python_reference() -> Non
         event = facts.event()
         digest = reference(seq, event.event_id, stamp(event.created_at), "request", event.actor, event.action,
                            event.target, event.team_id, canonical(event.data), prev)  # fmt: skip
-        assert (record["seq"], record["hash"], record["data"]) == (seq, digest, event.data)
+        # compact: the record's fields, then its data's values alone (in REQUEST_DATA_KEYS order), then the hash
+        fields = [seq, event.event_id, stamp(event.created_at), event.actor, event.action, event.target, event.team_id]
+        assert record[:7] == fields and record[8] == digest
+        assert canonical(dict(zip(REQUEST_DATA_KEYS, record[7], strict=True))) == canonical(event.data)
         prev = digest
     assert last == prev
 
