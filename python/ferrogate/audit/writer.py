@@ -74,7 +74,7 @@ class AuditWriter(SpooledWriter[AuditItem, AuditStats]):
         store: AuditStore,
         spool_path: Path,
         *,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         interval_s: float = 0.5,
         max_queue: int = 100_000,
         retry_s: float = 1.0,
