@@ -29,7 +29,7 @@ import builtins
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import TYPE_CHECKING, Any, cast
 
@@ -61,7 +61,7 @@ REQUEST_DATA_KEYS = (
     "upstream_model", "user_id",
 )  # fmt: skip
 #: Blocks read per query when listing or scanning.
-BLOCKS_PER_READ = 16
+BLOCKS_PER_READ = 2  # a block holds up to batch_size records: a page rarely needs more
 #: The ``created_at`` of the placeholder record that stands for a block whose text does not parse.
 _UNREADABLE_AT = datetime(1970, 1, 1, tzinfo=UTC)
 #: The name of the lock that serialises chain appends (PostgreSQL advisory lock).
@@ -228,6 +228,11 @@ class RequestFacts(
         return self[3]
 
     @property
+    def target(self) -> str | None:
+        """The model requested."""
+        return self[4]
+
+    @property
     def team_id(self) -> str | None:
         """The key's team."""
         return self[5]
@@ -275,7 +280,7 @@ def check_facts(facts: RequestFacts) -> RequestFacts:
     """
     try:
         audit_request_data(facts)
-    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+    except (TypeError, ValueError, UnicodeEncodeError, OverflowError) as exc:
         raise InvalidValue("request facts", facts[0] if facts else facts, str(exc)) from None
     if facts.action not in REQUEST_ACTIONS:
         raise InvalidValue(f"action of {facts.event_id}", facts.action, "a data-plane action")
@@ -447,6 +452,45 @@ def _runs(events: list[AuditEvent | RequestFacts]) -> Iterable[list[AuditEvent |
         yield run
 
 
+#: Replayed requests further apart than this are looked up in separate time windows (see ``_windows``).
+WINDOW_GAP = timedelta(minutes=1)
+
+
+def _windows(times: Sequence[datetime]) -> Iterable[tuple[datetime, datetime]]:
+    """The sorted ``times`` as (first, last) windows split wherever two are more than :data:`WINDOW_GAP`
+    apart: a spool written over hours is looked up in the blocks of the minutes it has records of, not
+    in all the blocks between its first and its last.
+
+    Example:
+        >>> t = datetime(2025, 1, 1, tzinfo=UTC)
+        >>> [(a.minute, b.minute) for a, b in _windows([t, t.replace(minute=1), t.replace(minute=9)])]
+        [(0, 1), (9, 9)]
+    """
+    start = prev = None
+    for at in times:
+        if start is None or prev is None:
+            start = prev = at
+        elif at - prev > WINDOW_GAP:
+            yield start, prev
+            start = prev = at
+        else:
+            prev = at
+    if start is not None and prev is not None:
+        yield start, prev
+
+
+async def _snapshot_head(tx: Tx) -> int:
+    """The chain's last ``seq`` over rows and blocks, read in one statement: a read then takes records up to
+    it only, from both tables. Reads outside a transaction see each statement's own snapshot, and a writer of
+    another process may commit between two of them; records are committed in ``seq`` order (the chain
+    lock), so all up to this head are in and none after it is taken by half."""
+    found = await tx.fetch(
+        "SELECT MAX(s) AS s FROM (SELECT MAX(seq) AS s FROM audit_log"
+        " UNION ALL SELECT MAX(last_seq) AS s FROM audit_blocks) AS heads"
+    )
+    return int(found[0]["s"]) if found and found[0]["s"] is not None else 0
+
+
 class SqlAudit:
     """``store.audit``: chained, idempotent appends; filtered keyset pages; the whole chain in order."""
 
@@ -463,8 +507,10 @@ class SqlAudit:
         events built by typed code (the account phase): ~1.6 µs per event on the worker; data that is not
         JSON, a field that is not text and an action of the other kind are refused either way. ``fresh=True``
         says the events were never offered to a store before (straight from the writer's queue, not from a
-        spool): the ids already stored are not looked up first (~0.5 µs per event); should one be stored
-        after all, the insert fails, rolls back and the batch is redone with the lookup.
+        spool): the ids already stored are not looked up first (~0.5 µs per event); should an admin event's
+        id be stored after all, the insert fails, rolls back and the batch is redone with the lookup. Request
+        ids in blocks have no unique index to catch that: a caller passes ``fresh`` only on a batch's first
+        offer (a spool replay never is), as the writers do.
 
         Raises:
             InvalidValue: an event has a field of the wrong type (nothing is written).
@@ -547,13 +593,13 @@ class SqlAudit:
             return set()
         ids = {event.event_id for event in requests}
         ts_in = self._db.ts_in
-        lo, hi = min(e.created_at for e in requests), max(e.created_at for e in requests)
-        blocks = yield ("SELECT records FROM audit_blocks WHERE max_at >= ? AND min_at <= ?", (ts_in(lo), ts_in(hi)))
         found: set[str] = set()
-        for block in blocks:
-            with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError):
-                records = orjson.loads(block["records"])
-                found.update(eid for r in records if (eid := r[1] if isinstance(r, list) else r["event_id"]) in ids)
+        for lo, hi in _windows(sorted(e.created_at for e in requests)):
+            sql = "SELECT records FROM audit_blocks WHERE max_at >= ? AND min_at <= ?"
+            for block in (yield (sql, (ts_in(lo), ts_in(hi)))):
+                with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError, IndexError):
+                    records = orjson.loads(block["records"])
+                    found.update(eid for r in records if (eid := r[1] if isinstance(r, list) else r["event_id"]) in ids)
         return found
 
     def _append_rows(
@@ -608,7 +654,7 @@ class SqlAudit:
                 refs = {("actor", e.actor) for e in events} | {
                     ("team_id", e.team_id) for e in events if e.team_id is not None
                 }
-        except (TypeError, ValueError, UnicodeEncodeError) as exc:  # an unchecked event or facts of a wrong type
+        except (TypeError, ValueError, UnicodeEncodeError, OverflowError) as exc:  # unchecked facts of a wrong type
             raise InvalidValue("audit event", run[0].event_id, f"fields of the right types ({exc})") from None
         yield (
             "INSERT INTO audit_blocks (first_seq, last_seq, min_at, max_at, prev_hash, last_hash, records)"
@@ -700,14 +746,14 @@ class SqlAudit:
             if at is not None:
                 where.append(f"created_at {op} ?")
                 args.append(ts_in(at))
-        where.append("seq > ?")
-        args.append(after)
+        where.append("seq > ? AND seq <= ?")
         sql = f"SELECT {AUDIT.select} FROM audit_log WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"  # noqa: S608
         async with self._db.transaction(write=False) as tx:
-            rows = [self._record(r) for r in await tx.fetch(sql, *args, limit + 1)]
+            head = await _snapshot_head(tx)
+            rows = [self._record(r) for r in await tx.fetch(sql, *args, after, head, limit + 1)]
             # data-plane records in blocks (they are all requests): only when the filters admit requests
             if (kind is None or kind == "request") and (action is None or action in REQUEST_ACTIONS):
-                bound = rows[-1].seq if len(rows) > limit else None  # the blocks need not reach past it
+                bound = rows[-1].seq if len(rows) > limit else head  # the blocks need not reach past it
 
                 def wanted(r: AuditRecord) -> bool:
                     return (
@@ -731,14 +777,15 @@ class SqlAudit:
         tx: Tx,
         after: int,
         want: int,
-        bound: int | None,
+        bound: int,
         wanted: Callable[[AuditRecord], bool],
         ref: tuple[str, str] | None,
         since: datetime | None,
         until: datetime | None,
     ) -> builtins.list[AuditRecord]:
         """Up to ``want`` records after ``after`` that pass ``wanted``, in ``seq`` order, from the blocks (only
-        those with a reference to ``ref`` and whose time bounds meet ``since``/``until``); none past ``bound``."""
+        those with a reference to ``ref`` and whose time bounds meet ``since``/``until``); none past ``bound``
+        (the snapshot's head, or where the rows already fill the page)."""
         ts_in = self._db.ts_in
         start = await tx.fetch("SELECT MAX(first_seq) AS s FROM audit_blocks WHERE first_seq <= ?", after)
         lowest = int(start[0]["s"]) if start and start[0]["s"] is not None else 0  # the block holding `after`
@@ -766,7 +813,7 @@ class SqlAudit:
         while len(found) < want:
             blocks = await tx.fetch(sql, *args, last, BLOCKS_PER_READ)
             for block in blocks:
-                if bound is not None and int(block["first_seq"]) > bound:
+                if int(block["first_seq"]) > bound:
                     return found
                 found += [r for r in self._expand(block) if wanted(r)]
                 if len(found) >= want:
@@ -799,14 +846,18 @@ class SqlAudit:
                     target, team_id, data, digest = r["target"], r["team_id"], canonical(r["data"]), r["hash"]
                 at = datetime.fromisoformat(stamped)
                 record = AuditRecord(seq, event_id, at, "request", actor, action, target, team_id, data, prev, digest)
-                if not isinstance(record.seq, int) or at.utcoffset() is None:
-                    raise TypeError(record.seq)
+                texts, optional = (event_id, actor, action, digest), (target, team_id)
+                if not isinstance(seq, int) or isinstance(seq, bool) or at.utcoffset() is None:
+                    raise TypeError(seq)
+                if not all(isinstance(t, str) for t in texts) or not all(isinstance(t, str | None) for t in optional):
+                    raise TypeError(record)  # a field edited to another type: the block cannot verify
                 records.append(record)
                 prev = record.hash
         except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, InvalidValue):
             seq = int(block["first_seq"])
             text = str(block["records"])[:200]
-            return [AuditRecord(seq, "?", _UNREADABLE_AT, "request", "?", "?", None, None, text, prev, "unreadable")]
+            first_prev = str(block["prev_hash"])  # chained to the record before the block: its hash fails
+            return [AuditRecord(seq, "?", _UNREADABLE_AT, "request", "?", "?", None, None, text, first_prev, "?")]
         return records
 
     async def scan(self, after: int | None = None, limit: int = MAX_LIMIT) -> Sequence[AuditRecord]:
@@ -817,9 +868,10 @@ class SqlAudit:
             >>> # batch = await store.audit.scan(after=last_seq)
         """
         after = after or 0
-        sql = f"SELECT {AUDIT.select} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
+        sql = f"SELECT {AUDIT.select} FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"  # noqa: S608
         async with self._db.transaction(write=False) as tx:
-            rows = [self._record(r) for r in await tx.fetch(sql, after, limit)]
-            bound = rows[-1].seq if len(rows) >= limit else None
+            head = await _snapshot_head(tx)
+            rows = [self._record(r) for r in await tx.fetch(sql, after, head, limit)]
+            bound = rows[-1].seq if len(rows) >= limit else head
             found = await self._from_blocks(tx, after, limit, bound, lambda r: r.seq > after, None, None, None)
         return sorted(rows + found, key=lambda r: r.seq)[:limit]

@@ -218,6 +218,8 @@ async def test_list_filters_cross_rows_and_blocks(store: SqlStore) -> None:
         [request(n) for n in range(21, 31)],
         [event(n) for n in range(31, 36)],
         [request(36), event(37), request(38), request(39), request(40)],
+        [facts(n) for n in range(41, 51)],  # the account phase's: a compact block
+        [event(51), facts(52), facts(53)],
     ]
     for batch in batches:
         await store.audit.append_many(batch)

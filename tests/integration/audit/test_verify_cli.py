@@ -158,7 +158,19 @@ async def swap_compact_records(store: SqlStore, chain: list[AuditRecord]) -> tup
     return 3, 2, "prev_hash mismatch"
 
 
-@pytest.mark.parametrize("tamper", [edit_compact_value, swap_compact_records, drop_from_block, garble_block])
+async def retype_compact_field(store: SqlStore, chain: list[AuditRecord]) -> tuple[int, int, str]:
+    def retype(records: list[object]) -> None:
+        record = records[2]  # seq 5
+        assert isinstance(record, list)
+        record[3] = 123  # the actor, now a number: the block no longer reads as records
+
+    await rewrite_block(store, 3, retype)
+    return 3, 2, "hash mismatch"
+
+
+@pytest.mark.parametrize(
+    "tamper", [edit_compact_value, swap_compact_records, retype_compact_field, drop_from_block, garble_block]
+)
 async def test_verify_names_the_first_bad_compact_record(db_url: str, store: SqlStore, tamper: Tamper) -> None:
     # the account phase's facts: compact records (data values without their keys), rows 1-2, block 3-6, row 7
     for batch in ([event(1), event(2)], [facts(n) for n in range(3, 7)], [event(7)]):
