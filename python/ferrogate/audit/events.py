@@ -31,6 +31,7 @@ from ferrogate.store.fields import stamp
 from ferrogate.store.records import new_id
 
 if TYPE_CHECKING:
+    from ferrogate.auth.identity import Identity
     from ferrogate.metering.prices import PriceTable
     from ferrogate.pipeline.context import RequestContext
 
@@ -162,9 +163,7 @@ def admin_event(
     )
 
 
-def _error_code(error: BaseException | None) -> str | None:
-    if error is None:
-        return None
+def _error_code(error: BaseException) -> str | None:
     if isinstance(error, GatewayError):
         return error.wire_code
     return "internal_error"
@@ -195,26 +194,51 @@ def request_facts(
         >>> facts.event_id, facts.actor, facts.event().data["content"]
         ('req_1', 'anonymous', False)
     """
-    identity = ctx.identity
-    key_id = team_id = user_id = None
-    if identity is not None:
-        key_id, team_id, user_id = identity.key_id, identity.team_id, identity.user_id
     usage = ctx.usage
-    prompt = completion = cached = reasoning = 0
-    counted = False
+    tokens: tuple[int, int, int, int, bool] = (0, 0, 0, 0, False)
     if usage is not None:
-        prompt, completion = usage.prompt_tokens, usage.completion_tokens
-        cached, reasoning, counted = usage.cached_tokens, usage.reasoning_tokens, usage.counted
+        tokens = (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens,
+                  usage.counted)  # fmt: skip
     upstream_model = ctx.upstream_model or None
     if cost_usd is None and prices is not None and usage is not None:
-        cost_usd = prices.cost(upstream_model or ctx.model, prompt, completion, cached)
+        cost_usd = prices.cost(upstream_model or ctx.model, tokens[0], tokens[1], tokens[2])
     provider = ctx.provider
     if latency_ms is None:
         latency_ms = (perf_counter() - ctx.started) * 1000.0
+    upstream = provider.name if provider is not None else None
+    now = now or datetime.now(UTC)
+    return facts_of(ctx, now, ctx.identity, upstream, upstream_model, tokens, cost_usd, latency_ms, action)
+
+
+def facts_of(
+    ctx: RequestContext,
+    now: datetime,
+    identity: Identity | None,
+    upstream: str | None,
+    upstream_model: str | None,
+    tokens: tuple[int, int, int, int, bool],
+    cost_usd: float | None,
+    latency_ms: float,
+    action: str = "chat.completions",
+) -> RequestFacts:
+    """The facts of :func:`request_facts` from values already read (the account phase reads them once for the
+    usage record and the audit trail): ``tokens`` are prompt, completion, cached, reasoning and counted.
+
+    Example:
+        >>> from ferrogate.pipeline.context import RequestContext
+        >>> facts_of(RequestContext("req_1"), datetime(2025, 1, 1, tzinfo=UTC), None, "mock", None,
+        ...          (3, 4, 0, 0, False), None, 1.23456).event().data["latency_ms"]
+        1.235
+    """
+    key_id = team_id = user_id = None
+    if identity is not None:
+        key_id, team_id, user_id = identity.key_id, identity.team_id, identity.user_id
+    prompt, completion, cached, reasoning, counted = tokens
+    error = ctx.error
     return RequestFacts(
         (
             ctx.request_id,
-            now or datetime.now(UTC),
+            now,
             key_id or "anonymous",
             action,
             ctx.model or None,
@@ -222,10 +246,10 @@ def request_facts(
             ctx.client_request_id,
             ctx.trace_id,
             user_id,
-            provider.name if provider is not None else None,
+            upstream,
             upstream_model,
             ctx.status,
-            _error_code(ctx.error),
+            None if error is None else _error_code(error),
             ctx.stream,
             prompt,
             completion,

@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 from time import perf_counter
 
-from ferrogate.audit.events import request_facts
+from ferrogate.audit.events import facts_of
 from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.identity import Identity
 from ferrogate.limits import Limiter
@@ -50,31 +50,29 @@ async def account(
     latency_ms = (perf_counter() - ctx.started) * 1000.0
     identity = ctx.identity
     cost = None
-    if identity is not None and recorder is not None:
-        now = datetime.now(UTC)  # one clock read for the usage and the audit record
-        cost = _meter(ctx, identity, recorder, prices, now, latency_ms)
-    else:
-        now = None
-    if audit is not None and identity is not None:  # like metering: a request of no key is logged, not audited
-        priced = prices if recorder is None else None  # metered: cost is the price already (None: unpriced)
-        audit.record(request_facts(ctx, cost_usd=cost, prices=priced, latency_ms=latency_ms, now=now))
+    # like metering, the audit trail records requests of a key: one of no key is logged, not audited
+    if identity is not None and (recorder is not None or audit is not None):
+        cost = _record(ctx, identity, recorder, audit, prices, latency_ms)
     if request_log is not None and request_log.enabled:
         request_log.log(ctx, latency_ms, cost)
     if metrics is not None:
         metrics.observe(ctx, cost)
 
 
-def _meter(
+def _record(
     ctx: RequestContext,
     identity: Identity,
-    recorder: UsageRecorder,
+    recorder: UsageRecorder | None,
+    audit: AuditWriter | None,
     prices: PriceTable,
-    now: datetime,
     latency_ms: float,
 ) -> float | None:
-    """Queue the request's usage record; its cost (``None``: the model has no price)."""
+    """Queue the request's usage record and its audit facts (either may be off), read once for both; its
+    cost (``None``: the model has no price)."""
+    now = datetime.now(UTC)  # one clock read for the usage and the audit record
     upstream_model = ctx.upstream_model or None
     provider = ctx.provider
+    upstream = provider.name if provider is not None else None
     usage = ctx.usage
     if usage is None:
         prompt = completion = cached = reasoning = 0
@@ -83,26 +81,30 @@ def _meter(
         prompt, completion = usage.prompt_tokens, usage.completion_tokens
         cached, reasoning, counted = usage.cached_tokens, usage.reasoning_tokens, usage.counted
     cost = prices.cost(upstream_model or ctx.model, prompt, completion, cached)
-    recorder.record(
-        UsageRecord(
-            request_id=ctx.request_id,
-            created_at=now,
-            model=ctx.model,
-            status=ctx.status,
-            stream=ctx.stream,
-            key_id=identity.key_id,
-            team_id=identity.team_id,
-            user_id=identity.user_id,
-            upstream=provider.name if provider is not None else None,
-            upstream_model=upstream_model,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cached_tokens=cached,
-            reasoning_tokens=reasoning,
-            counted=counted,
-            cost_usd=cost,
-            latency_ms=latency_ms,
-            hold=bool(identity.budgets),  # no budget: the budget phase took no hold to release
+    if recorder is not None:
+        recorder.record(
+            UsageRecord(
+                request_id=ctx.request_id,
+                created_at=now,
+                model=ctx.model,
+                status=ctx.status,
+                stream=ctx.stream,
+                key_id=identity.key_id,
+                team_id=identity.team_id,
+                user_id=identity.user_id,
+                upstream=upstream,
+                upstream_model=upstream_model,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cached_tokens=cached,
+                reasoning_tokens=reasoning,
+                counted=counted,
+                cost_usd=cost,
+                latency_ms=latency_ms,
+                hold=bool(identity.budgets),  # no budget: the budget phase took no hold to release
+            )
         )
-    )
+    if audit is not None:
+        tokens = (prompt, completion, cached, reasoning, counted)
+        audit.record(facts_of(ctx, now, identity, upstream, upstream_model, tokens, cost, latency_ms))
     return cost
