@@ -53,13 +53,6 @@ KINDS: tuple[str, ...] = ("admin", "request")
 REQUEST_ACTIONS = frozenset({"chat.completions"})
 #: Statement size for batched inserts and lookups (11 parameters per row).
 CHUNK = 500
-#: The keys of a request record's ``data`` in order: a compact block record (the account phase's, encoded by the
-#: Rust core) stores their values alone, and the object is rebuilt from them to read or verify it.
-REQUEST_DATA_KEYS = (
-    "cached_tokens", "client_request_id", "completion_tokens", "content", "cost_usd", "counted", "error",
-    "latency_ms", "prompt_tokens", "reasoning_tokens", "status", "stream", "trace_id", "upstream",
-    "upstream_model", "user_id",
-)  # fmt: skip
 #: Blocks read per query when listing or scanning.
 BLOCKS_PER_READ = 2  # a block holds up to batch_size records: a page rarely needs more
 #: The ``created_at`` of the placeholder record that stands for a block whose text does not parse.
@@ -272,6 +265,12 @@ class RequestFacts(
         return check_facts(facts)
 
 
+#: The keys of a request record's ``data`` in order (sorted: the facts' own and ``content``): a compact block
+#: record (the account phase's, encoded by the Rust core) stores their values alone, and the object is rebuilt
+#: from them to read or verify it.
+REQUEST_DATA_KEYS = tuple(sorted((*RequestFacts.FIELDS[6:], "content")))
+
+
 def check_facts(facts: RequestFacts) -> RequestFacts:
     """``facts`` when every field has the type its record needs (run before any SQL).
 
@@ -443,7 +442,7 @@ def _runs(events: list[AuditEvent | RequestFacts]) -> Iterable[list[AuditEvent |
     last: object = None
     for event in events:
         key = RequestFacts if type(event) is RequestFacts else event.kind
-        if key is not last and key != last and run:
+        if key != last and run:
             yield run
             run = []
         last = key
@@ -466,17 +465,15 @@ def _windows(times: Sequence[datetime]) -> Iterable[tuple[datetime, datetime]]:
         >>> [(a.minute, b.minute) for a, b in _windows([t, t.replace(minute=1), t.replace(minute=9)])]
         [(0, 1), (9, 9)]
     """
-    start = prev = None
-    for at in times:
-        if start is None or prev is None:
-            start = prev = at
-        elif at - prev > WINDOW_GAP:
+    if not times:
+        return
+    start = prev = times[0]
+    for at in times[1:]:
+        if at - prev > WINDOW_GAP:
             yield start, prev
-            start = prev = at
-        else:
-            prev = at
-    if start is not None and prev is not None:
-        yield start, prev
+            start = at
+        prev = at
+    yield start, prev
 
 
 async def _snapshot_head(tx: Tx) -> int:
