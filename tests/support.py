@@ -56,8 +56,12 @@ class Gateway:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("FERROGATE_", "OPENAI_"))}
         full_env["FERROGATE_DATABASE_URL"] = database_url or f"sqlite:///{tmp}/store-{self.port}.db"
         full_env.update(env or {})
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(args, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        self._log = self.log_path.open("ab")
+        # started from its own directory (the journal, .ferrogate/spool, lands there: one per test, as one per
+        # store in production) and in its own process group, so a test can kill it whole (kill())
+        self.proc = subprocess.Popen(
+            args, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=tmp, start_new_session=True
+        )
 
     def wait_ready(self, timeout: float = 20.0) -> Gateway:
         deadline = time.monotonic() + timeout
@@ -76,6 +80,13 @@ class Gateway:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (server and workers at once: what an OOM kill or a node failure does)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._log.close()
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:

@@ -69,8 +69,11 @@ def _load(path: str | None) -> Config:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    from ferrogate.server.app import price_table
+
     try:
         config = load_config(args.file)
+        price_table(config)  # server.prices_file, if named, must exist and be valid too
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -86,21 +89,32 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _warn_unpriced(config: Config) -> None:
-    """Warn at start about every served model the price table does not know (its cost is unknown)."""
+    """Warn at start about every served model the price table does not know (its cost is unknown).
+
+    Raises:
+        ConfigError: ``server.prices_file`` is named but missing or invalid.
+    """
     from ferrogate.server.app import price_table
 
     models = {d.model or g.name for g in config.model_groups for d in g.deployments}
     missing = price_table(config).missing(sorted(models))
     if missing:
+        consequence = (
+            "refused on a chain with a budget (budgets.unpriced: refuse)"
+            if config.budgets.unpriced == "refuse"
+            else "admitted past budgets unchecked (budgets.unpriced: allow)"
+        )
+        extra = config.server.prices_file
         logging.getLogger("ferrogate").warning(
-            "no price for %s: their requests are recorded with an unknown cost (server.prices_file = %s)",
+            "no price for %s: their requests are recorded with an unknown cost and %s; price them in "
+            "server.prices_file (%s) or with price: on the deployment",
             ", ".join(missing),
-            config.server.prices_file,
+            consequence,
+            "the packaged table only" if extra is None else f"{extra}, on top of the packaged table",
         )
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from granian import Granian
     from granian.constants import Interfaces
 
     from ferrogate.observability.logs import logging_config
@@ -121,7 +135,11 @@ def _serve(args: argparse.Namespace) -> int:
         print("ferrogate: --dev: callers without a key are let in; not for production", file=sys.stderr)
     log_config = logging_config(args.log_level, config.logging.format)
     logging.config.dictConfig(log_config)  # the workers apply the same (Granian's log_dictconfig)
-    _warn_unpriced(config)
+    try:
+        _warn_unpriced(config)  # reads the price table once here, so a bad prices_file stops the start
+    except ConfigError as exc:
+        print(f"ferrogate: {exc}", file=sys.stderr)
+        return 1
     if not settings.redis_url:  # the workers of this instance share one limiter table
         from ferrogate.limits import default_table_path
 
@@ -134,6 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
     import shutil
 
     from ferrogate.observability.metrics import instance_directory
+    from ferrogate.server.respawn import Backoff, RespawningServer
 
     # The workers' Prometheus files (multiprocess mode): a fresh directory for this instance, removed at exit,
     # unless PROMETHEUS_MULTIPROC_DIR is set. Prometheus-client is not loaded in this process before it is set.
@@ -144,8 +163,9 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        server = Granian(
+        server = RespawningServer(  # Granian's server; a dead worker is respawned, with a backoff in a crash loop
             "ferrogate.server.app:create_app",
+            backoff=Backoff(config.server.respawn_backoff_s, config.server.respawn_backoff_max_s),
             factory=True,
             interface=Interfaces.RSGI,
             address=args.host,

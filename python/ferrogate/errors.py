@@ -58,6 +58,8 @@ class ErrorKind(enum.Enum):
     UPSTREAM_UNREACHABLE = "upstream_unreachable"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_PROTOCOL = "upstream_protocol"
+    MODEL_UNPRICED = "model_unpriced"
+    STORE_UNAVAILABLE = "store_unavailable"
     NOT_READY = "not_ready"
     INTERNAL = "internal"
 
@@ -79,6 +81,8 @@ KINDS: dict[ErrorKind, KindInfo] = {
     ErrorKind.UPSTREAM_UNREACHABLE: KindInfo(502, "upstream_error", "upstream_unreachable", True, Source.UPSTREAM),
     ErrorKind.UPSTREAM_TIMEOUT: KindInfo(504, "upstream_error", "upstream_timeout", True, Source.UPSTREAM),
     ErrorKind.UPSTREAM_PROTOCOL: KindInfo(502, "upstream_error", "upstream_bad_response", True, Source.UPSTREAM),
+    ErrorKind.MODEL_UNPRICED: KindInfo(403, "invalid_request_error", "model_not_priced", False, Source.CLIENT),
+    ErrorKind.STORE_UNAVAILABLE: KindInfo(503, "server_error", "store_unavailable", True, Source.INTERNAL),
     ErrorKind.NOT_READY: KindInfo(503, "server_error", "not_ready", True, Source.INTERNAL),
     ErrorKind.INTERNAL: KindInfo(500, "server_error", "internal_error", True, Source.INTERNAL),
 }
@@ -151,3 +155,18 @@ class BudgetExhausted(GatewayError):
     def __init__(self, scope: str, message: str) -> None:
         super().__init__(ErrorKind.INSUFFICIENT_QUOTA, message)
         self.scope = scope
+
+
+#: Seconds a client is asked to wait (``Retry-After``) when the store cannot be reached.
+STORE_RETRY_AFTER_S = 5
+
+
+def store_unavailable(message: str, retry_after_s: int = STORE_RETRY_AFTER_S) -> GatewayError:
+    """503 ``store_unavailable`` with ``Retry-After``: the store could not be reached for what this request needs.
+
+    Example:
+        >>> err = store_unavailable("The key store is unreachable; try again shortly.")
+        >>> err.status, err.wire_code, err.headers
+        (503, 'store_unavailable', [('retry-after', '5')])
+    """
+    return GatewayError(ErrorKind.STORE_UNAVAILABLE, message, headers=[("retry-after", str(retry_after_s))])

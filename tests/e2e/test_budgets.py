@@ -175,10 +175,20 @@ def test_user_budget_and_limits(gw: Gateway, cost: tuple[int, int]) -> None:
     assert statuses == [200, 429, 429]
 
 
-def test_unpriced_models_are_not_held(gw: Gateway) -> None:
-    key = new_key(gw, budget=0.5)
-    assert chat(gw, key["key"], model="free").status_code == 200
-    assert chat(gw, key["key"]).status_code == 429
+@pytest.mark.parametrize(
+    ("key_budget", "team_budget", "held"), [(0.5, None, "the key budget"), (None, 9, "the team budget")]
+)
+def test_unpriced_models_are_refused_on_a_budgeted_chain(
+    gw: Gateway, key_budget: float | None, team_budget: float | None, held: str
+) -> None:
+    key = new_key(gw, team={} if team_budget is None else {"budget": team_budget}, budget=key_budget)
+    refused = chat(gw, key["key"], model="free")
+    assert refused.status_code == 403
+    err = refused.json()["error"]
+    assert (err["type"], err["code"], err["param"]) == ("invalid_request_error", "model_not_priced", "model")
+    assert "Model 'free' (served as 'unpriced-model') has no price" in err["message"]
+    assert held in err["message"] and "budgets.unpriced: allow" in err["message"]
+    assert chat(gw, new_key(gw)["key"], model="free").status_code == 200  # no budget on the chain: served
 
 
 def test_soft_limit_and_exhausted_webhooks(gw: Gateway, cost: tuple[int, int]) -> None:

@@ -1,6 +1,8 @@
 """Admin API request and response models (pydantic): the one source of validation and of the OpenAPI schemas.
 
-Requests forbid unknown fields, so a typo is a 400 that names the field.
+Requests forbid unknown fields, so a typo is a 400 that names the field. Every request field is bounded:
+integers to what the store's BIGINT columns hold (signed 64-bit), money to a finite amount, strings, lists
+and metadata to a length, so no value reaches the store that it would refuse with an internal error.
 """
 
 from __future__ import annotations
@@ -12,10 +14,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RoleName = Literal["admin", "team_admin", "auditor", "member"]
 Period = Literal["daily", "weekly", "monthly", "total"]
+#: The largest integer a BIGINT column holds.
+INT64_MAX = 2**63 - 1
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Glob = Annotated[str, Field(min_length=1, max_length=200)]
-PositiveInt = Annotated[int, Field(ge=1)]
-Money = Annotated[float, Field(ge=0)]
+Globs = Annotated[list[Glob], Field(max_length=1000)]
+#: An id given in a body or query (``team_id``, ``key_id``...), a filter value, a page cursor.
+Ref = Annotated[str, Field(max_length=200)]
+Filter = Annotated[str, Field(max_length=200)]
+Cursor = Annotated[str, Field(max_length=1000)]
+PositiveInt = Annotated[int, Field(ge=1, le=INT64_MAX)]
+Money = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
+Metadata = Annotated[dict[Annotated[str, Field(max_length=200)], Any], Field(max_length=256)]
 
 
 class _In(BaseModel):
@@ -33,26 +43,26 @@ class TeamCreate(_In):
     """A new team."""
 
     name: Name
-    allowed_models: list[Glob] = Field(default_factory=lambda: ["*"], description="model globs, e.g. gpt-4o*")
+    allowed_models: Globs = Field(default_factory=lambda: ["*"], description="model globs, e.g. gpt-4o*")
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     budget: Money | None = Field(None, description="USD per budget_period")
     budget_period: Period | None = None
     classification: str = Field("internal", min_length=1, max_length=64)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class TeamUpdate(_In):
     """Fields to change on a team (only those given change)."""
 
     name: Name | None = None
-    allowed_models: list[Glob] | None = None
+    allowed_models: Globs | None = None
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     budget: Money | None = None
     budget_period: Period | None = None
     classification: str | None = Field(None, min_length=1, max_length=64)
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class TeamOut(_Out):
@@ -81,9 +91,9 @@ class TeamList(BaseModel):
 class TeamQuery(_In):
     """Filters and paging of the team list."""
 
-    name_prefix: str | None = None
+    name_prefix: Filter | None = None
     limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 # ---- users ---------------------------------------------------------------------------------
@@ -92,7 +102,7 @@ class TeamQuery(_In):
 class UserCreate(_In):
     """A new user of a team."""
 
-    team_id: str
+    team_id: Ref
     name: Name
     email: str | None = Field(None, max_length=320)
     role: RoleName = "member"
@@ -100,7 +110,7 @@ class UserCreate(_In):
     tpm: PositiveInt | None = None
     budget: Money | None = Field(None, description="USD per budget_period (default period: total)")
     budget_period: Period | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class UserUpdate(_In):
@@ -113,7 +123,7 @@ class UserUpdate(_In):
     tpm: PositiveInt | None = None
     budget: Money | None = None
     budget_period: Period | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class UserOut(_Out):
@@ -143,10 +153,10 @@ class UserList(BaseModel):
 class UserQuery(_In):
     """Filters and paging of the user list."""
 
-    team_id: str | None = None
+    team_id: Filter | None = None
     role: RoleName | None = None
     limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 # ---- keys ----------------------------------------------------------------------------------
@@ -156,29 +166,29 @@ class KeyCreate(_In):
     """A new key: a virtual key (role ``member``) or an admin key (``admin``, ``team_admin``, ``auditor``)."""
 
     name: Name
-    team_id: str | None = Field(None, description="required for member and team_admin keys")
-    user_id: str | None = None
+    team_id: Ref | None = Field(None, description="required for member and team_admin keys")
+    user_id: Ref | None = None
     role: RoleName = "member"
-    allowed_models: list[Glob] | None = Field(None, description="narrows the team's; null = the team's")
+    allowed_models: Globs | None = Field(None, description="narrows the team's; null = the team's")
     expires_at: datetime | None = None
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     budget: Money | None = Field(None, description="USD per budget_period (default period: total)")
     budget_period: Period | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class KeyUpdate(_In):
     """Fields to change on a key."""
 
     name: Name | None = None
-    allowed_models: list[Glob] | None = None
+    allowed_models: Globs | None = None
     expires_at: datetime | None = None
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     budget: Money | None = None
     budget_period: Period | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class KeyRotate(_In):
@@ -226,13 +236,13 @@ class KeyList(BaseModel):
 class KeyQuery(_In):
     """Filters and paging of the key list."""
 
-    team_id: str | None = None
-    user_id: str | None = None
+    team_id: Filter | None = None
+    user_id: Filter | None = None
     role: RoleName | None = None
     revoked: bool | None = None
-    name_prefix: str | None = None
+    name_prefix: Filter | None = None
     limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 # ---- llm -----------------------------------------------------------------------------------
@@ -294,15 +304,15 @@ class UsageQuery(_In):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    team_id: str | None = None
-    key_id: str | None = None
-    user_id: str | None = None
-    model: str | None = None
+    team_id: Filter | None = None
+    key_id: Filter | None = None
+    user_id: Filter | None = None
+    model: Filter | None = None
     since: datetime | None = Field(None, alias="from")
     until: datetime | None = Field(None, alias="to")
     group_by: Literal["model", "day", "key"] | None = None
     limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 class UsageRowOut(_Out):
@@ -333,15 +343,15 @@ class AuditQuery(_In):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    actor: str | None = Field(None, description='a key id, "master" or "cli" (admin events); a key id (requests)')
-    team_id: str | None = None
-    action: str | None = Field(None, description="e.g. team.create, key.revoke, chat.completions")
+    actor: Filter | None = Field(None, description='a key id, "master" or "cli" (admin events); a key id (requests)')
+    team_id: Filter | None = None
+    action: Filter | None = Field(None, description="e.g. team.create, key.revoke, chat.completions")
     kind: Literal["admin", "request"] | None = None
-    target: str | None = Field(None, description="the id of the object changed, or the model requested")
+    target: Filter | None = Field(None, description="the id of the object changed, or the model requested")
     since: datetime | None = Field(None, alias="from")
     until: datetime | None = Field(None, alias="to")
     limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = None
+    cursor: Cursor | None = None
 
 
 class AuditOut(BaseModel):

@@ -1,21 +1,19 @@
 """The audit writer: takes audit events on the hot path, appends them to the hash chain in batches.
 
-``record()`` only appends to an in-memory deque. A background task (:meth:`AuditWriter.run`) appends a batch
-every ``interval_s`` or as soon as ``batch_size`` events wait, each batch in one transaction (the store
-assigns the chain positions under its chain lock), idempotent by event id. When the store fails, the batch
-goes to this process's spool file (``audit-<pid>-*.jsonl``, fsync'd JSON lines) and the store is probed again
-every ``retry_s``; once it answers, the spool is replayed and truncated only after its events are in. Files
-left by crashed processes are replayed at start (and every ``scan_s``). Nothing is dropped: a queue above
-``max_queue`` spills to the spool; an event that arrives after :meth:`close` is spooled directly.
-The same guarantees as the usage recorder (:mod:`ferrogate.metering.recorder`), the same machinery
-(:class:`ferrogate.metering.batch.SpooledWriter`), with the spool of :mod:`ferrogate.metering.spool`
-keeping audit events in their own directory.
+``record()`` writes the event to this process's journal (``audit-<pid>-*.jsonl``: one ``write(2)``, fsync'd in
+groups off the event loop) and appends it to an in-memory deque. A background task (:meth:`AuditWriter.run`)
+appends a batch every ``interval_s`` or as soon as ``batch_size`` events wait, each batch in one transaction
+(the store assigns the chain positions under its chain lock), idempotent by event id. When the store fails,
+the events wait in the journal and the store is probed again every ``retry_s``; once it answers, the journal is
+replayed. Segments left by crashed or killed processes are replayed at start (and every ``scan_s``). The same
+guarantees as the usage recorder (:mod:`ferrogate.metering.recorder`), the same machinery
+(:class:`ferrogate.journal.writer.JournalWriter`), with a journal of its own keeping audit events.
 
 Example:
     >>> # writer = AuditWriter(store, Path(".ferrogate/spool/audit"))
     >>> # task = asyncio.create_task(writer.run())
     >>> # writer.record(request_facts(ctx, cost_usd=cost, latency_ms=latency_ms))
-    >>> # await writer.close()   # at shutdown: stop, flush (spooling what the store will not take)
+    >>> # await writer.close()   # at shutdown: stop, flush (the journal keeps what the store will not take)
 """
 
 from __future__ import annotations
@@ -25,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from ferrogate.metering.batch import SpooledWriter, Tuning, Wording, WriterStats
-from ferrogate.metering.spool import Spool
+from ferrogate.journal.file import Journal
+from ferrogate.journal.writer import JournalWriter, Tuning, Wording, WriterStats
 from ferrogate.store.audit import AuditEvent, RequestFacts, check_event, check_facts, read_item
 from ferrogate.store.base import Audit
 from ferrogate.store.errors import InvalidValue
@@ -52,7 +50,7 @@ class AuditStats(WriterStats):
 AuditItem = AuditEvent | RequestFacts
 
 
-class AuditWriter(SpooledWriter[AuditItem, AuditStats]):
+class AuditWriter(JournalWriter[AuditItem, AuditStats]):
     """Batched, spooled, hash-chained audit writes. One per worker process, created in the worker's event loop.
 
     Args:
@@ -64,7 +62,9 @@ class AuditWriter(SpooledWriter[AuditItem, AuditStats]):
         max_queue: events kept in memory at most; beyond it the queue spills to the spool file.
         retry_s: after a store failure, how long batches go straight to the spool before the store is tried.
         timeout_s: the longest one store call may take before it counts as a failure.
-        scan_s: how often to look for spool files left by other (crashed) processes.
+        scan_s: how often to look for journal segments left by other (crashed) processes.
+        fsync_interval_s: how often the journal's writes are made durable (a power loss takes at most this).
+        journal: every item to the journal as it arrives (``False``: only while the store is down).
     """
 
     _refused: ClassVar[tuple[type[Exception], ...]] = (InvalidValue, TypeError)  # TypeError: data that is not JSON
@@ -80,18 +80,20 @@ class AuditWriter(SpooledWriter[AuditItem, AuditStats]):
         retry_s: float = 1.0,
         timeout_s: float = 10.0,
         scan_s: float = 60.0,
+        fsync_interval_s: float = 0.05,
+        journal: bool = True,
     ) -> None:
         super().__init__(
-            Spool(Path(spool_path), prefix="audit", decode=read_item),
+            Journal(Path(spool_path), prefix="audit", decode=read_item, fsync_interval_s=fsync_interval_s),
             AuditStats(),
             Wording(log, kind="audit", what="audit events", items="events", item="audit event"),
-            Tuning(batch_size, interval_s, max_queue, retry_s, timeout_s, scan_s),
+            Tuning(batch_size, interval_s, max_queue, retry_s, timeout_s, scan_s, journal),
         )
         self._store = store
 
     def record(self, event: AuditItem) -> None:
-        """Queue one event (or a request's facts); never blocks or awaits (spills to the spool file only above
-        ``max_queue``).
+        """Journal and queue one event (or a request's facts); never blocks or awaits. In the journal file when
+        it returns.
 
         Example:
             >>> # writer.record(request_facts(ctx, cost_usd=cost, latency_ms=latency_ms))
@@ -99,7 +101,7 @@ class AuditWriter(SpooledWriter[AuditItem, AuditStats]):
         self._enqueue(event)
 
     async def record_and_flush(self, event: AuditEvent) -> None:
-        """Queue ``event`` and write now: returns once it is in the store or in the (fsync'd) spool file.
+        """Queue ``event`` and write now: returns once it is in the store or in the (fsync'd) journal.
 
         For admin changes (rare, not on the hot path): the admin API answers after its audit event is durable.
 
@@ -109,6 +111,8 @@ class AuditWriter(SpooledWriter[AuditItem, AuditStats]):
         self.record(event)
         if not self._closed:
             await self.flush()
+            if self._down or self._queue:  # not in the store yet: durable in the journal before the answer
+                self._journal.sync()
 
     async def _store_batch(self, batch: list[AuditItem], *, trusted: bool, fresh: bool) -> int:
         # queued events come typed from the account phase and the admin API; spooled ones were checked on
@@ -121,13 +125,3 @@ class AuditWriter(SpooledWriter[AuditItem, AuditStats]):
         check_event(item)
         item.to_json()  # data that is not JSON (check_event does not serialise)
         return item
-
-    def _spill(self, batch: list[AuditItem]) -> None:
-        try:
-            super()._spill(batch)
-        except TypeError as exc:  # an event whose data is not JSON: never storable, keep the rest
-            good = self._drop_invalid(batch)
-            if len(good) < len(batch):
-                self._spill(good)
-            else:
-                log.error("audit spool: cannot encode events: %s", exc)

@@ -7,6 +7,13 @@ revoked key stops working on every worker within ``ttl_s`` even without Redis), 
 store. Invalidations (revoke, rotate, delete, team changes) also arrive at once through
 :meth:`Authenticator.forget` (called locally and, with Redis, from the pub/sub listener).
 
+Store outages: a store lookup is bounded by ``store_timeout_s``. When a refresh fails with a store fault
+(unreachable, link lost, timed out; not a "no such key" answer), the expired entry keeps answering for up
+to ``stale_s`` past its expiry (stale-if-error), retried once per ``ttl_s``; while the store is known to be
+down such entries answer at once and are refreshed in the background. A credential with no entry (never
+seen, or forgotten: a revocation during the outage still applies) gets 503 ``store_unavailable`` with
+``Retry-After``. A cache hit does no more work than before.
+
 Every refusal is the same 401 whatever the reason (unknown, revoked, expired), so a caller
 learns nothing about which keys exist; repeated failures from one client address are slowed
 down (:class:`FailureThrottle`).
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -25,15 +33,22 @@ from granian.rsgi import Scope
 
 from ferrogate.auth.identity import BudgetRef, Identity, Limits
 from ferrogate.auth.keys import KeyHasher, looks_like_key
-from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.errors import ErrorKind, GatewayError, store_unavailable
 from ferrogate.store import Store
 from ferrogate.store.errors import NotFound
+from ferrogate.store.health import STORE_FAULTS, StoreHealth
+
+log = logging.getLogger("ferrogate.auth")
 
 _MISSING = GatewayError(
     ErrorKind.UNAUTHORIZED,
     "Missing API key: send it as 'Authorization: Bearer fg-...' (or 'api-key' / 'x-api-key').",
 )
 _INCORRECT = GatewayError(ErrorKind.UNAUTHORIZED, "Incorrect API key provided.")
+_UNCHECKED = (
+    "The key store cannot be reached, so this API key cannot be checked right now "
+    "(keys in use before the outage keep working); try again shortly."
+)
 
 
 def credential(scope: Scope) -> str | None:
@@ -86,10 +101,14 @@ class Authenticator:
         "_cache",
         "_cache_secret",
         "_inflight",
+        "_tasks",
         "anonymous",
         "hasher",
+        "health",
         "max_entries",
+        "stale_s",
         "store",
+        "store_timeout_s",
         "throttle",
         "ttl_s",
         "used",
@@ -103,10 +122,16 @@ class Authenticator:
         ttl_s: float = 1.0,
         max_entries: int = 100_000,
         anonymous: Identity | None = None,
+        stale_s: float = 900.0,
+        store_timeout_s: float = 2.0,
+        health: StoreHealth | None = None,
     ) -> None:
         self.store = store
         self.hasher = hasher
         self.ttl_s = ttl_s
+        self.stale_s = stale_s  # stale-if-error: how long past its expiry an entry answers while the store cannot
+        self.store_timeout_s = store_timeout_s
+        self.health = StoreHealth() if health is None else health
         self.max_entries = max_entries
         self.anonymous = anonymous  # ``--dev``: callers without a ferrogate key get this identity
         self.throttle = FailureThrottle()
@@ -116,14 +141,17 @@ class Authenticator:
         # profiling showed to be an eighth of a request's handler time. The HMAC is computed
         # only on a miss, for the store lookup.
         self._cache_secret = secrets.token_bytes(32)
-        self._cache: dict[bytes, tuple[Identity | None, float, str]] = {}
+        # slot -> (identity or None, fresh until, store hash, stale until): epoch seconds
+        self._cache: dict[bytes, tuple[Identity | None, float, str, float]] = {}
         self._inflight: dict[bytes, asyncio.Future[Identity | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # background refreshes during an outage
 
     async def identify(self, scope: Scope) -> Identity:
         """Authenticate phase: the caller's identity.
 
         Raises:
-            GatewayError: 401 ``invalid_api_key`` (delayed for repeat offenders).
+            GatewayError: 401 ``invalid_api_key`` (delayed for repeat offenders); 503 ``store_unavailable`` for
+                a credential with no cache entry while the store cannot be reached.
         """
         token = credential(scope)
         if token is None:
@@ -140,7 +168,7 @@ class Authenticator:
         if hit is not None and hit[1] > now:
             identity = hit[0]
         else:
-            identity = await self._load_once(slot, token, now)
+            identity = await self._refresh(slot, token, now, hit)
         if identity is None or (identity.valid_until is not None and identity.valid_until <= now):
             raise await self._refuse(scope, _INCORRECT)
         self.used.add(identity.key_id)
@@ -152,6 +180,43 @@ class Authenticator:
             ids, self.used = self.used, set()
             await self.store.keys.touch_last_used(ids, datetime.now(UTC))
 
+    async def _refresh(
+        self, slot: bytes, token: str, now: float, hit: tuple[Identity | None, float, str, float] | None
+    ) -> Identity | None:
+        """A miss or an expired entry: the store's answer, or the expired entry's while the store cannot answer.
+
+        Raises:
+            GatewayError: 503 ``store_unavailable``: the store failed and no entry within its window is left.
+        """
+        if hit is not None and not self.health.up and now < hit[3]:
+            # the store is known to be down: the last answer at once; one check in the background per ttl_s
+            self._cache[slot] = (hit[0], now + self.ttl_s, hit[2], hit[3])
+            task = asyncio.get_running_loop().create_task(self._revalidate(slot, token, now))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return hit[0]
+        try:
+            return await self._load_once(slot, token, now)
+        except STORE_FAULTS:
+            pass
+        entry = self._cache.get(slot)  # not ``hit``: forget() may have dropped it meanwhile (a revocation)
+        if entry is not None:
+            if entry[1] > now:  # refreshed meanwhile by a concurrent request
+                return entry[0]
+            if now < entry[3]:
+                self._cache[slot] = (entry[0], now + self.ttl_s, entry[2], entry[3])  # next try in ttl_s
+                return entry[0]
+        raise store_unavailable(_UNCHECKED)
+
+    async def _revalidate(self, slot: bytes, token: str, now: float) -> None:
+        """Background refresh of an entry answered stale (its failure is the health's business)."""
+        try:
+            await self._load_once(slot, token, now)
+        except STORE_FAULTS:
+            pass
+        except Exception:
+            log.exception("background refresh of a cached key failed")
+
     async def _load_once(self, slot: bytes, token: str, now: float) -> Identity | None:
         """One store lookup per credential at a time: concurrent misses share its result."""
         pending = self._inflight.get(slot)
@@ -161,7 +226,13 @@ class Authenticator:
         self._inflight[slot] = future
         digest = self.hasher.hash(token)
         try:
-            identity = await self._load(digest, now)
+            try:
+                async with asyncio.timeout(self.store_timeout_s):
+                    identity = await self._load(digest, now)
+            except STORE_FAULTS as exc:
+                self.health.failed(exc)
+                raise
+            self.health.ok()
             future.set_result(identity)
         except BaseException as exc:
             future.set_exception(exc)
@@ -171,7 +242,8 @@ class Authenticator:
             del self._inflight[slot]
         if len(self._cache) >= self.max_entries:
             self._cache.clear()  # crude but bounded; a refill costs one lookup per active key
-        self._cache[slot] = (identity, now + self.ttl_s, digest)
+        fresh = now + self.ttl_s
+        self._cache[slot] = (identity, fresh, digest, fresh + self.stale_s)
         return identity
 
     async def _load(self, digest: str, now: float) -> Identity | None:

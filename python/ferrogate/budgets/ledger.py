@@ -14,15 +14,16 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ferrogate.auth.identity import BudgetRef
-from ferrogate.errors import BudgetExhausted, ErrorKind, GatewayError
+from ferrogate.errors import BudgetExhausted, store_unavailable
 from ferrogate.store.budgets import Balance, Hold
-from ferrogate.store.errors import StoreError
+from ferrogate.store.health import STORE_FAULTS, StoreHealth
 
 if TYPE_CHECKING:
     from ferrogate.budgets.notify import WebhookNotifier
@@ -76,39 +77,58 @@ class BudgetLedger:
         store: the store whose ``budgets`` ledger holds spend and reservations.
         settings: the ``budgets`` section of the configuration.
         notifier: where notices go (a webhook), or ``None``.
+        timeout_s: the longest a reservation may wait on the store (then it counts as a store fault).
+        health: where the outcome of each store call is reported (the worker's, shared with the authenticator).
     """
 
-    def __init__(self, store: Store, settings: BudgetSettings, notifier: WebhookNotifier | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: BudgetSettings,
+        notifier: WebhookNotifier | None = None,
+        *,
+        timeout_s: float = 2.0,
+        health: StoreHealth | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.notifier = notifier
+        self.timeout_s = timeout_s
+        self.health = StoreHealth() if health is None else health
         self._soft = settings.soft_limit_pct / 100.0
 
     async def reserve(self, request_id: str, refs: Sequence[BudgetRef], amount_usd: float) -> None:
         """Hold ``amount_usd`` on every budget in ``refs`` for ``request_id``.
 
         Raises:
-            GatewayError: 429 ``insufficient_quota`` naming the budget that cannot cover the request; 503 when
-                the store cannot be reached and ``on_store_error`` is ``refuse`` (the default).
+            GatewayError: 429 ``insufficient_quota`` naming the budget that cannot cover the request; 503
+                ``store_unavailable`` (with ``Retry-After``) when the store cannot be reached or does not answer
+                within ``timeout_s`` and ``on_store_error`` is ``refuse`` (the default).
         """
         now = datetime.now(UTC)
         holds = [hold_for(r, now) for r in refs]
         try:
-            result = await self.store.budgets.reserve(
-                request_id,
-                holds,
-                amount_usd,
-                now=now,
-                ttl_s=self.settings.reservation_ttl_s,
-                soft_fraction=self._soft if self.notifier is not None else None,
-            )
-        except StoreError as exc:
+            async with asyncio.timeout(self.timeout_s):
+                result = await self.store.budgets.reserve(
+                    request_id,
+                    holds,
+                    amount_usd,
+                    now=now,
+                    ttl_s=self.settings.reservation_ttl_s,
+                    soft_fraction=self._soft if self.notifier is not None else None,
+                )
+        except STORE_FAULTS as exc:
+            first = self.health.up  # one warning per outage, not one per request
+            self.health.failed(exc)
             if self.settings.on_store_error == "allow":
-                log.warning("budget store unavailable (%s): request %s admitted unchecked", exc, request_id)
+                (log.warning if first else log.debug)(
+                    "budget store unavailable (%s): request %s admitted unchecked", exc, request_id
+                )
                 return
-            raise GatewayError(
-                ErrorKind.NOT_READY, "Budgets cannot be checked right now (the store is unavailable); try again."
+            raise store_unavailable(
+                "Budgets cannot be checked right now (the store cannot be reached); try again shortly."
             ) from None
+        self.health.ok()
         for index, kind in result.notices:
             self._notify(kind, refs[index], holds[index], result.balances[index], amount_usd)
         if result.refused is not None:

@@ -93,11 +93,47 @@ class ServerSettings(_Strict):
 
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     grace_period_s: float = Field(30.0, ge=0, le=3600, description="in-flight requests may finish for this long")
-    prices_file: str | None = Field("configs/prices.yaml", description="the price table (relative: to the cwd)")
-    spool_dir: str = Field(".ferrogate/spool", description="usage records wait here while the store is down")
+    prices_file: str | None = Field(
+        None,
+        description="prices added to (or replacing, by model name) the table packaged with ferrogate; "
+        "None: the packaged table alone; a relative path is relative to the working directory",
+    )
+    spool_dir: str = Field(
+        ".ferrogate/spool",
+        description="the journal: every usage record and audit event is written here before its request is"
+        " answered, and waits here while the store is down (docs/journal.md)",
+    )
+    journal: bool = Field(
+        True, description="off: records reach the journal only while the store is down (a killed process loses"
+        " what it held in memory; for measuring the journal's cost)",
+    )
+    journal_fsync_ms: float = Field(
+        50.0, gt=0, le=10_000, description="the journal is fsync'd this often, off the event loop (a power loss"
+        " takes at most this much; a killed process loses nothing)",
+    )
     default_max_tokens: int = Field(
         4096, ge=1, description="output tokens a request without max_tokens reserves against tokens-per-minute"
     )
+    respawn_backoff_s: float = Field(
+        1.0, ge=0, le=600, description="a worker that died within 60 s of its start waits this before its respawn"
+    )
+    respawn_backoff_max_s: float = Field(
+        30.0, ge=0, le=3600, description="the wait doubles with each such death in a row, up to this"
+    )
+
+
+class RequestBounds(_Strict):
+    """Ceilings on the numbers and counts a chat request may carry: the receive phase refuses (400) any
+    request above them, so no client number sizes the gateway's work beyond what is configured here."""
+
+    max_output_tokens: int = Field(
+        131_072, ge=1, le=10_000_000, description="max_tokens / max_completion_tokens at most this"
+    )
+    max_n: int = Field(128, ge=1, le=128, description="choices per request (n) at most this (OpenAI's 128)")
+    max_messages: int = Field(2048, ge=1, le=1_000_000, description="messages per request at most this")
+    max_tools: int = Field(128, ge=1, le=10_000, description="tools (or functions) per request (OpenAI's 128)")
+    max_stop: int = Field(4, ge=1, le=64, description="stop sequences per request (OpenAI's 4)")
+    max_logit_bias: int = Field(300, ge=1, le=100_000, description="logit_bias entries (OpenAI's 300)")
 
 
 class MeteringSettings(_Strict):
@@ -119,6 +155,11 @@ class BudgetSettings(_Strict):
     )
     on_store_error: Literal["refuse", "allow"] = Field(
         "refuse", description="when the store cannot be reached: 503 (refuse) or admit unchecked (allow)"
+    )
+    unpriced: Literal["refuse", "allow"] = Field(
+        "refuse",
+        description="a budgeted request for a model with no price: 403 model_not_priced (refuse) or admit it "
+        "with an unknown cost (allow)",
     )
 
     @field_validator("webhook_url")
@@ -159,6 +200,7 @@ class Config(_Strict):
     """The whole configuration file."""
 
     server: ServerSettings = Field(default_factory=ServerSettings)
+    requests: RequestBounds = Field(default_factory=RequestBounds)
     metering: MeteringSettings = Field(default_factory=MeteringSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

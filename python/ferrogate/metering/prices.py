@@ -1,4 +1,8 @@
-"""The price table: USD per million input, output and cached-input tokens, per model (``configs/prices.yaml``).
+"""The price table: USD per million input, output and cached-input tokens, per model.
+
+The table ships inside the package (``ferrogate/data/prices.yaml``, :func:`packaged_prices`); a file named by
+``server.prices_file`` adds entries to it or replaces entries by model name (:func:`standard_prices`), and a
+deployment's own ``price:`` wins over both.
 
 A model is priced by its exact name, else by the longest listed name that is a prefix of it followed by ``-``,
 ``:`` or ``@`` (dated variants: ``gpt-4o-2024-08-06`` is billed as ``gpt-4o``). A model with no price has no
@@ -15,6 +19,8 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -156,8 +162,53 @@ class PriceTable:
         return PriceTable(models={**self.models, **overrides})
 
 
+#: Where the packaged table lives, relative to the ``ferrogate`` package (it is in the wheel).
+PACKAGED_FILE = "data/prices.yaml"
+
+
+@cache
+def _packaged_models() -> dict[str, Price]:
+    source = resources.files("ferrogate").joinpath(PACKAGED_FILE)
+    return parse_prices(source.read_text(encoding="utf-8"), f"ferrogate/{PACKAGED_FILE}").models
+
+
+def packaged_prices() -> PriceTable:
+    """The price table shipped inside the package (``ferrogate/data/prices.yaml``), read once per process.
+
+    Found wherever the package is installed: it does not depend on the working directory.
+
+    Example:
+        >>> packaged_prices().cost("gpt-4o-mini-2024-07-18", prompt=1_000_000, completion=0)
+        0.15
+    """
+    return PriceTable(_packaged_models())
+
+
+def standard_prices(path: str | Path | None = None, overrides: Mapping[str, Price] | None = None) -> PriceTable:
+    """The packaged table, then the entries of the file at ``path`` (added, or replacing by model name), then
+    ``overrides`` (the deployments' own prices).
+
+    ``path`` is ``server.prices_file``: ``None`` means the packaged table alone. A file that is named but
+    missing is an error, not an empty table (its prices would silently be missing).
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or invalid (see :func:`load_prices`).
+
+    Example:
+        >>> table = standard_prices(None, {"my-finetune": Price(input=3, output=12)})
+        >>> table.price_for("my-finetune").output, table.price_for("gpt-4o").output
+        (12.0, 10.0)
+    """
+    table = packaged_prices()
+    if path is not None:
+        table = table.with_overrides(load_prices(path).models)
+    return table.with_overrides(overrides)
+
+
 def load_prices(path: str | Path, overrides: Mapping[str, Price] | None = None) -> PriceTable:
     """Read and validate the price table at ``path`` (a ``models:`` mapping), then apply ``overrides``.
+
+    This file alone: :func:`standard_prices` puts it on top of the packaged table.
 
     Raises:
         ConfigError: the file is missing, not YAML, or invalid; every problem names its YAML path
@@ -165,8 +216,8 @@ def load_prices(path: str | Path, overrides: Mapping[str, Price] | None = None) 
 
     Example:
         >>> table = load_prices("configs/prices.yaml")  # doctest: +SKIP
-        >>> table.price_for("gpt-4o").output  # doctest: +SKIP
-        10.0
+        >>> table.price_for("ft-support-bot").output  # doctest: +SKIP
+        12.0
     """
     source = str(path)
     try:

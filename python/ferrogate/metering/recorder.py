@@ -1,18 +1,18 @@
 """The usage recorder: takes one record per request on the hot path, writes them to the store in batches.
 
-``record()`` only appends to an in-memory deque. A background task (:meth:`UsageRecorder.run`) writes a batch
-every ``interval_s`` or as soon as ``batch_size`` records wait, each batch in one transaction, idempotent by
-request id. When the store fails, the batch goes to this process's spool file (fsync'd JSON lines) and the
-store is probed again every ``retry_s``; once it answers, the spool is replayed and truncated only after its
-records are in. Files left by crashed processes are replayed at start (and every ``scan_s``). Nothing is
-dropped: a queue above ``max_queue`` spills to the spool; a record that arrives after :meth:`close` is
-spooled directly. The machinery is :class:`ferrogate.metering.batch.SpooledWriter`'s.
+``record()`` writes the record to this process's journal (one ``write(2)``, fsync'd in groups off the event
+loop: from then on it survives the death of the process) and appends it to an in-memory deque. A background
+task (:meth:`UsageRecorder.run`) writes a batch every ``interval_s`` or as soon as ``batch_size`` records wait,
+each batch in one transaction, idempotent by request id. When the store fails, the records wait in the journal
+and the store is probed again every ``retry_s``; once it answers, the journal is replayed. Segments left by
+crashed or killed processes are replayed at start (and every ``scan_s``). The machinery is
+:class:`ferrogate.journal.writer.JournalWriter`'s.
 
 Example:
     >>> # recorder = UsageRecorder(store, Path(".ferrogate/spool"))
     >>> # task = asyncio.create_task(recorder.run())
     >>> # recorder.record(UsageRecord(request_id=rid, created_at=now, model="gpt-4o", status=200, ...))
-    >>> # await recorder.close()   # at shutdown: stop, flush (spooling what the store will not take)
+    >>> # await recorder.close()   # at shutdown: stop, flush (the journal keeps what the store will not take)
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ferrogate.metering.batch import SpooledWriter, Tuning, Wording, WriterStats
-from ferrogate.metering.spool import Spool
+from ferrogate.journal.file import Journal
+from ferrogate.journal.writer import JournalWriter, Tuning, Wording, WriterStats
 from ferrogate.store.base import Usage
 from ferrogate.store.usage import UsageRecord, check_record
 
@@ -44,18 +44,20 @@ class RecorderStats(WriterStats):
     """Counters for metrics: records stored (new rows), spooled, replayed from spools, rejected as invalid."""
 
 
-class UsageRecorder(SpooledWriter[UsageRecord, RecorderStats]):
+class UsageRecorder(JournalWriter[UsageRecord, RecorderStats]):
     """Batched, spooled usage writes. One per worker process, created in the worker's event loop.
 
     Args:
         store: the store whose ``usage.insert_many`` receives the batches.
-        spool_path: the spool directory (created if missing; the file name carries the pid).
+        spool_path: the journal directory (created if missing; the file names carry the pid).
         batch_size: records per transaction; reaching it wakes the writer early.
         interval_s: the longest a record waits in memory before a write is attempted.
         max_queue: records kept in memory at most; beyond it the queue spills to the spool file.
         retry_s: after a store failure, how long batches go straight to the spool before the store is tried.
         timeout_s: the longest one store call may take before it counts as a failure.
-        scan_s: how often to look for spool files left by other (crashed) processes.
+        scan_s: how often to look for journal segments left by other (crashed) processes.
+        fsync_interval_s: how often the journal's writes are made durable (a power loss takes at most this).
+        journal: every item to the journal as it arrives (``False``: only while the store is down).
     """
 
     def __init__(
@@ -69,17 +71,19 @@ class UsageRecorder(SpooledWriter[UsageRecord, RecorderStats]):
         retry_s: float = 1.0,
         timeout_s: float = 10.0,
         scan_s: float = 60.0,
+        fsync_interval_s: float = 0.05,
+        journal: bool = True,
     ) -> None:
         super().__init__(
-            Spool(spool_path),
+            Journal(spool_path, fsync_interval_s=fsync_interval_s),
             RecorderStats(),
             Wording(log, kind="usage", what="usage", items="records", item="usage record"),
-            Tuning(batch_size, interval_s, max_queue, retry_s, timeout_s, scan_s),
+            Tuning(batch_size, interval_s, max_queue, retry_s, timeout_s, scan_s, journal),
         )
         self._store = store
 
     def record(self, rec: UsageRecord) -> None:
-        """Queue one record; never blocks or awaits (spills to the spool file only above ``max_queue``).
+        """Journal and queue one record; never blocks or awaits. In the journal file when it returns.
 
         Example:
             >>> # recorder.record(UsageRecord(request_id=ctx.request_id, created_at=now, model=ctx.model,

@@ -226,3 +226,11 @@ AUDIT_PENDING = gauge(
     "ferrogate_audit_pending_events",
     "Audit events waiting in the workers' memory for the next batch write.",
 )
+
+# ---- the store (set by each worker's probe, once a second) ---------------------------------------------------
+STORE_UP = gauge(
+    "ferrogate_store_up",
+    "1 when the store answered this worker's last probe (SELECT 1 within FERROGATE_STORE_TIMEOUT_S), 0 while it "
+    "cannot be reached (the data plane then answers from cached keys); one series per worker (pid).",
+    mode="liveall",
+)

@@ -1,10 +1,10 @@
 """The account phase: always runs, last, whatever happened (the error is in ``ctx.error``).
 
-Settles the tokens-per-minute reservation with the real usage, prices the request, hands
-one usage record to the metering recorder (a deque append: the batched, spooled store write
-happens off the hot path), one event to the audit writer (the same: a deque append, batched and
-hash-chained off the hot path), one line to the request log (a buffer append) and its numbers to
-the worker's metrics (plain counters, flushed to prometheus-client every second).
+Settles the tokens-per-minute reservation with the real usage; the request's usage record and audit
+facts were already queued by :class:`Books` just before the answer's last byte (a journal write and a
+deque append each: the batched store write happens off the hot path); then one line to the request log
+(a buffer append) and its numbers to the worker's metrics (plain counters, flushed to prometheus-client
+every second).
 """
 
 from __future__ import annotations
@@ -26,21 +26,53 @@ from ferrogate.pipeline.limit import settle
 log = logging.getLogger("ferrogate.request")
 
 
+class Books:
+    """Queues a request's usage record and audit facts: each is in this process's journal when the call returns
+    (one ``write(2)``; :mod:`ferrogate.journal`), so a request answered is a request recorded, even if the
+    process is killed right after. The chain calls it just before the last byte of the answer goes out (the
+    whole JSON body, the last frame of a stream, the error), and :func:`account` calls it for a request that
+    ended without one (the client went away); it runs once per request.
+
+    Args:
+        recorder: the usage recorder (``None``: metering off).
+        audit: the audit writer (``None``: data-plane requests are not audited).
+        prices: prices the request.
+    """
+
+    __slots__ = ("audit", "prices", "recorder")
+
+    def __init__(self, recorder: UsageRecorder | None, audit: AuditWriter | None, prices: PriceTable) -> None:
+        self.recorder = recorder
+        self.audit = audit
+        self.prices = prices
+
+    def __call__(self, ctx: RequestContext) -> None:
+        """Record ``ctx`` (once); sets ``ctx.cost`` (``None``: unpriced, or nothing recorded)."""
+        if ctx.booked:
+            return
+        ctx.booked = True
+        identity = ctx.identity
+        # like metering, the audit trail records requests of a key: one of no key is logged, not audited
+        if identity is not None and (self.recorder is not None or self.audit is not None):
+            latency_ms = (perf_counter() - ctx.started) * 1000.0
+            ctx.cost = _record(ctx, identity, self.recorder, self.audit, self.prices, latency_ms)
+
+
 async def account(
     ctx: RequestContext,
     limiter: Limiter,
-    recorder: UsageRecorder | None,
-    prices: PriceTable,
+    books: Books,
     request_log: RequestLog | None = None,
-    audit: AuditWriter | None = None,
     metrics: Metrics | None = None,
 ) -> None:
-    """Phase, always run: settle limits, meter usage and cost, write the request's log line.
+    """Phase, always run: settle limits, record usage and cost (if :class:`Books` has not yet), write the
+    request's log line, count its metrics.
 
     Requests refused before authentication are not metered (they belong to no key) but are logged; with
-    metering off (``recorder`` is ``None``) nothing is recorded. The usage record also releases the
-    request's budget hold when it is stored (the real cost replaces the worst case).
+    metering off (no recorder) nothing is recorded. The usage record also releases the request's budget hold
+    when it is stored (the real cost replaces the worst case).
     """
+    books(ctx)
     if ctx.tpm_keys:
         try:
             if (pending := settle(ctx, limiter)) is not None:  # the local table settles synchronously
@@ -48,11 +80,7 @@ async def account(
         except Exception:
             log.exception("request %s: settling the token reservation failed", ctx.request_id)
     latency_ms = (perf_counter() - ctx.started) * 1000.0
-    identity = ctx.identity
-    cost = None
-    # like metering, the audit trail records requests of a key: one of no key is logged, not audited
-    if identity is not None and (recorder is not None or audit is not None):
-        cost = _record(ctx, identity, recorder, audit, prices, latency_ms)
+    cost = ctx.cost
     if request_log is not None and request_log.enabled:
         request_log.log(ctx, latency_ms, cost)
     if metrics is not None:

@@ -9,15 +9,17 @@ from typing import TYPE_CHECKING
 
 from granian.rsgi import HTTPProtocol, Scope
 
+from ferrogate import _core
 from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.authenticator import Authenticator
 from ferrogate.budgets.ledger import BudgetLedger
+from ferrogate.config.model import RequestBounds
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.limits import Limiter
 from ferrogate.metering import PriceTable, UsageRecorder
 from ferrogate.observability.logs import RequestLog
 from ferrogate.observability.metrics import Metrics
-from ferrogate.pipeline.account import account
+from ferrogate.pipeline.account import Books, account
 from ferrogate.pipeline.budget import budget
 from ferrogate.pipeline.context import RequestContext
 from ferrogate.pipeline.limit import limit
@@ -48,6 +50,7 @@ class ChainDeps:
     metrics: Metrics | None  # None: metrics off
     prices: PriceTable
     max_body: int
+    bounds: RequestBounds  # requests.*: ceilings on what a request may ask for
     default_max_tokens: int
 
 
@@ -62,10 +65,12 @@ class ChatChain:
     exception is logged and answered with a 500 in the same shape (never a traceback).
     """
 
-    __slots__ = ("deps", "tracer")
+    __slots__ = ("books", "deps", "tracer")
 
     def __init__(self, deps: ChainDeps) -> None:
         self.deps = deps
+        #: Records a request (journaled) just before its answer's last byte: every branch below calls it first.
+        self.books = Books(deps.recorder, deps.audit, deps.prices)
         #: The worker's spans (``ferrogate.observability.traces.Tracer``), set by ``Gateway.__rsgi_init__`` when
         #: an OTLP endpoint is configured; ``None``: tracing off, and its only cost is the checks below.
         self.tracer: Tracer | None = None
@@ -74,6 +79,7 @@ class ChatChain:
         """Serve one request; ``headers`` go on every response (``x-request-id``, ``x-trace-id``, rate limits)."""
         deps = self.deps
         tracer = self.tracer
+        books = self.books
         ctx = RequestContext(rid)
         if headers[0][1] != rid:  # the client's own x-request-id, echoed (app.py puts x-request-id first)
             ctx.client_request_id = headers[0][1]
@@ -88,7 +94,7 @@ class ChatChain:
         if tracer is not None:
             tracer.start(ctx, scope, headers)  # the SERVER span: sets ctx.trace_id, adds x-trace-id
         try:
-            await receive(ctx, scope, proto, deps.max_body)
+            await receive(ctx, scope, proto, deps.max_body, deps.bounds)
             await authenticate(ctx, scope, deps.auth)
             authorize(ctx)
             if (pending := limit(ctx, deps.limiter, headers, deps.default_max_tokens)) is not None:
@@ -98,21 +104,41 @@ class ChatChain:
             if ctx.identity.budgets and deps.recorder is not None:  # no metering: no spend to hold against
                 await budget(ctx, deps.ledger, deps.prices, deps.default_max_tokens)
             reply = await (forward(ctx) if tracer is None else tracer.forward(ctx))
-            await respond(ctx, proto, reply, headers)
+            await respond(ctx, proto, reply, headers, books)
         except GatewayError as err:
             ctx.fail(err)
             ctx.status = err.status
+            books(ctx)
+            write_error(proto, err, headers)
+        except _core.InvalidBodyError as exc:  # the core's reader refused what validation passed (a key twice)
+            err = invalid_body(exc)
+            ctx.fail(err)
+            ctx.status = err.status
+            books(ctx)
             write_error(proto, err, headers)
         except Exception as exc:
             log.exception("request %s failed inside the gateway", rid)
             ctx.fail(exc)
             internal = GatewayError(ErrorKind.INTERNAL, f"internal error (request id {rid})")
             ctx.status = internal.status
+            books(ctx)
             write_error(proto, internal, headers)
         finally:
-            await account(ctx, deps.limiter, deps.recorder, deps.prices, deps.request_log, deps.audit, deps.metrics)
+            await account(ctx, deps.limiter, books, deps.request_log, deps.metrics)
             if tracer is not None:
                 tracer.finish(ctx)
+
+
+def invalid_body(exc: Exception) -> GatewayError:
+    """The 400 for a body the Rust core could not read (``_core.InvalidBodyError``) although it passed
+    validation: a key given twice in one object (orjson keeps the last, the core refuses), say. It names
+    ``messages``, the part of the body the core reads.
+
+    Example:
+        >>> invalid_body(ValueError("duplicate field `role` at line 1 column 34")).status
+        400
+    """
+    return GatewayError(ErrorKind.INVALID_FIELD, f"'messages' cannot be read: {exc}", param="messages")
 
 
 def trace_id(traceparent: str) -> str | None:

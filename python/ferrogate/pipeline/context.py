@@ -41,7 +41,9 @@ class RequestContext:
 
     __slots__ = (
         "body",
+        "booked",
         "client_request_id",
+        "cost",
         "deployment_index",
         "error",
         "group",
@@ -95,6 +97,8 @@ class RequestContext:
         self.prompt_tokens = -1  # counted by the core once (limit or budget phase); -1: not yet
         self.response_model: str | None = None
         self.error: BaseException | None = None
+        self.booked = False  # its usage record and audit facts are queued (journaled): pipeline.account.Books
+        self.cost: float | None = None  # priced when booked (None: unpriced or not recorded)
 
     def fail(self, error: BaseException) -> None:
         """Record the error the request ended with (its traceback dropped: no reference cycle)."""

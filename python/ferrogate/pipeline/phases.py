@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from time import perf_counter
 from typing import Any
 
@@ -19,6 +19,7 @@ from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError, Scope
 
 from ferrogate import _core
 from ferrogate.auth.authenticator import Authenticator
+from ferrogate.config.model import RequestBounds
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.limits import Limiter
 from ferrogate.pipeline.context import RequestContext, Usage
@@ -53,8 +54,9 @@ def _too_large(limit: int) -> GatewayError:
     return GatewayError(ErrorKind.BODY_TOO_LARGE, f"request body exceeds the limit of {limit} bytes")
 
 
-async def receive(ctx: RequestContext, scope: Scope, proto: HTTPProtocol, limit: int) -> None:
-    """Phase 1: read the body (size limit), parse it (orjson), check the fields the gateway needs.
+async def receive(ctx: RequestContext, scope: Scope, proto: HTTPProtocol, limit: int, bounds: RequestBounds) -> None:
+    """Phase 1: read the body (size limit), parse it (orjson), check its fields against OpenAI's types and
+    ranges and the configured ``bounds`` (:func:`~ferrogate.pipeline.validate.validate_chat`).
 
     Sets ``ctx.body``, ``ctx.payload``, ``ctx.model``, ``ctx.stream`` and ``ctx.include_usage``.
     """
@@ -63,7 +65,7 @@ async def receive(ctx: RequestContext, scope: Scope, proto: HTTPProtocol, limit:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise GatewayError(ErrorKind.INVALID_JSON, f"the request body is not valid JSON: {exc}") from None
-    validate_chat(payload)
+    validate_chat(payload, bounds)
     ctx.body = body
     ctx.payload = payload
     ctx.model = payload["model"]
@@ -120,7 +122,13 @@ async def forward(ctx: RequestContext) -> Reply:
     return reply
 
 
-async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, headers: list[tuple[str, str]]) -> None:
+async def respond(
+    ctx: RequestContext,
+    proto: HTTPProtocol,
+    reply: Reply,
+    headers: list[tuple[str, str]],
+    books: Callable[[RequestContext], None],
+) -> None:
     """Phase 6: write the upstream's answer to the client.
 
     A whole body (JSON, or an upstream error passed through with its status) is sent as is.
@@ -130,14 +138,18 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
     upstream sent none, a usage chunk counted by the core is added before ``[DONE]``. A stream
     that breaks upstream ends with an
     OpenAI error event; a client that goes away stops the upstream read.
+
+    ``books`` records the request (usage and audit, journaled) just before the last byte goes out: the whole
+    body, the frame that carries ``[DONE]``, the error event, or the end of a stream that stopped without one.
     """
     ctx.status = reply.status
     read = reply.read
     if read is None:
         body = reply.body or b""
-        proto.response_bytes(reply.status, [("content-type", reply.content_type), *headers], body)
         if reply.status == 200:
             ctx.usage = _json_usage(body)
+        books(ctx)
+        proto.response_bytes(reply.status, [("content-type", reply.content_type), *headers], body)
         return
     fault = reply.fault
     relay_start = perf_counter()
@@ -164,28 +176,40 @@ async def respond(ctx: RequestContext, proto: HTTPProtocol, reply: Reply, header
                     strip = False
                 elif done and ctx.include_usage and ctx.usage is None and meter.usage is None:
                     data = _with_usage(ctx, meter, data)
+                if done:  # the frame with [DONE]: the request is recorded before it goes out
+                    _book_stream(ctx, meter, books)
                 if data:
                     if ctx.ttft_s < 0.0:
                         ctx.ttft_s = perf_counter() - ctx.started
                     await transport.send_bytes(data)
         except GatewayError as err:
             ctx.fail(err)
+            _book_stream(ctx, meter, books)
             await transport.send_bytes(b"data: " + err.to_json() + b"\n\n")
         except _core.SseError as err:
             ctx.fail(err)
+            _book_stream(ctx, meter, books)
             bad = GatewayError(ErrorKind.UPSTREAM_PROTOCOL, f"upstream sent a malformed stream: {err}")
             await transport.send_bytes(b"data: " + bad.to_json() + b"\n\n")
     except (ProtocolClosed, ProtocolError) as exc:
         ctx.fail(exc)  # the client went away; stop reading upstream
     finally:
+        _book_stream(ctx, meter, books)  # a stream that stopped without [DONE]: recorded before it ends
         # Granian ends the response when the transport is dropped: drop it now, not when a
         # traceback that still references this frame is collected.
         del transport
         if reply.release is not None:
             await reply.release()
         ctx.upstream_s += perf_counter() - relay_start
-        ctx.usage = _stream_usage(ctx, meter)
+
+
+def _book_stream(ctx: RequestContext, meter: Any, books: Callable[[RequestContext], None]) -> None:
+    """Take the stream's usage and model from the meter and record the request (once)."""
+    if not ctx.booked:
+        if ctx.usage is None:  # else counted already, for the usage chunk the gateway added
+            ctx.usage = _stream_usage(ctx, meter)
         ctx.response_model = meter.model
+        books(ctx)
 
 
 def _stream_usage(ctx: RequestContext, meter: Any) -> Usage:
@@ -193,7 +217,10 @@ def _stream_usage(ctx: RequestContext, meter: Any) -> Usage:
     if found is not None:
         return Usage(*found)
     encoding = _core.encoding_for_model(ctx.upstream_model)
-    prompt = _core.count_chat_prompt(ctx.body, encoding)
+    try:
+        prompt = _core.count_chat_prompt(ctx.body, encoding)
+    except _core.InvalidBodyError:  # the upstream took a body the core cannot read (a key given twice)
+        prompt = len(ctx.body) // 4  # an estimate: the answer has gone out already
     return Usage(prompt, meter.count_completion_tokens(), counted=True)
 
 

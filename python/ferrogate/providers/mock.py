@@ -1,8 +1,9 @@
 """The built-in ``mock`` provider: deterministic answers with real token counts, no network.
 
 For demos, tests and load tests. The answer is a fixed sequence of words (``mock.words`` of
-them, cut at ``max_tokens``/``max_completion_tokens``); prompt and completion tokens are
-counted with the Rust core's tokenizer, so usage is realistic. Streams come in
+them, cut at ``max_tokens``/``max_completion_tokens``), in ``n`` choices (at most 128, whatever the
+request says); prompt and completion tokens are counted with the Rust core's tokenizer, so usage
+is realistic. Streams come in
 ``mock.chunks`` content chunks with ``mock.chunk_delay_ms`` between them, in OpenAI's
 ``chat.completion.chunk`` format, always with a final usage chunk (as an OpenAI upstream asked
 with ``stream_options.include_usage``, which the gateway always asks for).
@@ -30,6 +31,8 @@ _ANSWER = (
 )
 _VOCAB = _ANSWER.split(" ")
 _FINGERPRINT = "fp_ferrogate_mock"
+#: The most choices the mock builds, whatever ``n`` says (OpenAI's ceiling; receive refuses more).
+MAX_CHOICES = 128
 
 
 class MockProvider:
@@ -45,13 +48,14 @@ class MockProvider:
     async def chat(self, ctx: RequestContext) -> Reply:
         """Forward phase: build the answer locally (a JSON body or an SSE stream)."""
         payload = ctx.payload
-        limit = payload.get("max_completion_tokens") or payload.get("max_tokens") or self._settings.words
-        n_words = min(self._settings.words, int(limit))
+        most = self._settings.words
+        limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
+        n_words = _bounded(limit, most, most)
         words = [_VOCAB[i % len(_VOCAB)] for i in range(n_words)]
-        finish = "length" if n_words < self._settings.words else "stop"
+        finish = "length" if n_words < most else "stop"
         encoding = _core.encoding_for_model(ctx.upstream_model)
         prompt_tokens = _core.count_chat_prompt(ctx.body, encoding)
-        n_choices = int(payload.get("n") or 1)
+        n_choices = _bounded(payload.get("n"), 1, MAX_CHOICES)
         text = " ".join(words)
         completion_tokens = _core.count_tokens(text, encoding) * n_choices
         usage = _usage(prompt_tokens, completion_tokens)
@@ -106,6 +110,19 @@ class MockProvider:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+def _bounded(value: object, default: int, most: int) -> int:
+    """``value`` if it is an integer in ``1..most``, ``most`` above that, else ``default``: the mock's
+    own bound on work a request sizes, even if validation were bypassed.
+
+    Example:
+        >>> _bounded(2**63, 1, 128), _bounded(None, 1, 128), _bounded(True, 1, 128), _bounded(3, 1, 128)
+        (128, 1, 1, 3)
+    """
+    if type(value) is not int or value < 1:
+        return default
+    return min(value, most)
 
 
 def _reader(stream: AsyncIterator[bytes]) -> Callable[[], Awaitable[bytes | None]]:

@@ -33,17 +33,20 @@ from ferrogate.auth.keys import KeyHasher
 from ferrogate.budgets.ledger import BudgetLedger
 from ferrogate.budgets.notify import WebhookNotifier
 from ferrogate.config import Config, default_config, load_config
-from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.errors import ErrorKind, GatewayError, store_unavailable
 from ferrogate.limits import Limiter, LocalLimiter, RedisLimiter
-from ferrogate.metering import PriceTable, UsageRecorder, load_prices
+from ferrogate.metering import PriceTable, UsageRecorder
+from ferrogate.metering.prices import standard_prices
 from ferrogate.observability import tracing_enabled
+from ferrogate.observability.families import STORE_UP
 from ferrogate.observability.logs import RequestLog
 from ferrogate.observability.metrics import Metrics
 from ferrogate.pipeline.chain import ChainDeps, ChatChain, write_error
 from ferrogate.pipeline.router import Router
 from ferrogate.server.settings import Settings
 from ferrogate.server.usage import usage_report
-from ferrogate.store import Store, open_store
+from ferrogate.store import Store, StoreError, open_store
+from ferrogate.store.health import STORE_FAULTS, StoreHealth
 
 if TYPE_CHECKING:
     from ferrogate.observability.traces import Tracer
@@ -65,24 +68,41 @@ class Gateway:
         self.settings = settings
         self.router = Router(config)
         hasher = KeyHasher(settings.master_key.encode())
+        self.store_health = StoreHealth()  # this worker's view of the store: probed every second
         self.auth = Authenticator(
-            store, hasher, ttl_s=settings.auth_cache_ttl_s, anonymous=DEV_IDENTITY if settings.dev else None
+            store,
+            hasher,
+            ttl_s=settings.auth_cache_ttl_s,
+            anonymous=DEV_IDENTITY if settings.dev else None,
+            stale_s=settings.auth_stale_if_error_s,
+            store_timeout_s=settings.store_timeout_s,
+            health=self.store_health,
         )
         self.auth.throttle.free = settings.auth_free_failures
         metering = config.metering
+        fsync_s = config.server.journal_fsync_ms / 1000.0
         self.recorder = UsageRecorder(
-            store, Path(config.server.spool_dir), batch_size=metering.batch_size, interval_s=metering.interval_s
+            store,
+            Path(config.server.spool_dir),
+            batch_size=metering.batch_size,
+            interval_s=metering.interval_s,
+            fsync_interval_s=fsync_s,
+            journal=config.server.journal,
         )
         self.audit = AuditWriter(
             store,
             Path(config.server.spool_dir) / "audit",
             batch_size=config.audit.batch_size,
             interval_s=config.audit.interval_s,
+            fsync_interval_s=fsync_s,
+            journal=config.server.journal,
         )
         budgets = config.budgets
         secret = budgets.webhook_secret.get_secret_value() if budgets.webhook_secret else None
         self.notifier = WebhookNotifier(budgets.webhook_url, secret=secret) if budgets.webhook_url else None
-        self.ledger = BudgetLedger(store, budgets, self.notifier)
+        self.ledger = BudgetLedger(
+            store, budgets, self.notifier, timeout_s=settings.store_timeout_s, health=self.store_health
+        )
         info = logging.getLogger("ferrogate.request").isEnabledFor(logging.INFO)
         self.request_log = RequestLog(config.logging.requests and info)
         self.limiter: Limiter = (
@@ -102,6 +122,7 @@ class Gateway:
                 prices=prices,
                 metrics=self.prometheus if config.metrics.enabled else None,
                 max_body=config.server.max_body_bytes,
+                bounds=config.requests,
                 default_max_tokens=config.server.default_max_tokens,
             )
         )
@@ -158,6 +179,7 @@ class Gateway:
         if self.notifier is not None:
             self._tasks.append(loop.create_task(self.notifier.run()))
         self._tasks.append(loop.create_task(self.prometheus.run()))
+        self._tasks.append(loop.create_task(self._every(1.0, self.probe_store)))
         if self.request_log.enabled:
             self._tasks.append(loop.create_task(self.request_log.run()))
         if tracing_enabled():  # OpenTelemetry is imported only when traces are exported
@@ -166,12 +188,14 @@ class Gateway:
             self.tracer = self.chat.tracer = setup(self.config.upstreams)
         log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
 
-    async def _every(self, period_s: float, job: Callable[[], Awaitable[None]]) -> None:
+    async def _every(self, period_s: float, job: Callable[[], Awaitable[object]]) -> None:
         """Run ``job`` every ``period_s`` seconds, off the hot path; a failure is logged, not fatal."""
         while True:
             await asyncio.sleep(period_s)
             try:
                 await job()
+            except STORE_FAULTS as exc:  # an outage: the probe reports it; no traceback every period
+                log.warning("background job %s: store unavailable (%s)", getattr(job, "__name__", job), exc)
             except Exception:
                 log.exception("background job %s failed", getattr(job, "__name__", job))
 
@@ -212,10 +236,16 @@ class Gateway:
         proto.response_bytes(200, [_JSON, *headers], self.router.models_for(identity))
 
     async def usage(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
-        """``GET /v1/usage`` (and ``/v1/teams/me/usage``): the calling key's team's usage and budget."""
+        """``GET /v1/usage`` (and ``/v1/teams/me/usage``): the calling key's team's usage and budget (503
+        ``store_unavailable`` while the store cannot be reached)."""
         try:
             identity = await self.auth.identify(scope)
-            body = await usage_report(self.store, self.ledger, identity, scope.query_string)
+            try:
+                async with asyncio.timeout(self.settings.store_timeout_s):
+                    body = await usage_report(self.store, self.ledger, identity, scope.query_string)
+            except STORE_FAULTS as exc:
+                self.store_health.failed(exc)
+                raise store_unavailable("Usage cannot be read right now (the store cannot be reached).") from None
         except GatewayError as err:
             write_error(proto, err, headers)
             return
@@ -232,12 +262,28 @@ class Gateway:
 
     async def ready(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
         """``GET /ready``: configuration loaded and the store reachable (503 otherwise)."""
-        problem = await self.store.ping()
+        problem = await self.probe_store()
         if problem is not None:
             write_error(proto, GatewayError(ErrorKind.NOT_READY, f"store unreachable: {problem}"), headers)
             return
         body = {"status": "ready", "model_groups": len(self.config.model_groups), "store": self.store.kind}
         proto.response_bytes(200, [_JSON, *headers], orjson.dumps(body))
+
+    async def probe_store(self) -> str | None:
+        """Ask the store for ``SELECT 1`` within ``store_timeout_s`` (every second, and on ``/ready``): the
+        fault, or ``None``; the worker's store health and ``ferrogate_store_up`` follow the answer."""
+        timeout = self.settings.store_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                problem = await self.store.ping()
+        except TimeoutError:
+            problem = f"no answer within {timeout:g} s"
+        if problem is None:
+            self.store_health.ok()
+        else:
+            self.store_health.failed(StoreError(problem))
+        self.prometheus.set(STORE_UP, (), 0.0 if problem else 1.0)
+        return problem
 
 
 def _no_route(scope: Scope, methods: dict[str, Any] | None) -> GatewayError:
@@ -252,15 +298,14 @@ def _no_route(scope: Scope, methods: dict[str, Any] | None) -> GatewayError:
 
 
 def price_table(config: Config) -> PriceTable:
-    """The price table of ``server.prices_file`` with the deployments' own prices on top.
+    """The packaged price table, extended or overridden by ``server.prices_file``, with the deployments' own
+    prices on top (:func:`~ferrogate.metering.prices.standard_prices`).
 
-    A missing file leaves every model unpriced (costs are recorded as unknown, never as zero).
+    Raises:
+        ConfigError: ``server.prices_file`` is named but missing or invalid.
     """
     overrides = {d.model or g.name: d.price for g in config.model_groups for d in g.deployments if d.price}
-    path = config.server.prices_file
-    if path and Path(path).is_file():
-        return load_prices(path, overrides)
-    return PriceTable(models=overrides)
+    return standard_prices(config.server.prices_file, overrides)
 
 
 def create_app() -> Gateway:

@@ -28,13 +28,18 @@ class Settings:
     auth_cache_ttl_s: float = 1.0
     auth_free_failures: int = 5
     limits_path: str | None = None  # the instance's shared limiter table (set by `ferrogate serve`)
+    auth_stale_if_error_s: float = 900.0
+    store_timeout_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """Read ``FERROGATE_MASTER_KEY``, ``FERROGATE_DEV``, ``FERROGATE_DATABASE_URL``, ``FERROGATE_REDIS_URL``,
         ``FERROGATE_AUTH_CACHE_TTL_S`` (how long a worker trusts a cached key lookup; default 1 s),
         ``FERROGATE_AUTH_FREE_FAILURES`` (failed authentications per client address and minute answered
-        without delay; default 5).
+        without delay; default 5), ``FERROGATE_AUTH_STALE_IF_ERROR_S`` (how long past its expiry a cached key
+        lookup keeps answering while the store cannot be reached; default 900 s, 0: not at all) and
+        ``FERROGATE_STORE_TIMEOUT_S`` (the longest a data-plane request waits on the store before it counts as
+        an outage; default 2 s).
 
         Raises:
             SettingsError: no master key and not in dev mode, or a master key under 16 characters.
@@ -52,8 +57,25 @@ class Settings:
         try:
             ttl = float(env.get("FERROGATE_AUTH_CACHE_TTL_S") or 1.0)
             free = int(env.get("FERROGATE_AUTH_FREE_FAILURES") or 5)
+            stale = float(env.get("FERROGATE_AUTH_STALE_IF_ERROR_S") or 900.0)
+            timeout = float(env.get("FERROGATE_STORE_TIMEOUT_S") or 2.0)
         except ValueError:
-            raise SettingsError("FERROGATE_AUTH_CACHE_TTL_S and FERROGATE_AUTH_FREE_FAILURES must be numbers") from None
+            raise SettingsError(
+                "FERROGATE_AUTH_CACHE_TTL_S, FERROGATE_AUTH_FREE_FAILURES, FERROGATE_AUTH_STALE_IF_ERROR_S and "
+                "FERROGATE_STORE_TIMEOUT_S must be numbers"
+            ) from None
+        if not (stale >= 0 and timeout > 0):  # also refuses NaN
+            raise SettingsError("FERROGATE_AUTH_STALE_IF_ERROR_S must be >= 0 and FERROGATE_STORE_TIMEOUT_S > 0")
         redis_url = env.get("FERROGATE_REDIS_URL") or None
         database_url = env.get("FERROGATE_DATABASE_URL") or None
-        return cls(master, dev, database_url, redis_url, ttl, free, env.get("FERROGATE_LIMITS_PATH") or None)
+        return cls(
+            master,
+            dev,
+            database_url,
+            redis_url,
+            ttl,
+            free,
+            env.get("FERROGATE_LIMITS_PATH") or None,
+            auth_stale_if_error_s=stale,
+            store_timeout_s=timeout,
+        )

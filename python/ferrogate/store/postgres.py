@@ -123,12 +123,21 @@ class PostgresStore(SqlStore):
     async def transaction(self, write: bool = True) -> AsyncIterator[_Tx]:
         """A pooled connection, inside a transaction for writes (rolled back on error)."""
         pool = await self.pool()
-        async with pool.acquire() as conn:
+        try:
+            conn = await pool.acquire()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # a dead server: no connection
+            raise _fault(exc) from None
+        try:
             if write:
-                async with conn.transaction():
-                    yield _Tx(conn)
+                try:
+                    async with conn.transaction():
+                        yield _Tx(conn)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # BEGIN or COMMIT on a lost link
+                    raise _fault(exc) from None
             else:
                 yield _Tx(conn)
+        finally:
+            await pool.release(conn)
 
     def lock_sql(self, name: str) -> Statement:
         """A transaction-scoped advisory lock on the 64-bit hash of ``name`` (released at commit/rollback)."""

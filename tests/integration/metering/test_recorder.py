@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ferrogate.metering import UsageRecorder
-from ferrogate.metering.spool import REJECTED
+from ferrogate.journal.file import REJECTED
 from ferrogate.store.sql import SqlStore
 from ferrogate.store.sqlite import SqliteStore
 from tests.integration.metering.conftest import open_url, usage

@@ -1,4 +1,5 @@
-"""The price table: lookups (exact, longest dated prefix), cost rule, missing list, YAML errors."""
+"""The price table: lookups (exact, longest dated prefix), cost rule, missing list, YAML errors, the packaged
+table and a prices file merged over it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from ferrogate.config.errors import ConfigError
 from ferrogate.config.loader import DEFAULT_OPENAI_MODELS as OPENAI_MODELS
 from ferrogate.metering import Price, PriceTable, load_prices, parse_prices
+from ferrogate.metering.prices import packaged_prices, standard_prices
 
 ROOT = Path(__file__).resolve().parents[3]
 TABLE = PriceTable(
@@ -70,15 +72,49 @@ def test_missing_and_overrides() -> None:
     assert TABLE.with_overrides(None) is TABLE
 
 
-def test_shipped_table_prices_every_default_model() -> None:
-    table = load_prices(ROOT / "configs" / "prices.yaml")
-    assert table.missing([*OPENAI_MODELS, "mock"]) == []
-    assert table.models["mock"] == Price(input=0, output=0, cached_input=0)
-    assert table.cost("mock", 10**6, 10**6, 10**5) == 0.0
+def test_packaged_table_prices_every_default_model() -> None:
+    table = packaged_prices()
+    assert table.missing([*OPENAI_MODELS, "mock"]) == ["mock"]  # the mock is free, not silently zero: unpriced
     for name in OPENAI_MODELS:
         price = table.models[name]
         assert 0 < price.cached_rate < price.input < price.output, name
     assert table.price_for("gpt-4.1-mini-2025-04-14") == table.models["gpt-4.1-mini"]
+    assert table.cost("gpt-4o-mini", 1_000_000, 1_000_000, 1_000_000) == pytest.approx(0.075 + 0.6)
+
+
+def test_packaged_table_is_read_from_the_package_not_the_working_directory(tmp_path: Path) -> None:
+    code = "from ferrogate.metering.prices import standard_prices as s; print(s().price_for('gpt-4o').output)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert (done.returncode, done.stdout.strip()) == (0, "10.0"), done.stderr
+
+
+def test_standard_prices_merge_the_file_over_the_packaged_table(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("models: {gpt-4o: {input: 1, output: 2}, my-model: {input: 3, output: 4}}")
+    table = standard_prices(path, {"my-model": Price(input=5, output=6), "dep-only": Price(input=7, output=8)})
+    assert table.price_for("gpt-4o-2024-08-06") == Price(input=1, output=2)  # the file replaces a packaged entry
+    assert table.price_for("gpt-4o-mini") == packaged_prices().models["gpt-4o-mini"]  # others are kept
+    assert table.price_for("my-model") == Price(input=5, output=6)  # the deployment wins over the file
+    assert table.price_for("dep-only") == Price(input=7, output=8)
+    assert table.missing(["mock", "gpt-5", "my-model"]) == ["mock"]
+    assert packaged_prices().price_for("gpt-4o") == Price(input=2.5, output=10, cached_input=1.25)  # unchanged
+    assert standard_prices().models == packaged_prices().models
+
+
+def test_standard_prices_refuse_a_named_file_that_is_missing_or_invalid(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"gone\.yaml:\n  \(file\): No such file"):
+        standard_prices(tmp_path / "gone.yaml")
+    (tmp_path / "bad.yaml").write_text("models: {m: {input: 1}}")
+    with pytest.raises(ConfigError) as caught:
+        standard_prices(tmp_path / "bad.yaml")
+    assert [p for p, _ in caught.value.problems] == ["models.m.output"]
+
+
+def test_example_override_file_extends_the_packaged_table() -> None:
+    table = standard_prices(ROOT / "configs" / "prices.yaml")
+    assert table.price_for("ft-support-bot:v2") == Price(input=3, output=12)
+    assert table.price_for("gpt-4o") != packaged_prices().price_for("gpt-4o")
+    assert table.missing(OPENAI_MODELS) == []
 
 
 def test_overrides_passed_to_load(tmp_path: Path) -> None:

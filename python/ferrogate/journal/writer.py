@@ -1,18 +1,22 @@
-"""Batched, spooled writes: the machinery the usage recorder and the audit writer share.
+"""Journaled, batched writes: the machinery the usage recorder and the audit writer share.
 
-``record()`` only appends to an in-memory deque. A background task (:meth:`SpooledWriter.run`) writes a batch
-every ``interval_s`` or as soon as ``batch_size`` items wait, each batch in one store call. When the store
-fails, the batch goes to this process's spool file (:mod:`ferrogate.metering.spool`) and the store is probed
-again every ``retry_s``; once it answers, the spool is replayed and truncated only after its items are in.
-Files left by crashed processes are replayed at start (and every ``scan_s``). Nothing is dropped: a queue
-above ``max_queue`` spills to the spool; an item that arrives after :meth:`SpooledWriter.close` is spooled
-directly.
+``record()`` writes the item to this process's journal (:mod:`ferrogate.journal.file`: one ``write(2)``, no
+``fsync``; so it survives the death of the process from the moment the call returns) and appends it to an
+in-memory deque. A background task (:meth:`JournalWriter.run`) writes a batch every ``interval_s`` or as soon
+as ``batch_size`` items wait, each batch in one store call; each write round seals the journal's current
+segment (which then holds exactly the items the round takes from memory) and removes it once they are stored.
+When the store fails, the memory queue is dropped (its items are in the journal) and the store is probed again
+every ``retry_s``; once it answers, the sealed segments are replayed (idempotent by id) and removed. Segments
+left by processes that are gone (crashed, killed, or stopped while the store was down) are replayed at start
+(and every ``scan_s``). Nothing is dropped: a queue above ``max_queue`` falls back to the journal the same way;
+an item that arrives after :meth:`JournalWriter.close` is journaled for the successor. Only an item the journal
+cannot take (disk full) waits in memory alone, and is logged.
 
-A subclass supplies the store call (:meth:`SpooledWriter._store_batch`), the check of one item
-(:meth:`SpooledWriter._check`) and the words of its log messages (:class:`Wording`).
+A subclass supplies the store call (:meth:`JournalWriter._store_batch`), the check of one item
+(:meth:`JournalWriter._check`) and the words of its log messages (:class:`Wording`).
 
 Example:
-    >>> # class UsageRecorder(SpooledWriter[UsageRecord, RecorderStats]):
+    >>> # class UsageRecorder(JournalWriter[UsageRecord, RecorderStats]):
     >>> #     async def _store_batch(self, batch, *, trusted): return await usage.insert_many(batch, validate=...)
     >>> #     def _check(self, item): return check_record(item)
 """
@@ -27,23 +31,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
-from ferrogate.metering.spool import Spool, Spoolable
+from ferrogate.journal.file import Journal, Journaled
 from ferrogate.store.errors import InvalidValue
 
-T = TypeVar("T", bound=Spoolable)
+T = TypeVar("T", bound=Journaled)
 #: Write rounds close() runs at most before spooling what is still queued.
 _CLOSE_ROUNDS = 5
 
 
 @dataclass(slots=True)
 class WriterStats:
-    """Counters for metrics: items stored (new rows), spooled, replayed from spools, rejected as invalid."""
+    """Counters for metrics: items stored (new rows), left to the journal while the store was down (``spooled``),
+    replayed from journals, rejected as invalid, and lost (neither stored nor journaled: disk full too)."""
 
     stored: int = 0
     spooled: int = 0
     replayed: int = 0
     rejected: int = 0
     store_failures: int = 0
+    lost: int = 0
     last_error: str | None = None
 
 
@@ -74,10 +80,12 @@ class Tuning:
     Args:
         batch_size: items per store call; reaching it wakes the writer early.
         interval_s: the longest an item waits in memory before a write is attempted.
-        max_queue: items kept in memory at most; beyond it the queue spills to the spool file.
-        retry_s: after a store failure, how long batches go straight to the spool before the store is tried.
+        max_queue: items kept in memory at most; beyond it the queue is dropped and replayed from the journal.
+        retry_s: after a store failure, how long items wait in the journal before the store is tried again.
         timeout_s: the longest one store call may take before it counts as a failure.
-        scan_s: how often to look for spool files left by other (crashed) processes.
+        scan_s: how often to look for journal segments left by other (crashed) processes.
+        journal: write every item to the journal as it arrives (the default); ``False``: only when the store
+            fails, as a spool (what a killed process held in memory is lost: for measuring the journal's cost).
 
     Example:
         >>> Tuning(batch_size=500, interval_s=0.5, max_queue=100_000, retry_s=1.0, timeout_s=10.0, scan_s=60.0).retry_s
@@ -90,14 +98,15 @@ class Tuning:
     retry_s: float
     timeout_s: float
     scan_s: float
+    journal: bool = True  # False: items go to the journal only when the store fails (a killed process loses a round)
 
 
-class SpooledWriter(Generic[T, S]):
+class JournalWriter(Generic[T, S]):
     """Batched, spooled writes of ``T`` items, counted in ``S`` stats. One per worker process, created in the
     worker's event loop. Subclasses override :meth:`_store_batch` and :meth:`_check`.
 
     Args:
-        spool: this process's spool (its prefix and decoder are the subclass's).
+        journal: this process's journal of this writer (its prefix and decoder are the subclass's).
         stats: the counters to fill.
         wording: the logger and the words of the log messages.
         tuning: batch size, intervals and timeouts.
@@ -105,8 +114,8 @@ class SpooledWriter(Generic[T, S]):
 
     _refused: ClassVar[tuple[type[Exception], ...]] = (InvalidValue,)  # what _check raises for a bad item
 
-    def __init__(self, spool: Spool[T], stats: S, wording: Wording, tuning: Tuning) -> None:
-        self._spool = spool
+    def __init__(self, journal: Journal[T], stats: S, wording: Wording, tuning: Tuning) -> None:
+        self._journal = journal
         self._words = wording
         self._batch_size = max(1, tuning.batch_size)
         self._interval_s = tuning.interval_s
@@ -114,7 +123,11 @@ class SpooledWriter(Generic[T, S]):
         self._retry_s = tuning.retry_s
         self._timeout_s = tuning.timeout_s
         self._scan_s = tuning.scan_s
+        self._journaling = tuning.journal
         self._queue: deque[T] = deque()
+        self._queueing = True  # False: the store is down or the queue overflowed; the journal has the items
+        self._unjournaled: deque[T] = deque()  # items the journal could not take (disk full): memory only
+        self._journal_errors = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._done = asyncio.Event()
@@ -143,22 +156,62 @@ class SpooledWriter(Generic[T, S]):
 
     # ---- hot path ------------------------------------------------------------------------------------------
     def _enqueue(self, item: T) -> None:
-        """Queue one item; never blocks or awaits (spills to the spool file only above ``max_queue``)."""
-        if self._closed:  # after shutdown: straight to a spool file, left unlocked for the successor
-            self._spill([item])
-            self._spool.close()
+        """Journal and queue one item; never blocks or awaits. In the journal file when it returns."""
+        if self._journaling or not self._queueing or self._closed:
+            try:
+                self._journal.write(item)
+            except (OSError, TypeError, ValueError) as exc:
+                self._memory_only(item, exc)
+                return
+        if self._closed:  # after shutdown: the journal keeps it for the successor (closed: synced, unlocked)
+            self._journal.close()
+            return
+        if not self._queueing:  # store down or queue overflowed: the journal holds it until the store answers
+            self.stats.spooled += 1
             return
         queue = self._queue
         queue.append(item)
         if len(queue) >= self._batch_size:
             if len(queue) > self._max_queue:
-                self._spill_queue()
+                self._fall_behind()
             self._wake.set()
+
+    def _memory_only(self, item: T, exc: BaseException) -> None:
+        """An item the journal refused (disk full, or not encodable): kept in memory, bounded, and said."""
+        self._journal_errors += 1
+        if self._journal_errors == 1 or self._journal_errors % 1000 == 0:
+            words = self._words
+            words.log.error(
+                "%s journal %s: cannot write (%s): %d %s kept in memory only",
+                words.kind,
+                self._journal.directory,
+                exc,
+                self._journal_errors,
+                words.items,
+            )
+        if len(self._unjournaled) >= self._max_queue:
+            self._unjournaled.popleft()
+            self.stats.lost += 1
+        self._unjournaled.append(item)
+
+    def _fall_behind(self) -> None:
+        """Drop the memory queue: its items are in the journal, replayed from there by the next round."""
+        queue = self._queue
+        if not self._journaling and queue:  # they are in memory only: to the journal first (fsync'd)
+            try:
+                self._journal.append(queue)
+            except (OSError, TypeError, ValueError) as exc:
+                for item in queue:
+                    self._memory_only(item, exc)
+                queue.clear()
+        self.stats.spooled += len(queue)
+        queue.clear()
+        self._queueing = False
 
     @property
     def pending(self) -> int:
         """Items waiting in memory."""
-        return len(self._queue)
+        return len(self._queue) + len(self._unjournaled)
 
     @property
     def store_down(self) -> bool:
@@ -167,8 +220,8 @@ class SpooledWriter(Generic[T, S]):
 
     @property
     def spool_bytes(self) -> int:
-        """Bytes waiting in this process's spool file."""
-        return self._spool.size()
+        """Bytes of journaled items that wait for the store and are no longer in memory (the store was down)."""
+        return self._journal.backlog() if self._queueing else self._journal.size()
 
     # ---- background loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -218,49 +271,73 @@ class SpooledWriter(Generic[T, S]):
             await self._done.wait()
         async with self._lock:
             # a round writes what was queued when it started: a few more rounds take what arrived meanwhile
-            # (shutdown: arrivals dry up); what is left after them, or after a failed write, is spooled
+            # (shutdown: arrivals dry up); what is left after them, or after a failed write, stays in the journal
             for _ in range(_CLOSE_ROUNDS):
                 await self._write(force=True)
-                if not self._queue or self._down:
+                if (not self._queue and not self._unjournaled) or self._down:
                     break
-            self._spill_queue()
-            if self._queue:  # the spool could not be written either: these are lost with the process
-                words = self._words
-                words.log.error("%s: %d %s could not be stored nor spooled", words.kind, len(self._queue), words.items)
+            if self._queue:
+                self._fall_behind()
+            if self._unjournaled:
+                try:
+                    self.stats.spooled += self._journal.append(self._unjournaled)
+                    self._unjournaled.clear()
+                except OSError as exc:  # these are lost with the process
+                    words = self._words
+                    self.stats.lost += len(self._unjournaled)
+                    words.log.error(
+                        "%s: %d %s could not be stored nor journaled: %s",
+                        words.kind,
+                        len(self._unjournaled),
+                        words.items,
+                        exc,
+                    )
             self._closed = True
-            self._spool.close()
+            self._journal.close()  # what is not stored stays, synced and unlocked, for the successor
 
     # ---- internals -----------------------------------------------------------------------------------------
     async def _write(self, *, force: bool) -> None:
         now = asyncio.get_running_loop().time()
         if self._down and not force and now < self._retry_at:
-            self._spill_queue()
             return
         if now >= self._scan_at or self._down:
             if not await self._replay_leftovers():
-                self._spill_queue()
                 return
             self._scan_at = now + self._scan_s
-        if self._spool.size():
-            items, offset = self._spool.read()
-            if not await self._store_items(items, replayed=True):
-                self._spill_queue()
-                return
-            self._spool.consume(offset)
-        # only what is queued now: items that arrive while a batch is being written wait for the next round
-        # (or wake it once a full batch waits). Draining "until empty" degenerates under steady load into
-        # one tiny transaction per request or two whenever a write takes as long as the gap between requests.
+        journal = self._journal
+        if not self._queueing:
+            # what is not in memory is in the journal: from now on items are queued again (and land in a new
+            # segment); everything before is in the sealed segments, replayed oldest first
+            self._queueing = True
+            journal.seal()
+            for old in journal.sealed():
+                if not await self._store_items(journal.read(old), replayed=True):
+                    self._fall_behind()
+                    return
+                journal.release(old)
+        # The journal's current segment holds exactly what is queued now: seal it, store that, remove it. Only
+        # what is queued now: items that arrive while a batch is being written wait for the next round (or wake
+        # it once a full batch waits). Draining "until empty" degenerates under steady load into one tiny
+        # transaction per request or two whenever a write takes as long as the gap between requests.
+        segment = journal.seal()
         left = len(self._queue)
         while left > 0 and self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, left, len(self._queue)))]
             left -= len(batch)
             if not await self._store_items(batch, replayed=False):
-                self._spill(batch)
-                self._spill_queue()
+                self._queue.extendleft(reversed(batch))
+                self._fall_behind()  # the sealed segment stays: replayed once the store answers
                 return
+        journal.release(segment)
+        if self._unjournaled:
+            memory = list(self._unjournaled)
+            if not await self._store_items(memory, replayed=True):
+                return
+            for _ in memory:
+                self._unjournaled.popleft()
         if self._down:
             words = self._words
-            words.log.warning("%s store is back: spooled %s replayed", words.kind, words.what)
+            words.log.warning("%s store is back: journaled %s replayed", words.kind, words.what)
             self._down = False
 
     async def _store_items(self, items: Sequence[T], *, replayed: bool) -> bool:
@@ -295,7 +372,7 @@ class SpooledWriter(Generic[T, S]):
                 self._words.log.error("%s refused: %s", self._words.item, exc)
                 bad.append(repr(item).encode())
         self.stats.rejected += len(bad)
-        self._spool.reject(bad)
+        self._journal.reject(bad)
         return good
 
     def _failed(self, exc: BaseException) -> None:
@@ -304,45 +381,31 @@ class SpooledWriter(Generic[T, S]):
         if not self._down:
             words = self._words
             words.log.warning(
-                "%s store failed (%s): spooling %s until it answers", words.kind, self.stats.last_error, words.what
+                "%s store failed (%s): %s wait in the journal until it answers",
+                words.kind,
+                self.stats.last_error,
+                words.what,
             )
         self._down = True
         self._retry_at = asyncio.get_running_loop().time() + self._retry_s
 
     async def _replay_leftovers(self) -> bool:
-        """Replay every spool file left by a process that is gone; ``False`` when the store fails."""
+        """Replay every journal segment left by a process that is gone; ``False`` when the store fails."""
         words = self._words
-        for path in self._spool.leftovers():
+        journal = self._journal
+        for path in journal.leftovers():
             try:
-                with self._spool.claim(path) as claimed:
+                with journal.claim(path) as claimed:
                     if claimed is None:
                         continue
                     items, fd = claimed
                     if not await self._store_items(items, replayed=True):
                         return False
-                    self._spool.finish(path, fd)
-                    words.log.warning("%s spool %s replayed (%d %s)", words.kind, path.name, len(items), words.items)
+                    journal.finish(path, fd)
+                    if items:
+                        words.log.warning(
+                            "%s journal %s replayed (%d %s)", words.kind, path.name, len(items), words.items
+                        )
             except OSError as exc:
-                words.log.error("%s spool %s: cannot replay: %s", words.kind, path, exc)
+                words.log.error("%s journal %s: cannot replay: %s", words.kind, path, exc)
         return True
-
-    def _spill_queue(self) -> None:
-        if self._queue:
-            batch = list(self._queue)
-            self._queue.clear()
-            self._spill(batch)
-
-    def _spill(self, batch: list[T]) -> None:
-        try:
-            self.stats.spooled += self._spool.append(batch)
-        except OSError as exc:  # cannot spool either: keep the items in memory, try again later
-            words = self._words
-            words.log.error(
-                "%s spool %s: cannot write: %s (keeping %d %s in memory)",
-                words.kind,
-                self._spool.path,
-                exc,
-                len(batch),
-                words.items,
-            )
-            self._queue.extendleft(reversed(batch))

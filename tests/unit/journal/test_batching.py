@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ferrogate.metering.batch import SpooledWriter, Tuning, Wording, WriterStats
-from ferrogate.metering.spool import Spool
+from ferrogate.journal.file import Journal
+from ferrogate.journal.writer import JournalWriter, Tuning, Wording, WriterStats
 
 pytestmark = pytest.mark.anyio
 
@@ -31,12 +31,12 @@ class Item:
         return orjson.dumps({"n": self.n})
 
 
-class ArrivingWriter(SpooledWriter[Item, WriterStats]):
+class ArrivingWriter(JournalWriter[Item, WriterStats]):
     """Records each batch's size; every store call lets ``arrivals`` more items arrive (one per call)."""
 
     def __init__(self, spool_dir: Path, *, batch_size: int, interval_s: float, arrivals: int) -> None:
         super().__init__(
-            Spool(spool_dir, prefix="items", decode=lambda raw: Item(**orjson.loads(raw))),
+            Journal(spool_dir, prefix="items", decode=lambda raw: Item(**orjson.loads(raw))),
             WriterStats(),
             Wording(logging.getLogger("test"), "items", "items", "items", "item"),
             Tuning(batch_size, interval_s, max_queue=10_000, retry_s=1.0, timeout_s=5.0, scan_s=60.0),

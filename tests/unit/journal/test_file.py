@@ -1,15 +1,18 @@
-"""The spool file and the record's JSON form: durable appends, tails kept, torn lines rejected, not lost."""
+"""The journal files and the record's JSON form: writes in the file at once, synced in groups, segments sealed and
+released, leftovers claimed, torn lines rejected, not lost."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from ferrogate.metering.spool import REJECTED, Spool, parse_lines
+from ferrogate.journal.file import REJECTED, Journal, parse_lines
+from ferrogate.journal.syncer import Syncer
 from ferrogate.store import InvalidValue
 from ferrogate.store.usage import UsageRecord
 
@@ -51,36 +54,70 @@ def test_parse_lines_keeps_an_unterminated_tail() -> None:
     assert (records, bad, end) == ([rec(1)], [b"broken"], len(good) + 9)
 
 
-def test_append_read_consume_keeps_what_came_after(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool")
-    assert spool.size() == 0 and spool.read() == ([], 0)
-    assert spool.append([rec(1), rec(2)]) == 2
-    assert spool.path is not None and spool.path.name.startswith(f"usage-{os.getpid()}-")
-    records, offset = spool.read()
-    assert records == [rec(1), rec(2)]
-    spool.append([rec(3)])  # arrives while the first two are being inserted
-    spool.consume(offset)
-    assert spool.read()[0] == [rec(3)]
-    spool.consume(spool.read()[1])
-    assert spool.size() == 0
-    path = spool.path
-    spool.close()
-    assert not path.exists()  # an empty spool leaves no file
+def test_write_seal_release_keeps_what_came_after(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal")
+    assert journal.size() == 0 and journal.sealed() == [] and journal.seal() is None
+    journal.write(rec(1))
+    journal.write(rec(2))
+    segment = journal.seal()  # a write round takes rec 1 and 2
+    assert segment is not None and segment.path.name.startswith(f"usage-{os.getpid()}-")
+    assert journal.read(segment) == [rec(1), rec(2)] and journal.backlog() == segment.size > 0
+    journal.write(rec(3))  # arrives while the first two are being inserted
+    journal.release(segment)
+    assert not segment.path.exists() and journal.backlog() == 0 and journal.size() > 0
+    later = journal.seal()
+    assert later is not None and journal.read(later) == [rec(3)] and journal.sealed() == [later]
+    journal.release(later)
+    assert journal.size() == 0
+    journal.close()
+    assert list((tmp_path / "journal").iterdir()) == []  # an empty journal leaves no file
+
+
+def test_written_lines_are_in_the_file_at_once_and_synced_by_the_thread(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, fsync_interval_s=0.01)
+    journal.write(rec(1))
+    (path,) = tmp_path.glob("usage-*.jsonl")
+    assert path.read_bytes() == rec(1).to_json() + b"\n"  # in the page cache: a killed process keeps it
+    syncer = Syncer.shared(0.01)
+    before = syncer.passes
+    deadline = time.monotonic() + 5
+    while syncer.passes < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert syncer.passes >= before + 2
+    assert journal.unsynced() == []  # the thread took (and fsync'd) what was written
+    journal.close()
 
 
 def test_close_leaves_a_nonempty_file_unlocked(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    spool.append([rec(1)])
-    path = spool.path
-    assert path is not None
-    other = Spool(tmp_path)
+    journal = Journal(tmp_path)
+    journal.write(rec(1))
+    (path,) = tmp_path.glob("usage-*.jsonl")
+    other = Journal(tmp_path)
+    assert other.leftovers() == [path] and journal.leftovers() == []
     with other.claim(path) as claimed:
         assert claimed is None  # its owner is alive
-    spool.close()
+    journal.close()
     with other.claim(path) as claimed:
         assert claimed is not None and claimed[0] == [rec(1)]
         other.finish(path, claimed[1])
     assert not path.exists()
+
+
+def test_sealed_segments_stay_locked_until_released(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.write(rec(1))
+    segment = journal.seal()
+    journal.write(rec(2))
+    assert segment is not None
+    other = Journal(tmp_path)
+    for path in other.leftovers():
+        with other.claim(path) as claimed:
+            assert claimed is None  # both the sealed and the current segment belong to a live process
+    journal.release(segment)
+    journal.close()
+    (left,) = tmp_path.glob("usage-*.jsonl")
+    with other.claim(left) as claimed:
+        assert claimed is not None and claimed[0] == [rec(2)]
 
 
 def test_claim_rejects_torn_lines_and_skips_locked_files(tmp_path: Path) -> None:
@@ -91,7 +128,7 @@ def test_claim_rejects_torn_lines_and_skips_locked_files(tmp_path: Path) -> None
     fd = os.open(live, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        spool = Spool(tmp_path)
+        spool = Journal(tmp_path)
         assert spool.leftovers() == [dead, live]
         with spool.claim(live) as claimed:
             assert claimed is None

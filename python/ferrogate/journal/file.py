@@ -1,0 +1,373 @@
+"""The journal: append-only JSON-lines files where every usage record and audit event is written before the
+request that made it is answered, and where they wait while the store is down.
+
+Each writer of each process (the usage recorder, the audit writer) has its own journal in the journal
+directory: segment files ``<prefix>-<pid>-<random>-<n>.jsonl``, each held under an exclusive ``flock`` while
+its process lives. :meth:`Journal.write` is the hot path: one ``write`` of one line into the current segment,
+no ``fsync`` (the kernel keeps what was written when the process dies; the :mod:`ferrogate.journal.syncer`
+thread fsyncs in groups, which bounds what a power loss can take). A write round of the writer
+:meth:`Journal.seal` ends the current segment (it then holds exactly the items the round takes from memory) and
+:meth:`Journal.release` removes it once they are in the store, so on a healthy store a journal holds one round's items.
+While the store is down, segments stay and are replayed (idempotent by id) when it answers again. A segment
+whose lock is free belongs to a process that is gone (crashed or killed): :meth:`Journal.claim` takes it over
+for replay, and two processes claiming it at once cannot both win. Lines that cannot be parsed (a write torn
+by a crash) are moved to ``<prefix>-rejected.log`` in the same directory rather than dropped silently.
+
+The journal is generic over what it holds: by default usage records (``usage-*`` files); the audit writer keeps
+audit events with ``Journal(directory, prefix="audit", decode=read_item)``. A journal only ever touches files
+with its own prefix.
+
+Example:
+    >>> # journal = Journal(Path("/var/lib/ferrogate/journal"))
+    >>> # journal.write(record)               # before the request is answered: one write(2), no fsync
+    >>> # segment = journal.seal()            # a write round: the items it takes from memory are in there
+    >>> # ... store them, then:
+    >>> # journal.release(segment)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar, overload
+
+from ferrogate.journal.syncer import Syncer
+from ferrogate.store.errors import InvalidValue
+from ferrogate.store.usage import UsageRecord
+
+log = logging.getLogger("ferrogate.journal")
+REJECTED = "usage-rejected.log"
+
+
+class Journaled(Protocol):
+    """What a journal holds: anything that writes itself as one line of JSON."""
+
+    def to_json(self) -> bytes:
+        """One JSON value, no newline."""
+        ...
+
+
+R = TypeVar("R", bound=Journaled)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+@overload
+def parse_lines(data: bytes) -> tuple[list[UsageRecord], list[bytes], int]: ...
+@overload
+def parse_lines(data: bytes, decode: Callable[[bytes], R]) -> tuple[list[R], list[bytes], int]: ...
+def parse_lines(
+    data: bytes, decode: Callable[[bytes], Any] = UsageRecord.from_json
+) -> tuple[list[Any], list[bytes], int]:
+    """The records in the complete lines of ``data``, the lines that failed to parse, and the bytes consumed.
+
+    A trailing piece without a newline is not consumed (it may still be being written). ``decode`` reads one
+    line (usage records by default) and raises :class:`InvalidValue` for a line it cannot read.
+
+    Example:
+        >>> parse_lines(b'not json\\n{"partial')
+        ([], [b'not json'], 9)
+    """
+    end = data.rfind(b"\n") + 1
+    records: list[Any] = []
+    bad: list[bytes] = []
+    for line in data[:end].split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            records.append(decode(line))
+        except InvalidValue:
+            bad.append(line)
+    return records, bad, end
+
+
+class Segment:
+    """One journal file of this process: its path, its open (locked) descriptor and the bytes written to it."""
+
+    __slots__ = ("fd", "path", "size")
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.size = 0
+
+
+class Journal(Generic[R]):
+    """This process's journal of one writer, plus the segments that gone processes left in the same directory.
+
+    Args:
+        directory: where journal files live (created if missing); share it between a host's workers.
+        prefix: the file names' prefix (``<prefix>-<pid>-<random>-<n>.jsonl``, ``<prefix>-rejected.log``).
+        decode: reads one line back (raises :class:`InvalidValue` for a line it cannot read).
+        fsync_interval_s: how often the syncer thread makes this journal's writes durable.
+
+    Raises:
+        OSError: the directory cannot be created.
+    """
+
+    @overload
+    def __init__(self: Journal[UsageRecord], directory: Path, *, fsync_interval_s: float = ...) -> None: ...
+    @overload
+    def __init__(
+        self, directory: Path, *, prefix: str, decode: Callable[[bytes], R], fsync_interval_s: float = ...
+    ) -> None: ...
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        prefix: str = "usage",
+        decode: Callable[[bytes], Any] = UsageRecord.from_json,
+        fsync_interval_s: float = 0.05,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.prefix = prefix
+        self._decode = decode
+        self._fsync_interval_s = fsync_interval_s
+        self._name = ""  # <prefix>-<pid>-<random>, fixed at the first segment (after a fork: the worker's pid)
+        self._n = 0
+        self._current: Segment | None = None
+        self._sealed: list[Segment] = []
+        self._dirty = False  # the current segment was written since the syncer's last pass
+        self._unsynced: list[int] = []  # descriptors of sealed segments written since the syncer's last pass
+        self._new_file = False  # a segment was created since the syncer's last pass: sync the directory
+        self._lock = threading.Lock()  # against the syncer thread: it duplicates descriptors under it
+        self._syncer: Syncer | None = None
+
+    # ---- hot path ------------------------------------------------------------------------------------------
+    def write(self, item: R) -> None:
+        """Append one item as one line: a single ``write(2)``, no ``fsync``. In the file when it returns (so it
+        survives the death of the process); durable within the fsync interval.
+
+        Raises:
+            OSError: the file cannot be written (disk full, permissions).
+            TypeError: the item cannot be encoded.
+        """
+        line = item.to_json() + b"\n"
+        segment = self._current or self._open()
+        _write_all(segment.fd, line)
+        segment.size += len(line)
+        self._dirty = True
+
+    def _open(self) -> Segment:
+        if not self._name:
+            self._name = f"{self.prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._n += 1
+        path = self.directory / f"{self._name}-{self._n}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else holds it
+        self._current = segment = Segment(path, fd)
+        self._new_file = True
+        if self._syncer is None:
+            self._syncer = Syncer.shared(self._fsync_interval_s)
+            self._syncer.register(self)
+        return segment
+
+    # ---- write rounds ---------------------------------------------------------------------------------------
+    def seal(self) -> Segment | None:
+        """End the current segment (if anything was written to it) and return it; later writes go to a new one.
+
+        Example:
+            >>> # segment = journal.seal()   # holds what the round is about to store
+        """
+        segment = self._current
+        if segment is None or not segment.size:
+            return None
+        with self._lock:
+            if self._dirty:
+                self._unsynced.append(segment.fd)
+                self._dirty = False
+            self._sealed.append(segment)
+            self._current = None
+        return segment
+
+    def sealed(self) -> list[Segment]:
+        """This process's sealed segments whose items are not known to be stored, oldest first."""
+        return list(self._sealed)
+
+    def read(self, segment: Segment) -> list[R]:
+        """The items of one of this process's segments (unparseable lines go to the rejected log)."""
+        data = segment.path.read_bytes()
+        records, bad, end = parse_lines(data, self._decode)
+        self.reject(bad + ([data[end:]] if data[end:].strip() else []))
+        return records
+
+    def release(self, segment: Segment | None) -> None:
+        """Remove a sealed segment whose items are in the store.
+
+        Example:
+            >>> # journal.release(segment)   # after the round stored its items
+        """
+        if segment is None:
+            return
+        with self._lock:
+            if segment in self._sealed:
+                self._sealed.remove(segment)
+            if segment.fd in self._unsynced:
+                self._unsynced.remove(segment.fd)
+            with contextlib.suppress(FileNotFoundError):
+                segment.path.unlink()
+            os.close(segment.fd)
+
+    def backlog(self) -> int:
+        """Bytes in sealed segments (items the store has not taken yet).
+
+        Example:
+            >>> # journal.backlog() > 0  # records wait for the store
+        """
+        return sum(s.size for s in self._sealed)
+
+    def size(self) -> int:
+        """Bytes in all of this process's segments (0 before the first write)."""
+        return self.backlog() + (self._current.size if self._current is not None else 0)
+
+    def append(self, records: Iterable[R]) -> int:
+        """Append ``records`` and ``fsync``; how many. Durable when it returns (for items that must be, such as
+        an admin change answered while the store is down, and at shutdown).
+
+        Raises:
+            OSError: the file cannot be written: the caller keeps the records.
+        """
+        lines = [r.to_json() + b"\n" for r in records]
+        if lines:
+            segment = self._current or self._open()
+            data = b"".join(lines)
+            _write_all(segment.fd, data)
+            segment.size += len(data)
+            self._dirty = True
+            self.sync()
+        return len(lines)
+
+    # ---- durability ----------------------------------------------------------------------------------------
+    def unsynced(self) -> list[int]:
+        """For the syncer thread: duplicates of the descriptors written since its last pass (it closes them)."""
+        with self._lock:
+            fds = [os.dup(fd) for fd in self._unsynced]
+            self._unsynced.clear()
+            if self._dirty and self._current is not None:
+                self._dirty = False
+                fds.append(os.dup(self._current.fd))
+            if self._new_file:
+                self._new_file = False
+                fds.append(os.open(self.directory, os.O_RDONLY))
+        return fds
+
+    def sync(self) -> None:
+        """``fsync`` what this journal wrote, now, in the calling thread."""
+        for fd in self.unsynced():
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def leftovers(self) -> list[Path]:
+        """Journal files (of this prefix) other than this process's own, oldest name first (live ones are skipped
+        by :meth:`claim`).
+
+        Example:
+            >>> # for path in journal.leftovers(): ...
+        """
+        own = {s.path for s in self._sealed}
+        if self._current is not None:
+            own.add(self._current.path)
+        return sorted(p for p in self.directory.glob(f"{self.prefix}-*.jsonl") if p not in own)
+
+    @contextlib.contextmanager
+    def claim(self, path: Path) -> Iterator[tuple[list[R], int] | None]:
+        """Lock a file left by another process: its records and its fd, or ``None`` if it is live or gone.
+
+        The lock is held until the block exits; call :meth:`finish` inside the block once the records are
+        stored. The file is checked to be still the one locked (not replaced or unlinked meanwhile).
+
+        Example:
+            >>> # with journal.claim(path) as claimed:
+            >>> #     if claimed: records, fd = claimed; ...; journal.finish(path, fd)
+        """
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            yield None
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield None  # its process is alive and owns it
+                return
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                yield None  # replayed and removed by someone else meanwhile
+                return
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read()
+            records, bad, end = parse_lines(data, self._decode)
+            self.reject(bad + ([data[end:]] if data[end:].strip() else []))  # a torn last line: its writer died
+            yield records, fd
+        finally:
+            os.close(fd)
+
+    def finish(self, path: Path, fd: int) -> None:
+        """Remove a claimed file whose records are stored (only while ``fd`` still holds it).
+
+        Example:
+            >>> # journal.finish(path, fd)
+        """
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                path.unlink()
+
+    def reject(self, lines: list[bytes]) -> None:
+        """Keep unparseable journal lines in the rejected log (and say so) instead of dropping them.
+
+        Example:
+            >>> # journal.reject([b'{"torn'])
+        """
+        if not lines:
+            return
+        rejected = self.directory / f"{self.prefix}-rejected.log"  # REJECTED for usage
+        log.error("%s journal: %d unreadable line(s) moved to %s", self.prefix, len(lines), rejected)
+        fd = os.open(rejected, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            _write_all(fd, b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Sync and release this process's segments: empty ones are removed, the others are left (and unlocked)
+        for a successor to replay.
+
+        Example:
+            >>> # journal.close()
+        """
+        segments = [*self._sealed, *([self._current] if self._current is not None else [])]
+        if not segments:
+            return
+        with contextlib.suppress(OSError):
+            self.sync()
+        with self._lock:
+            for segment in segments:
+                if not segment.size:
+                    with contextlib.suppress(FileNotFoundError):
+                        segment.path.unlink()
+                os.close(segment.fd)
+            self._sealed.clear()
+            self._unsynced.clear()
+            self._current = None
+            self._dirty = False
+        if self._syncer is not None:
+            self._syncer.unregister(self)
+            self._syncer = None

@@ -1,0 +1,119 @@
+"""Worker respawn for ``ferrogate serve``: a worker that dies is replaced, and one that keeps dying is backed off.
+
+Granian (2.8) respawns a failed worker when ``respawn_failed_workers`` is on, at once; but when the same worker
+dies again within 5.5 s of its respawn it calls that a crash loop and shuts the whole server down, so a request
+that kills a worker, sent twice in a row, would stop the instance. :class:`RespawningServer` keeps Granian's
+respawn and replaces that exit with a backoff:
+
+- a worker that ran for :data:`HEALTHY_S` or longer before it died is respawned at once;
+- a worker that dies sooner after it started waits ``first_s`` before its respawn, doubling with every further
+  quick death in a row, up to ``max_s`` (``server.respawn_backoff_s`` / ``server.respawn_backoff_max_s``);
+- the other workers keep serving meanwhile (with one worker, connections wait in the listen backlog);
+- SIGTERM / SIGINT during a wait stops the server as usual (the wait is cut short, nothing is respawned).
+
+The dead worker's in-flight requests are lost with it (their clients see the connection close); its live
+Prometheus gauges are dropped (``mark_process_dead``), its counters kept.
+
+Example:
+    >>> Backoff(first_s=1, max_s=30).delay(streak=4)
+    8.0
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from granian.server.mp import MPServer
+
+log = logging.getLogger("ferrogate.server")
+
+#: A worker that ran this long before it died is not in a crash loop: its respawn is immediate.
+HEALTHY_S = 60.0
+_SLICE_S = 0.1  # how often a backoff wait looks for a shutdown signal
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """The wait before respawning a worker that died ``streak`` times in a row, each time within
+    :data:`HEALTHY_S` of its start: 0 for none, then ``first_s``, doubling, at most ``max_s``.
+
+    Example:
+        >>> [Backoff(first_s=0.5, max_s=3).delay(n) for n in range(6)]
+        [0.0, 0.5, 1.0, 2.0, 3.0, 3.0]
+    """
+
+    first_s: float
+    max_s: float
+
+    def delay(self, streak: int) -> float:
+        """Seconds to wait before the respawn (``streak`` quick deaths in a row, 0 when the last life was long)."""
+        if streak <= 0:
+            return 0.0
+        return float(min(self.max_s, self.first_s * 2 ** min(streak - 1, 32)))
+
+
+class RespawningServer(MPServer):
+    """Granian's multi-process server with ``respawn_failed_workers`` on and a backoff instead of its exit on a
+    crash loop (see the module docstring).
+
+    Args:
+        target: the application (as for ``granian.Granian``).
+        backoff: the respawn waits of a worker in a crash loop.
+        **kwargs: Granian's own settings.
+    """
+
+    def __init__(self, target: str, *, backoff: Backoff, **kwargs: Any) -> None:
+        super().__init__(target, respawn_failed_workers=True, **kwargs)
+        self.backoff = backoff
+        self._streaks: dict[int, int] = {}
+
+    def _respawn_workers(self, workers: Any, spawn_target: Any, target_loader: Any, delay: float = 0) -> None:
+        """Granian's respawn; for a worker that is dead (not a reload's live one), after its backoff."""
+        for idx in list(workers):
+            old = self.wrks[idx]
+            if old.is_alive():  # a reload or lifetime replacement: Granian's own path
+                super()._respawn_workers([idx], spawn_target, target_loader, delay)
+                continue
+            lived = time.monotonic() - old.birth
+            streak = self._streaks.get(idx, 0) + 1 if lived < HEALTHY_S else 0
+            self._streaks[idx] = streak
+            wait = self.backoff.delay(streak)
+            log.warning(
+                "worker-%d (pid %s) died after %.1f s (exit code %s): respawning it%s",
+                idx + 1,
+                old.inner.pid,
+                lived,
+                old.inner.exitcode,
+                f" in {wait:.1f} s (quick death {streak} in a row)" if wait else "",
+            )
+            _forget_gauges(old.inner.pid)
+            if not self._wait(wait):
+                return  # shutting down: the dead workers stay listed, and stopping them is a no-op
+            super()._respawn_workers([idx], spawn_target, target_loader, delay)
+        self.respawned_wrks.clear()  # Granian's crash-loop exit looks here: the backoff above replaces it
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless a shutdown signal comes first; whether the wait ran to its end."""
+        deadline = time.monotonic() + seconds
+        while not self.interrupt_signal:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(_SLICE_S, left))
+        return False
+
+
+def _forget_gauges(pid: int | None) -> None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if pid is None or not directory:
+        return
+    from prometheus_client.multiprocess import mark_process_dead
+
+    try:
+        mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    except OSError as exc:
+        log.warning("could not drop the metrics of dead worker %s: %s", pid, exc)
