@@ -44,7 +44,7 @@ upstreams:
     api_key: x
 model_groups:
   - name: bench
-    deployments: [{{upstream: bench-json, model: bench}}]
+    deployments: [{{upstream: bench-json, model: bench, price: {{input: 0.15, output: 0.6}}}}]
   - name: bench-sse
     deployments: [{{upstream: bench-sse, model: bench}}]
 """
@@ -161,8 +161,9 @@ def measure(target: Target, mode: str, conns: int, args: argparse.Namespace, ngi
     url = target.sse_url if stream else target.json_url
     model = target.sse_model if stream else "bench"
     cpu0, up0, cores0 = procs.cpu_seconds(target.pid), procs.cpu_seconds(nginx_pid), procs.core_busy()
+    body = loadgen.realistic_body(model, stream) if getattr(args, "realistic", False) else None
     result = loadgen.run_wrk(
-        url, connections=conns, seconds=args.duration, cpu=args.load_cpu, model=model, stream=stream
+        url, connections=conns, seconds=args.duration, cpu=args.load_cpu, model=model, stream=stream, body=body
     )
     cpu1, up1, cores1 = procs.cpu_seconds(target.pid), procs.cpu_seconds(nginx_pid), procs.core_busy()
     busy = procs.busy_percent(cores0, cores1)
@@ -294,6 +295,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target and mode")
+    parser.add_argument(
+        "--realistic", action="store_true", help="send the realistic request (system + user, max_tokens...)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians are reported")
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--modes", nargs="+", choices=["json", "sse"], default=["json", "sse"])

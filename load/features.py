@@ -6,7 +6,8 @@ measured in turn, --repeat times, and the medians of req/s and server CPU per re
 the previous variant and with the first (the foundation path: key auth, no limits, nothing recorded).
 
     .venv/bin/python load/features.py --duration 6 --repeat 3
-    .venv/bin/python load/features.py --duration 6 --repeat 7 --last 2   # only the audit step, more repetitions
+    .venv/bin/python load/features.py --duration 6 --repeat 7 --last 3   # only the audit step, more repetitions
+    .venv/bin/python load/features.py --realistic --duration 5 --repeat 9 --last 2   # the journal's A/B
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ VARIANTS = [
     ("+limits+metering", True, True, OFF),
     ("+metrics", True, True, "logging: {requests: false}\naudit: {requests: false}\n"),
     ("+request log", True, True, "audit: {requests: false}\n"),
-    ("+audit (everything)", True, True, ""),
+    ("+audit", True, True, "server: {journal: false}\n"),
+    ("+journal (everything)", True, True, ""),
 ]
 
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,55 @@ def request_body(model: str, stream: bool) -> str:
     return CHAT % (model, ',"stream":true' if stream else "")
 
 
+#: The realistic request: a system and a user message (~60 prompt tokens), temperature, max_tokens, user.
+REALISTIC = {
+    "messages": [
+        {
+            "role": "system",
+            "content": "You are a concise assistant for an engineering team. Answer in plain English, cite the"
+            " relevant configuration keys, and never invent values you were not given.",
+        },
+        {
+            "role": "user",
+            "content": "Our gateway returns 429 for one team but not for the others; which limits and budgets"
+            " should I check first, and in what order?",
+        },
+    ],
+    "temperature": 0.7,
+    "max_tokens": 256,
+    "user": "bench-user-42",
+}
+
+
+def realistic_body(model: str, stream: bool) -> str:
+    """The realistic chat request as JSON text.
+
+    Example:
+        >>> '"max_tokens":256' in realistic_body("bench", False)
+        True
+    """
+    return json.dumps({"model": model, **REALISTIC, **({"stream": True} if stream else {})}, separators=(",", ":"))
+
+
 def run_wrk(
-    url: str, *, connections: int, seconds: float, cpu: int, model: str = "bench", stream: bool = False
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    cpu: int,
+    model: str = "bench",
+    stream: bool = False,
+    body: str | None = None,
 ) -> dict[str, Any]:
-    """One wrk run (one thread, POST via wrk/post.lua); returns requests, rps and latency percentiles in µs."""
+    """One wrk run (one thread, POST via wrk/post.lua); returns requests, rps and latency percentiles in µs.
+
+    ``body``: the request body to send (default: the small chat request of ``model`` and ``stream``).
+    """
     env = dict(os.environ, BENCH_MODEL=model, BENCH_STREAM="1" if stream else "0")
+    if body is not None:
+        body_file = Path(tempfile.gettempdir()) / f"ferrogate-bench-body-{os.getpid()}.json"
+        body_file.write_text(body)
+        env["BENCH_BODY_FILE"] = str(body_file)
     whole = max(1, round(seconds))  # wrk takes whole seconds only
     cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{whole}s", "--timeout", "5s", "-s", str(LUA), url]
     cmd = procs.pinned(cmd, cpu)

@@ -81,11 +81,18 @@ def pinned(cmd: list[str], cpu: int | None) -> list[str]:
 def start(
     cmd: list[str], *, cpu: int | None, log_path: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start cmd in its own session, pinned to one CPU with taskset, output to log_path."""
+    """Start cmd in its own session, pinned to one CPU with taskset, output to log_path, in log_path's directory
+    (a gateway's journal, ``.ferrogate/spool``, lands there: one per server)."""
     argv = pinned(cmd, cpu)
     log: IO[bytes] = log_path.open("wb")
     return subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, stdin=subprocess.DEVNULL
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        cwd=log_path.parent,
     )
 
 

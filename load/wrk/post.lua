@@ -1,6 +1,6 @@
 -- POST a small chat request and print the results as one JSON line for load/bench.py.
 -- BENCH_MODEL (default "bench") and BENCH_STREAM=1 (adds "stream":true) pick the request;
--- BENCH_KEY is the bearer credential (a real virtual key for the gateway).
+-- BENCH_KEY is the bearer credential (a real virtual key for the gateway); BENCH_BODY_FILE replaces the body.
 local model = os.getenv("BENCH_MODEL") or "bench"
 local stream = os.getenv("BENCH_STREAM") == "1"
 
@@ -9,6 +9,13 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_KEY") or "x")
 wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"hello"}]'
     .. (stream and ',"stream":true}' or '}')
+-- BENCH_BODY_FILE: the whole body from a file instead (load/loadgen.py writes the realistic request there)
+local body_file = os.getenv("BENCH_BODY_FILE")
+if body_file and body_file ~= "" then
+    local f = assert(io.open(body_file, "rb"))
+    wrk.body = f:read("*a")
+    f:close()
+end
 
 function done(summary, latency, requests)
     local e = summary.errors

@@ -102,6 +102,11 @@ class Target:
             client.get("/admin/v1/teams", headers={"Authorization": f"Bearer {MASTER_KEY}"})
         return cls(gateway, workers[0], rss_bytes(workers[0]))
 
+    def begin(self) -> None:
+        """Forget the failures and counts of an earlier test."""
+        self.failures.clear()
+        self.sent = 0
+
     def alive(self) -> bool:
         return self.gateway.proc.poll() is None and Path(f"/proc/{self.worker}").exists()
 

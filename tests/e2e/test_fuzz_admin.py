@@ -8,6 +8,7 @@ OpenAI's error shape, the worker alive and its memory bounded. See docs/fuzzing.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -77,7 +78,9 @@ path_id = st.text(min_size=1, max_size=40) | st.just("x" * 3000) | st.just("team
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    config = "upstreams:\n  - name: mock\n    provider: mock\nmodel_groups:\n  - name: mock\n    deployments: [{upstream: mock}]\n"
+    config = (
+        "upstreams: [{name: mock, provider: mock}]\nmodel_groups: [{name: mock, deployments: [{upstream: mock}]}]\n"
+    )
     found = Target.start(tmp_path_factory.mktemp("fuzz-admin"), config)
     yield found
     found.gateway.stop()
@@ -91,7 +94,7 @@ def client(target: Target) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def team_id(client: httpx.Client) -> str:
-    resp = client.post("/admin/v1/teams", content=dumps({"name": "fuzz"}), headers=AUTH)
+    resp = client.post("/admin/v1/teams", content=dumps({"name": f"fuzz-{uuid.uuid4()}"}), headers=AUTH)
     assert resp.status_code == 201, resp.text
     found: str = resp.json()["id"]
     return found
@@ -103,7 +106,7 @@ def check(target: Target, client: httpx.Client) -> None:
 
 
 def test_generated_creates(target: Target, client: httpx.Client, team_id: str) -> None:
-    target.failures.clear()
+    target.begin()
 
     @fuzz_settings(150)
     @given(route=st.sampled_from(["teams", "users", "keys"]), data=st.data())
@@ -118,7 +121,7 @@ def test_generated_creates(target: Target, client: httpx.Client, team_id: str) -
 
 
 def test_generated_updates(target: Target, client: httpx.Client, team_id: str) -> None:
-    target.failures.clear()
+    target.begin()
     made = client.post("/admin/v1/keys", content=dumps({"name": "k", "team_id": team_id}), headers=AUTH)
     assert made.status_code == 201, made.text
     key_id = made.json()["id"]
@@ -144,7 +147,7 @@ def test_generated_updates(target: Target, client: httpx.Client, team_id: str) -
 
 
 def test_generated_queries_and_paths(target: Target, client: httpx.Client) -> None:
-    target.failures.clear()
+    target.begin()
 
     @fuzz_settings(150)
     @given(path=list_paths, params=query, ident=path_id, method=st.sampled_from(["GET", "PATCH", "DELETE", "POST"]))
@@ -163,7 +166,9 @@ def test_generated_queries_and_paths(target: Target, client: httpx.Client) -> No
 def test_limits_past_the_store_range_are_a_4xx(
     target: Target, client: httpx.Client, field_name: str, value: int
 ) -> None:
-    target.failures.clear()
-    resp = target.send(client, "POST", "/admin/v1/teams", dumps({"name": "big", field_name: value}), AUTH)
+    target.begin()
+    resp = target.send(
+        client, "POST", "/admin/v1/teams", dumps({"name": f"big-{uuid.uuid4()}", field_name: value}), AUTH
+    )
     assert resp is not None and resp.status_code in (201, 400), resp and resp.text
     check(target, client)

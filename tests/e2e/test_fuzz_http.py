@@ -244,7 +244,7 @@ def check(target: Target, client: httpx.Client) -> None:
 
 
 def test_generated_chat_bodies(target: Target, client: httpx.Client) -> None:
-    target.failures.clear()
+    target.begin()
 
     @fuzz_settings(300)
     @given(payload=body)
@@ -256,7 +256,7 @@ def test_generated_chat_bodies(target: Target, client: httpx.Client) -> None:
 
 
 def test_one_confused_field_anywhere(target: Target, client: httpx.Client) -> None:
-    target.failures.clear()
+    target.begin()
 
     @fuzz_settings(300)
     @given(payload=one_confused_field())
@@ -267,8 +267,25 @@ def test_one_confused_field_anywhere(target: Target, client: httpx.Client) -> No
     check(target, client)
 
 
+SIZED = ["n", "max_tokens", "max_completion_tokens", "top_logprobs", "seed"]
+
+
+def test_numbers_that_size_work_are_bounded(target: Target, client: httpx.Client) -> None:
+    """A client number that sizes the gateway's (or the mock's) work is refused above its bound."""
+    target.begin()
+
+    @fuzz_settings(100)
+    @given(payload=plausible_body, name=st.sampled_from(SIZED), value=huge_ints | st.integers(100, 10**7))
+    def run(payload: dict[str, Any], name: str, value: int) -> None:
+        payload.update(model="mock", **{name: value})
+        target.send(client, "POST", "/v1/chat/completions", dumps(payload), {"content-type": "application/json"})
+
+    run()
+    check(target, client)
+
+
 def test_raw_chat_bodies(target: Target, client: httpx.Client) -> None:
-    target.failures.clear()
+    target.begin()
 
     @fuzz_settings(200)
     @given(raw=raw_bodies())
@@ -281,7 +298,7 @@ def test_raw_chat_bodies(target: Target, client: httpx.Client) -> None:
 
 @pytest.mark.parametrize("where", ["body", "messages", "content", "unknown", "tools", "message field"])
 def test_ten_thousand_levels_of_nesting_are_a_4xx(target: Target, client: httpx.Client, where: str) -> None:
-    target.failures.clear()
+    target.begin()
     resp = target.send(client, "POST", "/v1/chat/completions", deep(10_000, where))
     assert resp is not None and resp.status_code == 400, resp and resp.text
     assert resp.json()["error"]["code"] == "invalid_json"

@@ -14,7 +14,7 @@ import base64
 import binascii
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
 from typing import TYPE_CHECKING, Any, Literal
@@ -95,8 +95,8 @@ class UsageRecord:
     cost_usd: float | None = None
     latency_ms: float = 0.0
     #: ``False``: the request took no budget hold (no budget on its chain), so the insert does not look for
-    #: one to release (~0.6 µs per record). Not stored, not spooled (a replayed record looks, as earlier
-    #: versions, which read the spool too, expect); ``True`` (look) unless the account phase knows.
+    #: one to release (~0.6 µs per record). Not stored; journaled with the record (a replay looks only where
+    #: the request took a hold); ``True`` (look) unless the account phase knows.
     hold: bool = field(default=True, compare=False)
 
     def to_json(self) -> bytes:
@@ -107,9 +107,7 @@ class UsageRecord:
             ...             status=200).to_json()[:40]
             b'{"request_id":"r","created_at":"2025-01-'
         """
-        fields = asdict(self)
-        del fields["hold"]  # a hint for this process's insert, not part of the record
-        return orjson.dumps(fields)
+        return orjson.dumps(self)  # a dataclass, natively (asdict() would cost 20x): ``hold`` comes along
 
     @classmethod
     def from_json(cls, data: bytes | str) -> UsageRecord:
