@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test lint test-rust test-python services bench wheel clean
+.PHONY: help install serve test lint test-rust test-python services fuzz bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,15 @@ test-python: install services ## the pytest suite (unit, integration, end to end
 	$(BIN)/pytest -q
 
 test: install services lint test-rust test-python ## everything CI runs
+
+# The suite runs the fuzz tests with few cases (seconds); this runs them long. PROPTEST_CASES and
+# FERROGATE_FUZZ_EXAMPLES are per test; the results of a run are recorded in docs/fuzzing.md.
+FUZZ_CASES ?= 20000
+FUZZ_EXAMPLES ?= 5000
+fuzz: install services ## long fuzz run: proptest (PROPTEST_CASES=$(FUZZ_CASES)) and hypothesis (FERROGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES))
+	time PROPTEST_CASES=$(FUZZ_CASES) cargo test --quiet --test 'fuzz_*'
+	time FERROGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -o timeout=1800 \
+		tests/e2e/test_fuzz_http.py tests/e2e/test_fuzz_admin.py
 
 bench: install ## the throughput/latency benchmark (see BENCHMARKS.md)
 	$(BIN)/python load/bench.py

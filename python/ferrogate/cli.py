@@ -110,7 +110,7 @@ def _warn_unpriced(config: Config) -> None:
             "server.prices_file (%s) or with price: on the deployment",
             ", ".join(missing),
             consequence,
-            "the packaged table only" if extra is None else f"{extra}, on top of the packaged table",
+            "not set: the packaged table alone is used" if extra is None else f"{extra}, over the packaged table",
         )
 
 

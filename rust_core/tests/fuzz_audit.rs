@@ -9,8 +9,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use _core::audit::{
-    canonical_bytes, chain_block, record_hash, request_data_json, request_data_values, stamp, BlockEntry, Record,
-    RequestData, REQUEST_DATA_KEYS,
+    canonical_bytes, chain_block, record_hash, request_data_json, request_data_values, stamp,
+    BlockEntry, Record, RequestData, REQUEST_DATA_KEYS,
 };
 use common::{arb_json, arb_text, config};
 use proptest::prelude::*;
@@ -20,7 +20,11 @@ use sha2::{Digest, Sha256};
 
 /// Any text: the hostile samples, and any Unicode (controls, DEL, U+2028, astral planes).
 fn any_text() -> impl Strategy<Value = String> {
-    prop_oneof![arb_text(), any::<String>(), "[\\x00-\\x1f\"\\\\\\x7f]{0,16}"]
+    prop_oneof![
+        arb_text(),
+        any::<String>(),
+        "[\\x00-\\x1f\"\\\\\\x7f]{0,16}"
+    ]
 }
 
 #[derive(Debug, Clone)]
@@ -45,18 +49,26 @@ fn arb_fields() -> impl Strategy<Value = Fields> {
         arb_json(3),
         any_text(),
     )
-        .prop_map(|(seq, (event_id, created_at, kind, actor, action), (target, team_id), data, prev_hash)| Fields {
-            seq,
-            event_id,
-            created_at,
-            kind,
-            actor,
-            action,
-            target,
-            team_id,
-            data: data.to_string(),
-            prev_hash,
-        })
+        .prop_map(
+            |(
+                seq,
+                (event_id, created_at, kind, actor, action),
+                (target, team_id),
+                data,
+                prev_hash,
+            )| Fields {
+                seq,
+                event_id,
+                created_at,
+                kind,
+                actor,
+                action,
+                target,
+                team_id,
+                data: data.to_string(),
+                prev_hash,
+            },
+        )
 }
 
 impl Fields {
@@ -99,7 +111,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn arb_request_data() -> impl Strategy<Value = (Vec<i64>, Vec<Option<String>>, Option<f64>, f64, Vec<bool>)> {
+/// Integers, texts, cost, latency and flags of one request's data.
+type DataParts = (Vec<i64>, Vec<Option<String>>, Option<f64>, f64, Vec<bool>);
+
+fn arb_request_data() -> impl Strategy<Value = DataParts> {
     (
         prop::collection::vec(any::<i64>(), 5),
         prop::collection::vec(prop::option::of(any_text()), 5),

@@ -133,7 +133,17 @@ fn meter(chunks: &[&[u8]]) -> (ChatStreamMeter, Result<(), SseError>) {
 }
 
 /// Everything the meter exposes, for comparing two runs.
-fn state(meter: &ChatStreamMeter) -> (Option<Usage>, Option<String>, bool, Option<String>, String, u64) {
+/// usage, model, done, error, completion text, malformed count.
+type MeterState = (
+    Option<Usage>,
+    Option<String>,
+    bool,
+    Option<String>,
+    String,
+    u64,
+);
+
+fn state(meter: &ChatStreamMeter) -> MeterState {
     (
         meter.usage(),
         meter.model().map(str::to_owned),
@@ -294,9 +304,18 @@ fn an_oversized_event_is_a_typed_error_and_keeps_what_came_before() {
     let mut meter = ChatStreamMeter::with_max_event_bytes(Encoding::O200kBase, 4096);
     let good = "data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
     assert_eq!(meter.feed(good.as_bytes()), Ok(()));
-    let huge = format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{}\"}}}}]}}\n\n", "x".repeat(10_000));
-    assert_eq!(meter.feed(huge.as_bytes()), Err(SseError::LineTooLong { limit: 4096 }));
-    assert_eq!(meter.feed(good.as_bytes()), Err(SseError::LineTooLong { limit: 4096 }));
+    let huge = format!(
+        "data: {{\"choices\":[{{\"delta\":{{\"content\":\"{}\"}}}}]}}\n\n",
+        "x".repeat(10_000)
+    );
+    assert_eq!(
+        meter.feed(huge.as_bytes()),
+        Err(SseError::LineTooLong { limit: 4096 })
+    );
+    assert_eq!(
+        meter.feed(good.as_bytes()),
+        Err(SseError::LineTooLong { limit: 4096 })
+    );
     assert_eq!(meter.completion_text(), "hi");
     assert_eq!(meter.model(), Some("m"));
 }

@@ -40,26 +40,12 @@ fn reference(input: &[u8], max: usize) -> (Vec<SseEvent>, Option<SseError>) {
     }
     let mut events = Vec::new();
     let (mut data, mut kind, mut id, mut retry) = (Vec::<u8>::new(), String::new(), None, None);
-    let mut dispatch = |data: &mut Vec<u8>, kind: &mut String, id: &Option<String>, retry: &mut Option<u64>| {
-        if let Some((_, body)) = data.split_last() {
-            events.push(SseEvent {
-                event: if kind.is_empty() { "message".to_owned() } else { kind.clone() },
-                data: String::from_utf8_lossy(body).into_owned(),
-                id: id.clone(),
-                retry: *retry,
-            });
-        }
-        data.clear();
-        kind.clear();
-        *retry = None;
-    };
     for line in lines {
         if line.len() > max {
-            drop(dispatch);
             return (events, Some(SseError::LineTooLong { limit: max }));
         }
         if line.is_empty() {
-            dispatch(&mut data, &mut kind, &id, &mut retry);
+            dispatch(&mut events, &mut data, &mut kind, &id, &mut retry);
             continue;
         }
         if line[0] == b':' {
@@ -75,7 +61,6 @@ fn reference(input: &[u8], max: usize) -> (Vec<SseEvent>, Option<SseError>) {
         match field {
             b"data" => {
                 if data.len() + value.len() + 1 > max {
-                    drop(dispatch);
                     return (events, Some(SseError::EventTooLarge { limit: max }));
                 }
                 data.extend_from_slice(value);
@@ -91,8 +76,33 @@ fn reference(input: &[u8], max: usize) -> (Vec<SseEvent>, Option<SseError>) {
             _ => {}
         }
     }
-    dispatch(&mut data, &mut kind, &id, &mut retry);
+    dispatch(&mut events, &mut data, &mut kind, &id, &mut retry);
     (events, None)
+}
+
+/// The blank-line rule of the reference: dispatch the pending event, if it has data.
+fn dispatch(
+    events: &mut Vec<SseEvent>,
+    data: &mut Vec<u8>,
+    kind: &mut String,
+    id: &Option<String>,
+    retry: &mut Option<u64>,
+) {
+    if let Some((_, body)) = data.split_last() {
+        events.push(SseEvent {
+            event: if kind.is_empty() {
+                "message".to_owned()
+            } else {
+                kind.clone()
+            },
+            data: String::from_utf8_lossy(body).into_owned(),
+            id: id.clone(),
+            retry: *retry,
+        });
+    }
+    data.clear();
+    kind.clear();
+    *retry = None;
 }
 
 /// The incremental parser fed `chunks`, then finished; stops at the first error.

@@ -40,7 +40,8 @@ fn reference(body: &Value, encoding: Encoding) -> Option<Result<usize, ()>> {
                 Some(_) => Err(()),
             }
         };
-        let (Ok(role), Ok(name), Ok(call_id)) = (text("role"), text("name"), text("tool_call_id")) else {
+        let (Ok(role), Ok(name), Ok(call_id)) = (text("role"), text("name"), text("tool_call_id"))
+        else {
             return Some(Err(()));
         };
         total += TOKENS_PER_MESSAGE + count(role) + count(call_id);
@@ -81,8 +82,13 @@ fn reference(body: &Value, encoding: Encoding) -> Option<Result<usize, ()>> {
                     match call.get("function") {
                         None | Some(Value::Null) => {}
                         Some(Value::Object(function)) => {
-                            match (field_text(function, "name"), field_text(function, "arguments")) {
-                                (Ok(name), Ok(arguments)) => total += count(name) + count(arguments),
+                            match (
+                                field_text(function, "name"),
+                                field_text(function, "arguments"),
+                            ) {
+                                (Ok(name), Ok(arguments)) => {
+                                    total += count(name) + count(arguments)
+                                }
                                 _ => return Some(Err(())),
                             }
                         }
@@ -272,24 +278,43 @@ fn deep_nesting_is_a_typed_error_not_a_stack_overflow() {
         let read = [
             nested(depth, "1"),
             format!(r#"{{"messages":{}}}"#, nested(depth, "")),
-            format!(r#"{{"messages":[{{"role":"user","content":{}}}]}}"#, nested(depth, "")),
-            format!(r#"{{"messages":[{{"role":"user","content":[{{"type":"text","text":{}}}]}}]}}"#, nested(depth, "")),
+            format!(
+                r#"{{"messages":[{{"role":"user","content":{}}}]}}"#,
+                nested(depth, "")
+            ),
+            format!(
+                r#"{{"messages":[{{"role":"user","content":[{{"type":"text","text":{}}}]}}]}}"#,
+                nested(depth, "")
+            ),
         ];
         for body in read {
             assert!(
-                matches!(count_chat_prompt(body.as_bytes(), "o200k_base"), Err(TokenError::InvalidBody(_))),
+                matches!(
+                    count_chat_prompt(body.as_bytes(), "o200k_base"),
+                    Err(TokenError::InvalidBody(_))
+                ),
                 "depth {depth}: {}",
                 &body[..60]
             );
         }
         // Nesting in fields the counter skips is skipped without recursion: counted.
         let skipped = [
-            format!(r#"{{"messages":[{{"role":"user","content":"x","extra":{}}}]}}"#, nested(depth, "")),
-            format!(r#"{{"messages":[],"tools":{}}}"#, "{\"a\":".repeat(depth) + "1" + &"}".repeat(depth)),
+            format!(
+                r#"{{"messages":[{{"role":"user","content":"x","extra":{}}}]}}"#,
+                nested(depth, "")
+            ),
+            format!(
+                r#"{{"messages":[],"tools":{}}}"#,
+                "{\"a\":".repeat(depth) + "1" + &"}".repeat(depth)
+            ),
         ];
         let expected = [Ok(3 + 3 + 1 + 1), Ok(3)];
         for (body, expected) in skipped.iter().zip(expected) {
-            assert_eq!(count_chat_prompt(body.as_bytes(), "o200k_base"), expected, "depth {depth}");
+            assert_eq!(
+                count_chat_prompt(body.as_bytes(), "o200k_base"),
+                expected,
+                "depth {depth}"
+            );
         }
     }
 }
@@ -299,7 +324,10 @@ fn duplicate_keys_are_refused_not_last_wins() {
     // orjson (the Python side) keeps the last duplicate; serde refuses them. Pinned here so a
     // change is noticed: the request path must turn this refusal into a 400, not a 500.
     let body = br#"{"messages":[{"role":"user","content":"hi","content":"x"}]}"#;
-    assert!(matches!(count_chat_prompt(body, "o200k_base"), Err(TokenError::InvalidBody(_))));
+    assert!(matches!(
+        count_chat_prompt(body, "o200k_base"),
+        Err(TokenError::InvalidBody(_))
+    ));
 }
 
 #[test]
@@ -311,7 +339,10 @@ fn null_tool_call_and_list_name_are_typed_errors() {
         br#"{"messages":[{"role":"user","content":{"type":"text"}}]}"#,
         br#"{"messages":[{"role":"user","content":[{"type":"text","text":5}]}]}"#,
     ] {
-        assert!(matches!(count_chat_prompt(body, "o200k_base"), Err(TokenError::InvalidBody(_))));
+        assert!(matches!(
+            count_chat_prompt(body, "o200k_base"),
+            Err(TokenError::InvalidBody(_))
+        ));
     }
 }
 

@@ -8,7 +8,6 @@ fields included, reach the upstream untouched; ``requests.*`` in the configurati
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -70,10 +69,16 @@ MALFORMED: list[tuple[bytes | dict[str, Any], str]] = [
     (with_message({"role": "user", "content": [None]}), "messages[1].content[0]"),
     (with_message({"role": "user", "content": [{"type": "text", "text": None}]}), "messages[1].content[0].text"),
     (with_message({"role": "user", "content": [{"type": ["text"]}]}), "messages[1].content[0].type"),
-    (with_message({"role": "user", "content": [{"type": "image_url", "image_url": 1}]}), "messages[1].content[0].image_url"),
+    (
+        with_message({"role": "user", "content": [{"type": "image_url", "image_url": 1}]}),
+        "messages[1].content[0].image_url",
+    ),
     (with_message({"role": "system", "content": None}), "messages[1].content"),
     (with_message({"role": "assistant", "tool_calls": "call"}), "messages[1].tool_calls"),
-    (with_message({"role": "assistant", "tool_calls": [{**CALL, "function": [1]}]}), "messages[1].tool_calls[0].function"),
+    (
+        with_message({"role": "assistant", "tool_calls": [{**CALL, "function": [1]}]}),
+        "messages[1].tool_calls[0].function",
+    ),
     (
         with_message({"role": "assistant", "tool_calls": [{**CALL, "function": {"name": "f", "arguments": {"a": 1}}}]}),
         "messages[1].tool_calls[0].function.arguments",
@@ -142,7 +147,8 @@ def test_the_n_request_that_took_the_server_down_is_refused_and_the_server_lives
     "body",
     [
         b'{"model": "mock", "messages": [{"role": "user", "role": "user", "content": "hi"}]}',
-        b'{"model": "mock", "messages": [{"role": "user", "content": "a"}], "messages": [{"role": "user", "content": "b"}]}',
+        b'{"model": "mock", "messages": [{"role": "user", "content": "a"}],'
+        b' "messages": [{"role": "user", "content": "b"}]}',
     ],
 )
 def test_a_body_the_core_cannot_read_is_400_not_500(gateway: Gateway, body: bytes) -> None:
@@ -182,13 +188,13 @@ RICH = {
     "response_format": {"type": "text"},
     "stream": False,
 }
-WRONG: list[Any] = [None, True, 0, -1, 2**63, 10**30, 1.5, "s", "", [], [None], {}, {"a": None}]
+WRONG: list[Any] = [None, True, 0, -1, 2**63, 1e30, 1.5, "s", "", [], [None], {}, {"a": None}]  # 1e30: 10**30 as parsed
 
 
 def _variants() -> Iterator[bytes]:
     for field in RICH:
         for value in WRONG:
-            yield orjson.dumps({**RICH, field: value}, option=orjson.OPT_PASSTHROUGH_BIGINT | orjson.OPT_NON_STR_KEYS)
+            yield orjson.dumps({**RICH, field: value})
     for i, message in enumerate(RICH["messages"]):  # type: ignore[arg-type]
         for key in ("role", "content", "name", "tool_calls", "tool_call_id"):
             for value in WRONG:
@@ -201,7 +207,7 @@ def _variants() -> Iterator[bytes]:
 
 
 def test_no_type_confusion_is_a_5xx(gateway: Gateway) -> None:
-    bodies = [b.replace(b'"10' + b"0" * 30 + b'"', b"1" + b"0" * 30) for b in _variants()]
+    bodies = list(_variants())
     assert len(bodies) > 500
     with httpx.Client(timeout=10) as client:
         for body in bodies:
@@ -210,7 +216,7 @@ def test_no_type_confusion_is_a_5xx(gateway: Gateway) -> None:
             if resp.status_code != 200:
                 err = error_of(resp, resp.status_code)
                 assert resp.status_code != 400 or err["param"], (body, err)
-    assert client.get(f"{gateway.url}/health").status_code == 200 if not client.is_closed else True
+        assert client.get(f"{gateway.url}/health").status_code == 200
 
 
 # ---- what is valid passes, untouched --------------------------------------------------------------

@@ -224,4 +224,5 @@ def test_store_outage_under_load_keeps_known_keys_answering_and_loses_nothing(tm
             assert after.status_code == 200
         finally:
             gw.stop()
-    assert "Traceback" not in gw.log(), gw.log()[-3000:]
+    errors = [line for line in gw.log().splitlines() if '"level":"error"' in line]
+    assert not errors, errors[:3]  # nothing failed inside the gateway (asyncpg's own retries log warnings)

@@ -171,3 +171,4 @@ class Relay:
         self._flowing.set()
         await self._drop_links()
         await self._stop_listening()
+        await asyncio.sleep(0.05)  # aborted transports close their sockets in callbacks: let them run

@@ -7,10 +7,10 @@ and metadata to a length, so no value reaches the store that it would refuse wit
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 RoleName = Literal["admin", "team_admin", "auditor", "member"]
 Period = Literal["daily", "weekly", "monthly", "total"]
@@ -26,6 +26,20 @@ Cursor = Annotated[str, Field(max_length=1000)]
 PositiveInt = Annotated[int, Field(ge=1, le=INT64_MAX)]
 Money = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
 Metadata = Annotated[dict[Annotated[str, Field(max_length=200)], Any], Field(max_length=256)]
+
+
+def _in_utc_range(value: datetime) -> datetime:
+    """A time the store can hold: one that has a UTC form (``9999-12-31T23:59:59-23:00`` has none)."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("the time is outside the years 1 to 9999 in UTC") from None
+    return value
+
+
+#: A time given to the admin API (expiries, query bounds).
+Instant = Annotated[datetime, AfterValidator(_in_utc_range)]
 
 
 class _In(BaseModel):
@@ -170,7 +184,7 @@ class KeyCreate(_In):
     user_id: Ref | None = None
     role: RoleName = "member"
     allowed_models: Globs | None = Field(None, description="narrows the team's; null = the team's")
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     budget: Money | None = Field(None, description="USD per budget_period (default period: total)")
@@ -183,7 +197,7 @@ class KeyUpdate(_In):
 
     name: Name | None = None
     allowed_models: Globs | None = None
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     budget: Money | None = None
@@ -308,8 +322,8 @@ class UsageQuery(_In):
     key_id: Filter | None = None
     user_id: Filter | None = None
     model: Filter | None = None
-    since: datetime | None = Field(None, alias="from")
-    until: datetime | None = Field(None, alias="to")
+    since: Instant | None = Field(None, alias="from")
+    until: Instant | None = Field(None, alias="to")
     group_by: Literal["model", "day", "key"] | None = None
     limit: int = Field(100, ge=1, le=1000)
     cursor: Cursor | None = None
@@ -348,8 +362,8 @@ class AuditQuery(_In):
     action: Filter | None = Field(None, description="e.g. team.create, key.revoke, chat.completions")
     kind: Literal["admin", "request"] | None = None
     target: Filter | None = Field(None, description="the id of the object changed, or the model requested")
-    since: datetime | None = Field(None, alias="from")
-    until: datetime | None = Field(None, alias="to")
+    since: Instant | None = Field(None, alias="from")
+    until: Instant | None = Field(None, alias="to")
     limit: int = Field(100, ge=1, le=1000)
     cursor: Cursor | None = None
 

@@ -104,11 +104,15 @@ class ServerSettings(_Strict):
         " answered, and waits here while the store is down (docs/journal.md)",
     )
     journal: bool = Field(
-        True, description="off: records reach the journal only while the store is down (a killed process loses"
+        True,
+        description="off: records reach the journal only while the store is down (a killed process loses"
         " what it held in memory; for measuring the journal's cost)",
     )
     journal_fsync_ms: float = Field(
-        50.0, gt=0, le=10_000, description="the journal is fsync'd this often, off the event loop (a power loss"
+        50.0,
+        gt=0,
+        le=10_000,
+        description="the journal is fsync'd this often, off the event loop (a power loss"
         " takes at most this much; a killed process loses nothing)",
     )
     default_max_tokens: int = Field(

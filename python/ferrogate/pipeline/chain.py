@@ -111,11 +111,11 @@ class ChatChain:
             books(ctx)
             write_error(proto, err, headers)
         except _core.InvalidBodyError as exc:  # the core's reader refused what validation passed (a key twice)
-            err = invalid_body(exc)
-            ctx.fail(err)
-            ctx.status = err.status
+            refusal = invalid_body(exc)
+            ctx.fail(refusal)
+            ctx.status = refusal.status
             books(ctx)
-            write_error(proto, err, headers)
+            write_error(proto, refusal, headers)
         except Exception as exc:
             log.exception("request %s failed inside the gateway", rid)
             ctx.fail(exc)

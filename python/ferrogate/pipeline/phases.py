@@ -31,6 +31,8 @@ from ferrogate.providers.base import Reply
 log = logging.getLogger("ferrogate.request")
 
 _DONE = b"data: [DONE]"
+#: The largest token count taken from an upstream (beyond it the upstream's number is not believed).
+_MAX_TOKENS = 2**53
 
 
 async def read_body(scope: Scope, proto: HTTPProtocol, limit: int) -> bytes:
@@ -215,7 +217,7 @@ def _book_stream(ctx: RequestContext, meter: Any, books: Callable[[RequestContex
 def _stream_usage(ctx: RequestContext, meter: Any) -> Usage:
     found = meter.usage
     if found is not None:
-        return Usage(*found)
+        return Usage(*(_tokens(n) for n in found))
     encoding = _core.encoding_for_model(ctx.upstream_model)
     try:
         prompt = _core.count_chat_prompt(ctx.body, encoding)
@@ -264,13 +266,34 @@ def _with_usage(ctx: RequestContext, meter: Any, chunk: bytes) -> bytes:
 
 
 def _json_usage(body: bytes) -> Usage | None:
-    """The usage object of a whole chat.completion answer, if it has one."""
+    """The usage object of a whole chat.completion answer, if it has one (a count that is not a plausible
+    token count, of the wrong type, negative or beyond 2**53, reads as 0: an upstream's bad number must not
+    break the record or the answer).
+
+    Example:
+        >>> u = _json_usage(b'{"usage": {"prompt_tokens": 3, "completion_tokens": "x", "prompt_tokens_details": []}}')
+        >>> u.prompt_tokens, u.completion_tokens, u.cached_tokens
+        (3, 0, 0)
+    """
     try:
-        usage = orjson.loads(body).get("usage")
-    except (orjson.JSONDecodeError, AttributeError):
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return None
-    if not isinstance(usage, dict):
+    usage = answer.get("usage") if type(answer) is dict else None
+    if type(usage) is not dict:
         return None
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0, cached, reasoning)
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    cached = prompt_details.get("cached_tokens") if type(prompt_details) is dict else 0
+    reasoning = completion_details.get("reasoning_tokens") if type(completion_details) is dict else 0
+    return Usage(
+        _tokens(usage.get("prompt_tokens")),
+        _tokens(usage.get("completion_tokens")),
+        _tokens(cached),
+        _tokens(reasoning),
+    )
+
+
+def _tokens(value: Any) -> int:
+    """``value`` when it is a token count the store can hold, else 0."""
+    return value if type(value) is int and 0 <= value <= _MAX_TOKENS else 0

@@ -289,7 +289,7 @@ def _function_call(value: Any, bounds: RequestBounds, _: dict[str, Any]) -> None
 def _response_format(value: Any, bounds: RequestBounds, _: dict[str, Any]) -> None:
     fmt = _dict("response_format", value)
     typ = fmt.get("type")
-    if typ not in _FORMATS:
+    if type(typ) is not str or typ not in _FORMATS:
         raise bad("response_format.type", "'response_format.type' must be 'text', 'json_object' or 'json_schema'")
     if typ != "json_schema":
         return

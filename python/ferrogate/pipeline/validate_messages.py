@@ -66,7 +66,7 @@ def _image_part(where: str, part: dict[str, Any]) -> None:
         raise bad(f"{where}.image_url", f"'{where}.image_url' must be an object with a url, got {kind(image)}")
     string(f"{where}.image_url.url", image.get("url"))
     detail = image.get("detail")
-    if detail is not None and detail not in _DETAILS:
+    if detail is not None and (type(detail) is not str or detail not in _DETAILS):
         raise bad(f"{where}.image_url.detail", f"'{where}.image_url.detail' must be 'auto', 'low' or 'high'")
 
 
@@ -211,7 +211,7 @@ def message(i: int, msg: Any) -> None:
         raise bad(f"messages[{i}]", f"'messages[{i}]' must be a message object, got {kind(msg)}")
     role = msg.get("role")
     check = _ROLES.get(role) if type(role) is str else None
-    if check is None:
+    if check is None or type(role) is not str:
         raise bad(f"messages[{i}].role", f"'messages[{i}].role' must be one of {_ROLE_LIST}")
     where = f"messages[{i}]"
     check(where, msg)

@@ -12,7 +12,9 @@ respawn and replaces that exit with a backoff:
 - SIGTERM / SIGINT during a wait stops the server as usual (the wait is cut short, nothing is respawned).
 
 The dead worker's in-flight requests are lost with it (their clients see the connection close); its live
-Prometheus gauges are dropped (``mark_process_dead``), its counters kept.
+Prometheus gauges are dropped (``mark_process_dead``), its counters kept. This overrides one internal method of
+Granian's ``MPServer`` (the server ``granian.Granian`` is on every GIL build of Python);
+``tests/e2e/test_respawn.py`` pins the behaviour down across Granian upgrades.
 
 Example:
     >>> Backoff(first_s=1, max_s=30).delay(streak=4)

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -52,6 +53,12 @@ def _fault(exc: Exception) -> Exception:
     if isinstance(exc, asyncpg.UndefinedTableError):
         return SchemaError(f"postgres: {exc}: the schema is missing, run `ferrogate migrate`")
     return StoreError(f"postgres: {exc}")
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether ``exc`` may leave its connection unusable: a cancelled statement, a link fault (not a refusal the
+    server answered, such as a constraint violation, nor an error of the caller's own code)."""
+    return isinstance(exc, asyncio.CancelledError | TimeoutError) or type(exc) is StoreError
 
 
 async def _call(coro: Awaitable[T]) -> T:
@@ -121,23 +128,37 @@ class PostgresStore(SqlStore):
 
     @asynccontextmanager
     async def transaction(self, write: bool = True) -> AsyncIterator[_Tx]:
-        """A pooled connection, inside a transaction for writes (rolled back on error)."""
+        """A pooled connection, inside a transaction for writes (rolled back on error).
+
+        A connection whose statement was cancelled (a caller's timeout) or whose link failed is terminated,
+        not handed back to the pool: cleaning it up would wait on a server that may not answer (the pool opens
+        a new one). Connection faults (acquire, BEGIN, COMMIT) raise :class:`StoreError`.
+        """
         pool = await self.pool()
         try:
             conn = await pool.acquire()
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # a dead server: no connection
             raise _fault(exc) from None
         try:
-            if write:
-                try:
-                    async with conn.transaction():
-                        yield _Tx(conn)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # BEGIN or COMMIT on a lost link
-                    raise _fault(exc) from None
-            else:
+            tx = conn.transaction() if write else None
+            if tx is not None:
+                await _call(tx.start())
+            try:
                 yield _Tx(conn)
+            except BaseException as exc:
+                if tx is not None and not _lost(exc):
+                    await _call(tx.rollback())
+                raise
+            if tx is not None:
+                await _call(tx.commit())
+        except BaseException as exc:
+            if _lost(exc):
+                with contextlib.suppress(asyncpg.InterfaceError):  # a link that closed is already back in the pool
+                    conn.terminate()
+            raise
         finally:
-            await pool.release(conn)
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+                await pool.release(conn)  # a link lost after the last statement: asyncpg has closed it
 
     def lock_sql(self, name: str) -> Statement:
         """A transaction-scoped advisory lock on the 64-bit hash of ``name`` (released at commit/rollback)."""

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ferrogate.metering import UsageRecorder
 from ferrogate.journal.file import REJECTED
+from ferrogate.metering import UsageRecorder
 from ferrogate.store.sql import SqlStore
 from ferrogate.store.sqlite import SqliteStore
 from tests.integration.metering.conftest import open_url, usage

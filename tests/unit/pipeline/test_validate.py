@@ -239,3 +239,23 @@ def test_bounds_come_from_the_configuration() -> None:
     with pytest.raises(GatewayError) as info:
         validate_chat(msgs(*OK * 2049))
     assert info.value.param == "messages" and "at most 2048" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [
+        (body(response_format={"type": ["text"]}), "response_format.type"),
+        (
+            msgs({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u", "detail": []}}]}),
+            "messages[0].content[0].image_url.detail",
+        ),
+        (body(tool_choice={"type": {"a": 1}}), "tool_choice.type"),
+        (body(tools=[{"type": ["function"]}]), "tools[0].type"),
+        (msgs({"role": "assistant", "tool_calls": [{**CALL, "type": {}}]}), "messages[0].tool_calls[0].type"),
+    ],
+)
+def test_unhashable_values_are_refusals_not_type_errors(payload: Any, param: str) -> None:
+    """An array or object where a name is looked up must not raise ``TypeError: unhashable type``."""
+    with pytest.raises(GatewayError) as info:
+        validate_chat(payload)
+    assert info.value.param == param
