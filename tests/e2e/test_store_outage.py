@@ -178,7 +178,7 @@ def test_store_outage_under_load_keeps_known_keys_answering_and_loses_nothing(tm
             assert httpx.get(f"{gw.url}/ready", timeout=5).status_code == 200
 
             sdk = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=PREFIX + secrets.token_urlsafe(32), max_retries=0)
-            with Load(gw, list(keys)) as load:
+            with sdk, Load(gw, list(keys)) as load:
                 time.sleep(1.0)
                 cut_at = time.monotonic()
                 relay.cut("refuse")

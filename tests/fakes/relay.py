@@ -50,6 +50,7 @@ class Relay:
         self._flowing: asyncio.Event | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self._held: set[asyncio.StreamWriter] = set()  # accepted while cut: never answered
+        self._every: set[asyncio.StreamWriter] = set()  # every connection end not known closed (closed at exit)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- the test's side (any thread) -----------------------------------------------------------------------
@@ -100,6 +101,7 @@ class Relay:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._every.add(writer)
         if self.mode is not None:  # blackhole / stall: accepted, never answered
             self._held.add(writer)
             return
@@ -107,6 +109,11 @@ class Relay:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            return
+        self._every.add(up_writer)
+        if self.mode is not None:  # cut while connecting
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         self.accepted += 1
         self._links |= {writer, up_writer}
@@ -171,4 +178,7 @@ class Relay:
         self._flowing.set()
         await self._drop_links()
         await self._stop_listening()
+        for writer in self._every:
+            writer.transport.abort()
+        self._every.clear()
         await asyncio.sleep(0.05)  # aborted transports close their sockets in callbacks: let them run
