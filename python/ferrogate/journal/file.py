@@ -3,8 +3,9 @@ request that made it is answered, and where they wait while the store is down.
 
 Each writer of each process (the usage recorder, the audit writer) has its own journal in the journal
 directory: segment files ``<prefix>-<pid>-<random>-<n>.jsonl``, each held under an exclusive ``flock`` while
-its process lives. :meth:`Journal.write` is the hot path: one ``write`` of one line into the current segment,
-no ``fsync`` (the kernel keeps what was written when the process dies; the :mod:`ferrogate.journal.syncer`
+its process lives. :meth:`Journal.write` is the hot path: one line copied into the current segment's shared
+memory mapping, no system call and no ``fsync`` (the pages are the file's page cache: the kernel keeps them,
+and writes them out, when the process dies; the :mod:`ferrogate.journal.syncer`
 thread fsyncs in groups, which bounds what a power loss can take). A write round of the writer
 :meth:`Journal.seal` ends the current segment (it then holds exactly the items the round takes from memory) and
 :meth:`Journal.release` removes it once they are in the store, so on a healthy store a journal holds one round's items.
@@ -19,7 +20,7 @@ with its own prefix.
 
 Example:
     >>> # journal = Journal(Path("/var/lib/ferrogate/journal"))
-    >>> # journal.write(record)               # before the request is answered: one write(2), no fsync
+    >>> # journal.write(record)               # before the request is answered: a memory copy, no fsync
     >>> # segment = journal.seal()            # a write round: the items it takes from memory are in there
     >>> # ... store them, then:
     >>> # journal.release(segment)
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import mmap
 import os
 import secrets
 import threading
@@ -91,15 +93,43 @@ def parse_lines(
     return records, bad, end
 
 
+#: Bytes a new segment maps at first (a sparse file: disk is used as lines are written); doubled when full.
+SEGMENT_BYTES = 1 << 20
+
+
 class Segment:
-    """One journal file of this process: its path, its open (locked) descriptor and the bytes written to it."""
+    """One journal file of this process: its path, its open (locked) descriptor, its shared memory mapping and
+    the bytes written to it (the rest of the mapping is zeros, cut off when the file is closed)."""
 
-    __slots__ = ("fd", "path", "size")
+    __slots__ = ("cap", "fd", "mm", "path", "size")
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int, cap: int) -> None:
+        os.ftruncate(fd, cap)
         self.path = path
         self.fd = fd
+        self.cap = cap
+        self.mm = mmap.mmap(fd, cap)  # MAP_SHARED: what is copied in is in the page cache, kept if the process dies
         self.size = 0
+
+    def grow(self, need: int) -> None:
+        """Make room for ``need`` more bytes (the mapping doubles, at least)."""
+        cap = max(self.cap * 2, self.size + need)
+        self.mm.resize(cap)  # ftruncate + mremap
+        self.cap = cap
+
+    def data(self) -> bytes:
+        """The bytes written so far."""
+        return self.mm[: self.size]
+
+    def close(self, *, keep: bool) -> None:
+        """Unmap and close; ``keep``: cut the file to what was written (else it is removed)."""
+        self.mm.close()
+        if keep:
+            os.ftruncate(self.fd, self.size)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        os.close(self.fd)
 
 
 class Journal(Generic[R]):
@@ -146,8 +176,9 @@ class Journal(Generic[R]):
 
     # ---- hot path ------------------------------------------------------------------------------------------
     def write(self, item: R) -> None:
-        """Append one item as one line: a single ``write(2)``, no ``fsync``. In the file when it returns (so it
-        survives the death of the process); durable within the fsync interval.
+        """Append one item as one line, copied into the segment's shared mapping: no system call, no ``fsync``.
+        In the file's page cache when it returns (so it survives the death of the process); durable within
+        the fsync interval.
 
         Raises:
             OSError: the file cannot be written (disk full, permissions).
@@ -155,8 +186,11 @@ class Journal(Generic[R]):
         """
         line = item.to_json() + b"\n"
         segment = self._current or self._open()
-        _write_all(segment.fd, line)
-        segment.size += len(line)
+        size = segment.size + len(line)
+        if size > segment.cap:
+            segment.grow(len(line))
+        segment.mm.write(line)  # a copy into the page cache at the mapping's position: no system call
+        segment.size = size
         self._dirty = True
 
     def _open(self) -> Segment:
@@ -164,9 +198,9 @@ class Journal(Generic[R]):
             self._name = f"{self.prefix}-{os.getpid()}-{secrets.token_hex(4)}"
         self._n += 1
         path = self.directory / f"{self._name}-{self._n}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else holds it
-        self._current = segment = Segment(path, fd)
+        self._current = segment = Segment(path, fd, SEGMENT_BYTES)
         self._new_file = True
         if self._syncer is None:
             self._syncer = Syncer.shared(self._fsync_interval_s)
@@ -197,7 +231,7 @@ class Journal(Generic[R]):
 
     def read(self, segment: Segment) -> list[R]:
         """The items of one of this process's segments (unparseable lines go to the rejected log)."""
-        data = segment.path.read_bytes()
+        data = segment.data()
         records, bad, end = parse_lines(data, self._decode)
         self.reject(bad + ([data[end:]] if data[end:].strip() else []))
         return records
@@ -215,9 +249,7 @@ class Journal(Generic[R]):
                 self._sealed.remove(segment)
             if segment.fd in self._unsynced:
                 self._unsynced.remove(segment.fd)
-            with contextlib.suppress(FileNotFoundError):
-                segment.path.unlink()
-            os.close(segment.fd)
+            segment.close(keep=False)
 
     def backlog(self) -> int:
         """Bytes in sealed segments (items the store has not taken yet).
@@ -238,15 +270,13 @@ class Journal(Generic[R]):
         Raises:
             OSError: the file cannot be written: the caller keeps the records.
         """
-        lines = [r.to_json() + b"\n" for r in records]
-        if lines:
-            segment = self._current or self._open()
-            data = b"".join(lines)
-            _write_all(segment.fd, data)
-            segment.size += len(data)
-            self._dirty = True
+        count = 0
+        for record in records:
+            self.write(record)
+            count += 1
+        if count:
             self.sync()
-        return len(lines)
+        return count
 
     # ---- durability ----------------------------------------------------------------------------------------
     def unsynced(self) -> list[int]:
@@ -312,7 +342,7 @@ class Journal(Generic[R]):
                 yield None  # replayed and removed by someone else meanwhile
                 return
             with os.fdopen(os.dup(fd), "rb") as f:
-                data = f.read()
+                data = f.read().rstrip(b"\0")  # a killed writer leaves its mapping's unwritten zeros
             records, bad, end = parse_lines(data, self._decode)
             self.reject(bad + ([data[end:]] if data[end:].strip() else []))  # a torn last line: its writer died
             yield records, fd
@@ -360,10 +390,7 @@ class Journal(Generic[R]):
             self.sync()
         with self._lock:
             for segment in segments:
-                if not segment.size:
-                    with contextlib.suppress(FileNotFoundError):
-                        segment.path.unlink()
-                os.close(segment.fd)
+                segment.close(keep=segment.size > 0)
             self._sealed.clear()
             self._unsynced.clear()
             self._current = None

@@ -14,9 +14,10 @@ import base64
 import binascii
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from itertools import chain
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -100,18 +101,21 @@ class UsageRecord:
     hold: bool = field(default=True, compare=False)
 
     def to_json(self) -> bytes:
-        """One JSON object (no newline), as the spool file holds it; ``created_at`` as ISO-8601.
+        """One JSON array of the fields in order (no newline), as the journal holds it; ``created_at`` ISO-8601.
+
+        An array, not an object: this runs for every request (the journal), and an array of the attributes
+        costs half of an object. :meth:`from_json` reads both.
 
         Example:
             >>> UsageRecord(request_id="r", created_at=datetime(2025, 1, 1, tzinfo=UTC), model="m",
             ...             status=200).to_json()[:40]
-            b'{"request_id":"r","created_at":"2025-01-'
+            b'["r","2025-01-01T00:00:00+00:00","m",200'
         """
-        return orjson.dumps(self)  # a dataclass, natively (asdict() would cost 20x): ``hold`` comes along
+        return orjson.dumps(_ALL_FIELDS(self))
 
     @classmethod
     def from_json(cls, data: bytes | str) -> UsageRecord:
-        """The record written by :meth:`to_json`.
+        """The record written by :meth:`to_json` (an array), or an object of its fields (older journals).
 
         Raises:
             InvalidValue: not JSON, or a field is missing or of the wrong type.
@@ -123,12 +127,21 @@ class UsageRecord:
         """
         try:
             raw = orjson.loads(data)
+            if type(raw) is list:
+                if len(raw) != len(FIELD_NAMES):
+                    raise ValueError("wrong number of fields")
+                raw = dict(zip(FIELD_NAMES, raw, strict=True))
             raw["created_at"] = datetime.fromisoformat(raw["created_at"])
             record = cls(**raw)
         except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
             raise InvalidValue("usage record", data, "a JSON usage record") from None
         check_record(record)
         return record
+
+
+#: Every field of :class:`UsageRecord`, in order (the journal's array), and a getter of them all as a tuple.
+FIELD_NAMES = tuple(f.name for f in fields(UsageRecord))
+_ALL_FIELDS = attrgetter(*FIELD_NAMES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,7 @@ def test_written_lines_are_in_the_file_at_once_and_synced_by_the_thread(tmp_path
     journal = Journal(tmp_path, fsync_interval_s=0.01)
     journal.write(rec(1))
     (path,) = tmp_path.glob("usage-*.jsonl")
-    assert path.read_bytes() == rec(1).to_json() + b"\n"  # in the page cache: a killed process keeps it
+    assert path.read_bytes().rstrip(b"\0") == rec(1).to_json() + b"\n"  # the page cache: a kill keeps it
     syncer = Syncer.shared(0.01)
     before = syncer.passes
     deadline = time.monotonic() + 5
@@ -139,3 +139,21 @@ def test_claim_rejects_torn_lines_and_skips_locked_files(tmp_path: Path) -> None
             assert claimed is None
     finally:
         os.close(fd)
+
+
+def test_a_segment_grows_past_its_first_mapping_and_a_kill_leaves_only_zeros_after_the_data(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    records = [rec(n) for n in range(8000)]  # ~2 MB: the 1 MiB mapping doubles, twice
+    for r in records:
+        journal.write(r)
+    (path,) = tmp_path.glob("usage-*.jsonl")
+    assert path.stat().st_size > journal.size()  # the mapping's unwritten tail, as a killed process leaves it
+    other = Journal(tmp_path)
+    with other.claim(path) as claimed:
+        assert claimed is None
+    segment = journal.seal()
+    assert segment is not None and journal.read(segment) == records
+    journal.close()  # a clean stop cuts the file to its data
+    assert path.stat().st_size == len(b"".join(r.to_json() + b"\n" for r in records))
+    with other.claim(path) as claimed:
+        assert claimed is not None and claimed[0] == records
