@@ -68,6 +68,7 @@ class AuditWriter(JournalWriter[AuditItem, AuditStats]):
     """
 
     _refused: ClassVar[tuple[type[Exception], ...]] = (InvalidValue, TypeError)  # TypeError: data that is not JSON
+    consumer = "audit"
 
     def __init__(
         self,
@@ -118,6 +119,10 @@ class AuditWriter(JournalWriter[AuditItem, AuditStats]):
         # queued events come typed from the account phase and the admin API; spooled ones were checked on
         # reading (a retry after a refusal checks every event again)
         return await self._store.audit.append_many(batch, validate=not trusted, fresh=fresh)
+
+    def from_facts(self, facts: RequestFacts) -> AuditItem:
+        """A request's facts are the audit writer's item as they are."""
+        return facts
 
     def _check(self, item: AuditItem) -> AuditItem:
         if isinstance(item, RequestFacts):

@@ -1,14 +1,13 @@
 """The journal's fsync thread: makes what the journals wrote durable in groups, off the event loop.
 
-A journal write on the hot path is one ``write`` into the page cache: the kernel keeps it when the process
-dies, so a killed worker loses nothing it answered. What a power loss (or a kernel crash) can take is bounded
-by this thread, which calls ``fsync`` on every journal file written since its last pass, every ``interval_s``
-(``server.journal_fsync_ms``, default 50 ms), and the journal directory after a file was created in it.
-One thread per process, started with the first journal; it never touches the event loop.
+A journal write on the hot path is a copy into a shared mapping of the file, i.e. into the page cache: the kernel
+keeps it when the process dies, so a killed worker loses nothing it answered. What a power loss (or a kernel crash)
+can take is bounded by this thread, which calls ``fsync`` on every journal file written since its last pass, every
+``interval_s`` (``server.journal_fsync_ms``, default 50 ms), and the journal directory after a file was created in
+it. One thread per process, started with the first journal; it never touches the event loop.
 
 Example:
-    >>> syncer = Syncer.shared(0.05)
-    >>> syncer.interval_s
+    >>> Syncer(0.05).interval_s   # Syncer.shared(interval_s) is the process's one
     0.05
 """
 

@@ -29,9 +29,13 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from ferrogate.journal.file import Journal, Journaled
+
+if TYPE_CHECKING:
+    from ferrogate.journal.requests import RequestJournal
+    from ferrogate.store.audit import RequestFacts
 from ferrogate.store.errors import InvalidValue
 
 T = TypeVar("T", bound=Journaled)
@@ -113,6 +117,8 @@ class JournalWriter(Generic[T, S]):
     """
 
     _refused: ClassVar[tuple[type[Exception], ...]] = (InvalidValue,)  # what _check raises for a bad item
+    #: This writer's name in a :class:`~ferrogate.journal.requests.RequestJournal` it consumes.
+    consumer: ClassVar[str] = "items"
 
     def __init__(self, journal: Journal[T], stats: S, wording: Wording, tuning: Tuning) -> None:
         self._journal = journal
@@ -128,6 +134,7 @@ class JournalWriter(Generic[T, S]):
         self._queueing = True  # False: the store is down or the queue overflowed; the journal has the items
         self._unjournaled: deque[T] = deque()  # items the journal could not take (disk full): memory only
         self._journal_errors = 0
+        self._shared: RequestJournal | None = None  # the worker's request journal, when this writer takes from it
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._done = asyncio.Event()
@@ -176,6 +183,37 @@ class JournalWriter(Generic[T, S]):
                 self._fall_behind()
             self._wake.set()
 
+    def take(self, item: T, journaled: bool) -> None:
+        """Queue one item the caller already wrote to the request journal this writer consumes (``journaled``);
+        an item that is not journaled goes the way of :meth:`_enqueue`. Never blocks or awaits."""
+        if not journaled:
+            self._enqueue(item)
+            return
+        if self._closed:  # the request journal keeps it for the successor
+            return
+        if not self._queueing:  # store down or queue overflowed: replayed from the request journal later
+            self.stats.spooled += 1
+            return
+        queue = self._queue
+        queue.append(item)
+        if len(queue) >= self._batch_size:
+            if len(queue) > self._max_queue:
+                self._fall_behind()
+            self._wake.set()
+
+    def share(self, journal: RequestJournal) -> None:
+        """Consume ``journal``: request items arrive through :meth:`take`, already journaled there."""
+        self._shared = journal
+        journal.register(self)
+
+    def from_facts(self, facts: RequestFacts) -> T:
+        """This writer's item for one request's facts (a replay of the request journal)."""
+        raise NotImplementedError
+
+    async def store_replayed(self, items: Sequence[T]) -> bool:
+        """Store replayed items, idempotently; ``False`` (store marked down) when the store fails."""
+        return await self._store_items(items, replayed=True)
+
     def _memory_only(self, item: T, exc: BaseException) -> None:
         """An item the journal refused (disk full, or not encodable): kept in memory, bounded, and said."""
         self._journal_errors += 1
@@ -221,7 +259,10 @@ class JournalWriter(Generic[T, S]):
     @property
     def spool_bytes(self) -> int:
         """Bytes of journaled items that wait for the store and are no longer in memory (the store was down)."""
-        return self._journal.backlog() if self._queueing else self._journal.size()
+        own = self._journal.backlog() if self._queueing else self._journal.size()
+        if self._shared is not None and not self._queueing:
+            own += self._shared.backlog(self.consumer)
+        return own
 
     # ---- background loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -300,8 +341,11 @@ class JournalWriter(Generic[T, S]):
         now = asyncio.get_running_loop().time()
         if self._down and not force and now < self._retry_at:
             return
+        shared = self._shared
         if now >= self._scan_at or self._down:
             if not await self._replay_leftovers():
+                return
+            if shared is not None and not await shared.replay_leftovers():
                 return
             self._scan_at = now + self._scan_s
         journal = self._journal
@@ -310,16 +354,24 @@ class JournalWriter(Generic[T, S]):
             # segment); everything before is in the sealed segments, replayed oldest first
             self._queueing = True
             journal.seal()
+            mark = shared.mark() if shared is not None else 0
             for old in journal.sealed():
                 if not await self._store_items(journal.read(old), replayed=True):
                     self._fall_behind()
                     return
                 journal.release(old)
+            if shared is not None:
+                for old in shared.pending(self.consumer, mark):
+                    if not await self._store_items([self.from_facts(f) for f in shared.read(old)], replayed=True):
+                        self._fall_behind()
+                        return
+                shared.done(self.consumer, mark)
         # The journal's current segment holds exactly what is queued now: seal it, store that, remove it. Only
         # what is queued now: items that arrive while a batch is being written wait for the next round (or wake
         # it once a full batch waits). Draining "until empty" degenerates under steady load into one tiny
         # transaction per request or two whenever a write takes as long as the gap between requests.
         segment = journal.seal()
+        mark = shared.mark() if shared is not None else 0  # with the seal: no await between the two
         left = len(self._queue)
         while left > 0 and self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, left, len(self._queue)))]
@@ -329,6 +381,8 @@ class JournalWriter(Generic[T, S]):
                 self._fall_behind()  # the sealed segment stays: replayed once the store answers
                 return
         journal.release(segment)
+        if shared is not None:
+            shared.done(self.consumer, mark)
         if self._unjournaled:
             memory = list(self._unjournaled)
             if not await self._store_items(memory, replayed=True):

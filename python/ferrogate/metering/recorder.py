@@ -24,8 +24,9 @@ from typing import Protocol
 
 from ferrogate.journal.file import Journal
 from ferrogate.journal.writer import JournalWriter, Tuning, Wording, WriterStats
+from ferrogate.store.audit import RequestFacts
 from ferrogate.store.base import Usage
-from ferrogate.store.usage import UsageRecord, check_record
+from ferrogate.store.usage import UsageRecord, check_record, usage_of
 
 log = logging.getLogger("ferrogate.metering")
 
@@ -59,6 +60,8 @@ class UsageRecorder(JournalWriter[UsageRecord, RecorderStats]):
         fsync_interval_s: how often the journal's writes are made durable (a power loss takes at most this).
         journal: every item to the journal as it arrives (``False``: only while the store is down).
     """
+
+    consumer = "usage"
 
     def __init__(
         self,
@@ -97,3 +100,7 @@ class UsageRecorder(JournalWriter[UsageRecord, RecorderStats]):
 
     def _check(self, item: UsageRecord) -> UsageRecord:
         return check_record(item)
+
+    def from_facts(self, facts: RequestFacts) -> UsageRecord:
+        """The usage record of a request's facts (replayed from the request journal)."""
+        return usage_of(facts)

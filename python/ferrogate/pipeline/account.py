@@ -16,6 +16,7 @@ from time import perf_counter
 from ferrogate.audit.events import facts_of
 from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.identity import Identity
+from ferrogate.journal.requests import RequestJournal
 from ferrogate.limits import Limiter
 from ferrogate.metering import PriceTable, UsageRecord, UsageRecorder
 from ferrogate.observability.logs import RequestLog
@@ -37,14 +38,23 @@ class Books:
         recorder: the usage recorder (``None``: metering off).
         audit: the audit writer (``None``: data-plane requests are not audited).
         prices: prices the request.
+        journal: the worker's request journal that both writers consume (``None``: each writer journals
+            its own items, or, with ``server.journal: false``, only when the store fails).
     """
 
-    __slots__ = ("audit", "prices", "recorder")
+    __slots__ = ("audit", "journal", "prices", "recorder")
 
-    def __init__(self, recorder: UsageRecorder | None, audit: AuditWriter | None, prices: PriceTable) -> None:
+    def __init__(
+        self,
+        recorder: UsageRecorder | None,
+        audit: AuditWriter | None,
+        prices: PriceTable,
+        journal: RequestJournal | None = None,
+    ) -> None:
         self.recorder = recorder
         self.audit = audit
         self.prices = prices
+        self.journal = journal  # the request's facts are written there once, for both writers
 
     def __call__(self, ctx: RequestContext) -> None:
         """Record ``ctx`` (once); sets ``ctx.cost`` (``None``: unpriced, or nothing recorded)."""
@@ -55,7 +65,7 @@ class Books:
         # like metering, the audit trail records requests of a key: one of no key is logged, not audited
         if identity is not None and (self.recorder is not None or self.audit is not None):
             latency_ms = (perf_counter() - ctx.started) * 1000.0
-            ctx.cost = _record(ctx, identity, self.recorder, self.audit, self.prices, latency_ms)
+            ctx.cost = _record(ctx, identity, self, latency_ms)
 
 
 async def account(
@@ -87,16 +97,10 @@ async def account(
         metrics.observe(ctx, cost)
 
 
-def _record(
-    ctx: RequestContext,
-    identity: Identity,
-    recorder: UsageRecorder | None,
-    audit: AuditWriter | None,
-    prices: PriceTable,
-    latency_ms: float,
-) -> float | None:
-    """Queue the request's usage record and its audit facts (either may be off), read once for both; its
-    cost (``None``: the model has no price)."""
+def _record(ctx: RequestContext, identity: Identity, books: Books, latency_ms: float) -> float | None:
+    """Journal the request's facts once (when a request journal is set), then queue its usage record and its
+    audit facts (either may be off), read once for all; its cost (``None``: the model has no price)."""
+    recorder, audit, journal = books.recorder, books.audit, books.journal
     now = datetime.now(UTC)  # one clock read for the usage and the audit record
     upstream_model = ctx.upstream_model or None
     provider = ctx.provider
@@ -108,31 +112,40 @@ def _record(
     else:
         prompt, completion = usage.prompt_tokens, usage.completion_tokens
         cached, reasoning, counted = usage.cached_tokens, usage.reasoning_tokens, usage.counted
-    cost = prices.cost(upstream_model or ctx.model, prompt, completion, cached)
-    if recorder is not None:
-        recorder.record(
-            UsageRecord(
-                request_id=ctx.request_id,
-                created_at=now,
-                model=ctx.model,
-                status=ctx.status,
-                stream=ctx.stream,
-                key_id=identity.key_id,
-                team_id=identity.team_id,
-                user_id=identity.user_id,
-                upstream=upstream,
-                upstream_model=upstream_model,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cached_tokens=cached,
-                reasoning_tokens=reasoning,
-                counted=counted,
-                cost_usd=cost,
-                latency_ms=latency_ms,
-                hold=bool(identity.budgets),  # no budget: the budget phase took no hold to release
-            )
-        )
-    if audit is not None:
+    cost = books.prices.cost(upstream_model or ctx.model, prompt, completion, cached)
+    facts = None
+    journaled = False
+    if audit is not None or journal is not None:
         tokens = (prompt, completion, cached, reasoning, counted)
-        audit.record(facts_of(ctx, now, identity, upstream, upstream_model, tokens, cost, latency_ms))
+        facts = facts_of(ctx, now, identity, upstream, upstream_model, tokens, cost, latency_ms)
+        if journal is not None:
+            try:
+                journal.write(facts)  # one line for both writers: from here on a kill loses nothing
+                journaled = True
+            except (OSError, ValueError) as exc:  # disk full: each writer keeps the item its own way
+                log.error("request %s: the request journal cannot be written: %s", ctx.request_id, exc)
+    if recorder is not None:
+        record = UsageRecord(
+            request_id=ctx.request_id,
+            created_at=now,
+            model=ctx.model,
+            status=ctx.status,
+            stream=ctx.stream,
+            key_id=identity.key_id,
+            team_id=identity.team_id,
+            user_id=identity.user_id,
+            upstream=upstream,
+            upstream_model=upstream_model,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=cached,
+            reasoning_tokens=reasoning,
+            counted=counted,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+            hold=bool(identity.budgets),  # no budget: the budget phase took no hold to release
+        )
+        recorder.take(record, journaled)
+    if audit is not None and facts is not None:
+        audit.take(facts, journaled)
     return cost

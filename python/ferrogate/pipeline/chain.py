@@ -15,6 +15,7 @@ from ferrogate.auth.authenticator import Authenticator
 from ferrogate.budgets.ledger import BudgetLedger
 from ferrogate.config.model import RequestBounds
 from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.journal.requests import RequestJournal
 from ferrogate.limits import Limiter
 from ferrogate.metering import PriceTable, UsageRecorder
 from ferrogate.observability.logs import RequestLog
@@ -52,6 +53,7 @@ class ChainDeps:
     max_body: int
     bounds: RequestBounds  # requests.*: ceilings on what a request may ask for
     default_max_tokens: int
+    journal: RequestJournal | None = None  # the request journal both writers consume (None: server.journal off)
 
 
 class ChatChain:
@@ -70,7 +72,7 @@ class ChatChain:
     def __init__(self, deps: ChainDeps) -> None:
         self.deps = deps
         #: Records a request (journaled) just before its answer's last byte: every branch below calls it first.
-        self.books = Books(deps.recorder, deps.audit, deps.prices)
+        self.books = Books(deps.recorder, deps.audit, deps.prices, deps.journal)
         #: The worker's spans (``ferrogate.observability.traces.Tracer``), set by ``Gateway.__rsgi_init__`` when
         #: an OTLP endpoint is configured; ``None``: tracing off, and its only cost is the checks below.
         self.tracer: Tracer | None = None

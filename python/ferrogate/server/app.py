@@ -34,6 +34,7 @@ from ferrogate.budgets.ledger import BudgetLedger
 from ferrogate.budgets.notify import WebhookNotifier
 from ferrogate.config import Config, default_config, load_config
 from ferrogate.errors import ErrorKind, GatewayError, store_unavailable
+from ferrogate.journal.requests import RequestJournal
 from ferrogate.limits import Limiter, LocalLimiter, RedisLimiter
 from ferrogate.metering import PriceTable, UsageRecorder
 from ferrogate.metering.prices import standard_prices
@@ -97,6 +98,14 @@ class Gateway:
             fsync_interval_s=fsync_s,
             journal=config.server.journal,
         )
+        # every request's facts, written once for both writers before its answer's last byte (docs/journal.md)
+        self.journal: RequestJournal | None = None
+        if config.server.journal and (metering.enabled or config.audit.requests):
+            self.journal = RequestJournal(Path(config.server.spool_dir) / "requests", fsync_interval_s=fsync_s)
+            if metering.enabled:
+                self.recorder.share(self.journal)
+            if config.audit.requests:
+                self.audit.share(self.journal)
         budgets = config.budgets
         secret = budgets.webhook_secret.get_secret_value() if budgets.webhook_secret else None
         self.notifier = WebhookNotifier(budgets.webhook_url, secret=secret) if budgets.webhook_url else None
@@ -124,6 +133,7 @@ class Gateway:
                 max_body=config.server.max_body_bytes,
                 bounds=config.requests,
                 default_max_tokens=config.server.default_max_tokens,
+                journal=self.journal,
             )
         )
         self.invalidator = Invalidator(self.auth.forget, settings.redis_url)
@@ -204,6 +214,8 @@ class Gateway:
         loop.run_until_complete(self.drain(self.config.server.grace_period_s))
         loop.run_until_complete(self.recorder.close())  # every usage record written, or spooled
         loop.run_until_complete(self.audit.close())  # every audit event chained, or spooled
+        if self.journal is not None:
+            self.journal.close()  # after both writers: what either has not stored stays for the successor
         self.prometheus.close()  # a last flush; this worker's live gauges leave the multiprocess directory
         if self.notifier is not None:
             loop.run_until_complete(self.notifier.close())  # queued budget notices get a last try

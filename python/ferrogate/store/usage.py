@@ -139,6 +139,40 @@ class UsageRecord:
         return record
 
 
+def usage_of(facts: Any) -> UsageRecord:
+    """The usage record of a request's audit facts (:class:`~ferrogate.store.audit.RequestFacts`): what the
+    request journal holds once for both. ``hold`` is left ``True`` (the insert looks for a budget hold).
+
+    Example:
+        >>> from ferrogate.store.audit import RequestFacts
+        >>> f = RequestFacts(("req_1", datetime(2025, 1, 1, tzinfo=UTC), "key_1", "chat.completions", "gpt-4o",
+        ...     "team_1", None, None, None, "openai", "gpt-4o", 200, None, True, 10, 2, 0, 0, False, 0.5, 1.5))
+        >>> r = usage_of(f); (r.request_id, r.key_id, r.model, r.stream, r.prompt_tokens, r.cost_usd)
+        ('req_1', 'key_1', 'gpt-4o', True, 10, 0.5)
+    """
+    (rid, created_at, actor, _action, model, team_id, _client, _trace, user_id, upstream, upstream_model, status,
+     _error, stream, prompt, completion, cached, reasoning, counted, cost, latency) = facts  # fmt: skip
+    return UsageRecord(
+        request_id=rid,
+        created_at=created_at,
+        model=model or "",
+        status=status,
+        stream=stream,
+        key_id=None if actor == "anonymous" else actor,
+        team_id=team_id,
+        user_id=user_id,
+        upstream=upstream,
+        upstream_model=upstream_model,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning,
+        counted=counted,
+        cost_usd=cost,
+        latency_ms=latency,
+    )
+
+
 #: Every field of :class:`UsageRecord`, in order (the journal's array), and a getter of them all as a tuple.
 FIELD_NAMES = tuple(f.name for f in fields(UsageRecord))
 _ALL_FIELDS = attrgetter(*FIELD_NAMES)
