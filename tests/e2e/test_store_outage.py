@@ -194,6 +194,9 @@ def test_store_outage_under_load_keeps_known_keys_answering_and_loses_nothing(tm
                 usage_during = httpx.get(f"{gw.url}/v1/usage", headers={"authorization": f"Bearer {plain[0]['key']}"})
                 assert usage_during.status_code == 503, usage_during.text
                 assert usage_during.json()["error"]["code"] == "store_unavailable"
+                teams_during = httpx.get(f"{gw.url}/admin/v1/teams", headers=ADMIN, timeout=10)  # admin plane too
+                assert teams_during.status_code == 503, teams_during.text
+                assert teams_during.json()["error"]["code"] == "store_unavailable"
                 time.sleep(max(0.0, cut_at + CUT_S - time.monotonic()))
                 relay.restore()
                 restored_at = time.monotonic()

@@ -25,7 +25,7 @@ from ferrogate.admin.service import AdminService
 from ferrogate.admin.table import AdminRoute, Call
 from ferrogate.auth.authenticator import credential
 from ferrogate.auth.keys import looks_like_key
-from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.errors import ErrorKind, GatewayError, store_unavailable
 from ferrogate.pipeline.chain import write_error
 from ferrogate.pipeline.phases import read_body
 from ferrogate.store.errors import Conflict, InvalidReference, InvalidValue, NotFound, StoreError
@@ -66,6 +66,10 @@ class AdminApi:
             return
         except StoreError as exc:
             write_error(proto, _store_error(exc), headers)
+            return
+        except (OSError, TimeoutError) as exc:  # the store's connection failed below the store layer
+            log.warning("admin request %s: store unreachable: %s", rid, exc)
+            write_error(proto, store_unavailable(f"The store cannot be reached right now: {exc}"), headers)
             return
         except Exception:
             log.exception("admin request %s failed", rid)
@@ -146,7 +150,8 @@ def _store_error(exc: StoreError) -> GatewayError:
         return GatewayError(ErrorKind.CONFLICT, str(exc), param=exc.field)
     if isinstance(exc, InvalidReference | InvalidValue):
         return GatewayError(ErrorKind.INVALID_FIELD, str(exc), param=exc.field)
-    return GatewayError(ErrorKind.INTERNAL, f"store error: {exc}")
+    # anything else is the store failing (unreachable, a lost connection): a 503 the client may retry
+    return store_unavailable(f"The store cannot be reached right now: {exc}")
 
 
 __all__ = ["OPENAPI_PATH", "AdminApi", "Permission"]
