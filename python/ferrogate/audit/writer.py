@@ -113,6 +113,8 @@ class AuditWriter(JournalWriter[AuditItem, AuditStats]):
         if not self._closed:
             await self.flush()
             if self._down or self._queue:  # not in the store yet: durable in the journal before the answer
+                if not self._journaling and self._queue:
+                    self._fall_behind()  # journal off: the queue is in memory only; spill it (fsync'd)
                 self._journal.sync()
 
     async def _store_batch(self, batch: list[AuditItem], *, trusted: bool, fresh: bool) -> int:

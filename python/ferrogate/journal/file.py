@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import mmap
@@ -97,39 +98,91 @@ def parse_lines(
 SEGMENT_BYTES = 1 << 20
 
 
+def _allocate(fd: int, size: int) -> None:
+    """Give the file ``size`` bytes of real disk space: a full disk is an OSError here, not a SIGBUS when the
+    mapping is written (file systems without fallocate get a plain, sparse ftruncate)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+        os.ftruncate(fd, size)
+
+
+def _owner_lock(segment: Path) -> int:
+    """The lock of the process that wrote ``segment`` (``<prefix>-<pid>-<random>.lock``): -2 when that process
+    still holds it (alive), else the descriptor now holding it (the caller releases it), or -1 when there is no
+    lock file (a segment of an earlier version: its own lock decides)."""
+    lock = segment.with_name(segment.name.rsplit("-", 1)[0] + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return -2
+    return fd
+
+
+def _drop_owner(segment: Path, fd: int) -> None:
+    """Release a gone process's lock; remove its lock file once none of its segments is left."""
+    try:
+        owner = segment.name.rsplit("-", 1)[0]
+        if not any(segment.parent.glob(f"{owner}-*.jsonl")):
+            with contextlib.suppress(FileNotFoundError):
+                segment.with_name(owner + ".lock").unlink()
+    finally:
+        os.close(fd)
+
+
 class Segment:
-    """One journal file of this process: its path, its open (locked) descriptor, its shared memory mapping and
-    the bytes written to it (the rest of the mapping is zeros, cut off when the file is closed)."""
+    """One journal file of this process: its path, and while it is the current one its descriptor and shared
+    memory mapping; the bytes written to it (the rest of the file is zeros, cut off when it is closed)."""
 
     __slots__ = ("cap", "fd", "mm", "path", "size")
 
     def __init__(self, path: Path, fd: int, cap: int) -> None:
-        os.ftruncate(fd, cap)
+        _allocate(fd, cap)
         self.path = path
         self.fd = fd
         self.cap = cap
-        self.mm = mmap.mmap(fd, cap)  # MAP_SHARED: what is copied in is in the page cache, kept if the process dies
+        self.mm: mmap.mmap | None = mmap.mmap(fd, cap)  # MAP_SHARED: the page cache, kept if the process dies
         self.size = 0
 
     def grow(self, need: int) -> None:
-        """Make room for ``need`` more bytes (the mapping doubles, at least)."""
+        """Make room for ``need`` more bytes (the mapping doubles, at least).
+
+        Raises:
+            OSError: no room on the disk.
+        """
+        assert self.mm is not None
         cap = max(self.cap * 2, self.size + need)
-        self.mm.resize(cap)  # ftruncate + mremap
+        _allocate(self.fd, cap)
+        self.mm.resize(cap)  # mremap
         self.cap = cap
 
-    def data(self) -> bytes:
-        """The bytes written so far."""
-        return self.mm[: self.size]
+    def unmap(self) -> None:
+        """Drop the mapping and cut the file to what was written (the descriptor stays open)."""
+        if self.mm is not None:
+            self.mm.close()
+            self.mm = None
+            os.ftruncate(self.fd, self.size)
 
     def close(self, *, keep: bool) -> None:
         """Unmap and close; ``keep``: cut the file to what was written (else it is removed)."""
-        self.mm.close()
         if keep:
-            os.ftruncate(self.fd, self.size)
-        else:
+            self.unmap()
+        elif self.mm is not None:
+            self.mm.close()
+            self.mm = None
+        if not keep:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class Journal(Generic[R]):
@@ -169,7 +222,8 @@ class Journal(Generic[R]):
         self._current: Segment | None = None
         self._sealed: list[Segment] = []
         self._dirty = False  # the current segment was written since the syncer's last pass
-        self._unsynced: list[int] = []  # descriptors of sealed segments written since the syncer's last pass
+        self._handoff: list[int] = []  # descriptors of sealed segments to fsync, then close (the syncer's)
+        self._owner_fd = -1  # the lock held for the life of the process (<name>.lock)
         self._new_file = False  # a segment was created since the syncer's last pass: sync the directory
         self._lock = threading.Lock()  # against the syncer thread: it duplicates descriptors under it
         self._syncer: Syncer | None = None
@@ -189,18 +243,30 @@ class Journal(Generic[R]):
         size = segment.size + len(line)
         if size > segment.cap:
             segment.grow(len(line))
-        segment.mm.write(line)  # a copy into the page cache at the mapping's position: no system call
+        segment.mm.write(line)  # type: ignore[union-attr]  # a copy into the page cache at the mapping's position: no system call
         segment.size = size
         self._dirty = True
 
     def _open(self) -> Segment:
         if not self._name:
-            self._name = f"{self.prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+            # the owner's lock, held for the life of the process, before any segment exists: a segment whose
+            # owner lock is free belongs to a process that is gone (sealed segments are closed files)
+            name = f"{self.prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+            lock = os.open(self.directory / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else holds it
+            self._name, self._owner_fd = name, lock
         self._n += 1
         path = self.directory / f"{self._name}-{self._n}.jsonl"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else holds it
-        self._current = segment = Segment(path, fd, SEGMENT_BYTES)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else holds it
+            segment = Segment(path, fd, SEGMENT_BYTES)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        self._current = segment
         self._new_file = True
         if self._syncer is None:
             self._syncer = Syncer.shared(self._fsync_interval_s)
@@ -217,10 +283,14 @@ class Journal(Generic[R]):
         segment = self._current
         if segment is None or not segment.size:
             return None
+        segment.unmap()  # a sealed segment keeps no mapping and no descriptor: an outage cannot run out of them
         with self._lock:
             if self._dirty:
-                self._unsynced.append(segment.fd)
+                self._handoff.append(segment.fd)  # the syncer fsyncs, then closes it
                 self._dirty = False
+            else:
+                os.close(segment.fd)
+            segment.fd = -1
             self._sealed.append(segment)
             self._current = None
         return segment
@@ -231,7 +301,8 @@ class Journal(Generic[R]):
 
     def read(self, segment: Segment) -> list[R]:
         """The items of one of this process's segments (unparseable lines go to the rejected log)."""
-        data = segment.data()
+        with segment.path.open("rb") as f:
+            data = f.read(segment.size)
         records, bad, end = parse_lines(data, self._decode)
         self.reject(bad + ([data[end:]] if data[end:].strip() else []))
         return records
@@ -247,8 +318,6 @@ class Journal(Generic[R]):
         with self._lock:
             if segment in self._sealed:
                 self._sealed.remove(segment)
-            if segment.fd in self._unsynced:
-                self._unsynced.remove(segment.fd)
             segment.close(keep=False)
 
     def backlog(self) -> int:
@@ -280,10 +349,10 @@ class Journal(Generic[R]):
 
     # ---- durability ----------------------------------------------------------------------------------------
     def unsynced(self) -> list[int]:
-        """For the syncer thread: duplicates of the descriptors written since its last pass (it closes them)."""
+        """For the syncer thread: descriptors written since its last pass (duplicates, or sealed segments' own),
+        which it closes."""
         with self._lock:
-            fds = [os.dup(fd) for fd in self._unsynced]
-            self._unsynced.clear()
+            fds, self._handoff = self._handoff, []  # sealed segments' descriptors: the caller closes them
             if self._dirty and self._current is not None:
                 self._dirty = False
                 fds.append(os.dup(self._current.fd))
@@ -307,10 +376,10 @@ class Journal(Generic[R]):
         Example:
             >>> # for path in journal.leftovers(): ...
         """
-        own = {s.path for s in self._sealed}
-        if self._current is not None:
-            own.add(self._current.path)
-        return sorted(p for p in self.directory.glob(f"{self.prefix}-*.jsonl") if p not in own)
+        mine = f"{self._name}-" if self._name else None
+        return sorted(
+            p for p in self.directory.glob(f"{self.prefix}-*.jsonl") if mine is None or not p.name.startswith(mine)
+        )
 
     @contextlib.contextmanager
     def claim(self, path: Path) -> Iterator[tuple[list[R], int] | None]:
@@ -323,16 +392,22 @@ class Journal(Generic[R]):
             >>> # with journal.claim(path) as claimed:
             >>> #     if claimed: records, fd = claimed; ...; journal.finish(path, fd)
         """
+        owner = _owner_lock(path)
+        if owner == -2:  # its process is alive (it holds its owner lock)
+            yield None
+            return
         try:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
+            if owner >= 0:
+                os.close(owner)
             yield None
             return
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                yield None  # its process is alive and owns it
+                yield None  # its process is alive and owns it, or another claimer has it
                 return
             try:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
@@ -348,6 +423,8 @@ class Journal(Generic[R]):
             yield records, fd
         finally:
             os.close(fd)
+            if owner >= 0:
+                _drop_owner(path, owner)
 
     def finish(self, path: Path, fd: int) -> None:
         """Remove a claimed file whose records are stored (only while ``fd`` still holds it).
@@ -384,17 +461,21 @@ class Journal(Generic[R]):
             >>> # journal.close()
         """
         segments = [*self._sealed, *([self._current] if self._current is not None else [])]
-        if not segments:
-            return
         with contextlib.suppress(OSError):
             self.sync()
         with self._lock:
             for segment in segments:
                 segment.close(keep=segment.size > 0)
             self._sealed.clear()
-            self._unsynced.clear()
             self._current = None
             self._dirty = False
+            if self._owner_fd >= 0:  # released: what is left is a successor's to replay
+                if not any(s.size for s in segments):
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.directory / f"{self._name}.lock").unlink()
+                os.close(self._owner_fd)
+                self._owner_fd = -1
+                self._name = ""
         if self._syncer is not None:
             self._syncer.unregister(self)
             self._syncer = None

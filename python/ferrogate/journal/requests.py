@@ -85,6 +85,11 @@ class RequestJournal:
         """How many writers take request items."""
         return len(self._consumers)
 
+    @property
+    def marks(self) -> int:
+        """The number of the last sealed segment (0: none yet)."""
+        return self._marks
+
     def mark(self) -> int:
         """Seal the current segment (if anything was written to it); the number of the last sealed segment."""
         segment = self.journal.seal()

@@ -1,6 +1,6 @@
 """Journaled, batched writes: the machinery the usage recorder and the audit writer share.
 
-``record()`` writes the item to this process's journal (:mod:`ferrogate.journal.file`: one ``write(2)``, no
+``record()`` writes the item to this process's journal (:mod:`ferrogate.journal.file`: a memory copy, no
 ``fsync``; so it survives the death of the process from the moment the call returns) and appends it to an
 in-memory deque. A background task (:meth:`JournalWriter.run`) writes a batch every ``interval_s`` or as soon
 as ``batch_size`` items wait, each batch in one store call; each write round seals the journal's current
@@ -144,6 +144,7 @@ class JournalWriter(Generic[T, S]):
         self._down = False
         self._retry_at = 0.0
         self._scan_at = 0.0  # scan at the first write
+        self._shared_scan_at = 0.0
         self.stats = stats
 
     # ---- what a subclass supplies --------------------------------------------------------------------------
@@ -345,31 +346,21 @@ class JournalWriter(Generic[T, S]):
         if now >= self._scan_at or self._down:
             if not await self._replay_leftovers():
                 return
-            if shared is not None and not await shared.replay_leftovers():
-                return
             self._scan_at = now + self._scan_s
+        if shared is not None and now >= self._shared_scan_at:
+            # a gone process's request journal goes into every consumer: one whose store fails leaves it for
+            # the next scan, and must not hold this writer's own round up
+            self._shared_scan_at = now + self._scan_s
+            await shared.replay_leftovers()
+        if not self._queueing and not await self._catch_up():
+            return
+        if not self._queueing:  # the queue overflowed again while catching up: its items are in the journal
+            return
+        # The journals' current segments hold exactly what is queued now: seal them, store that, release them.
+        # Only what is queued now: items that arrive while a batch is being written wait for the next round
+        # (or wake it once a full batch waits). Draining "until empty" degenerates under steady load into one
+        # tiny transaction per request or two whenever a write takes as long as the gap between requests.
         journal = self._journal
-        if not self._queueing:
-            # what is not in memory is in the journal: from now on items are queued again (and land in a new
-            # segment); everything before is in the sealed segments, replayed oldest first
-            self._queueing = True
-            journal.seal()
-            mark = shared.mark() if shared is not None else 0
-            for old in journal.sealed():
-                if not await self._store_items(journal.read(old), replayed=True):
-                    self._fall_behind()
-                    return
-                journal.release(old)
-            if shared is not None:
-                for old in shared.pending(self.consumer, mark):
-                    if not await self._store_items([self.from_facts(f) for f in shared.read(old)], replayed=True):
-                        self._fall_behind()
-                        return
-                shared.done(self.consumer, mark)
-        # The journal's current segment holds exactly what is queued now: seal it, store that, remove it. Only
-        # what is queued now: items that arrive while a batch is being written wait for the next round (or wake
-        # it once a full batch waits). Draining "until empty" degenerates under steady load into one tiny
-        # transaction per request or two whenever a write takes as long as the gap between requests.
         segment = journal.seal()
         mark = shared.mark() if shared is not None else 0  # with the seal: no await between the two
         left = len(self._queue)
@@ -378,8 +369,10 @@ class JournalWriter(Generic[T, S]):
             left -= len(batch)
             if not await self._store_items(batch, replayed=False):
                 self._queue.extendleft(reversed(batch))
-                self._fall_behind()  # the sealed segment stays: replayed once the store answers
+                self._fall_behind()  # the sealed segments stay: replayed once the store answers
                 return
+        if left > 0 or not self._queueing:  # the queue overflowed meanwhile: not all of it is stored
+            return
         journal.release(segment)
         if shared is not None:
             shared.done(self.consumer, mark)
@@ -393,6 +386,36 @@ class JournalWriter(Generic[T, S]):
             words = self._words
             words.log.warning("%s store is back: journaled %s replayed", words.kind, words.what)
             self._down = False
+
+    async def _catch_up(self) -> bool:
+        """Replay what the journals hold and memory does not (after a store failure or a queue overflow), then
+        queue again; ``False`` when the store failed again.
+
+        Old segments first, without sealing anything new: until they are in, new items only go to the
+        journals' current segments, so an outage adds no segment per retry. Then, with no await in between,
+        queueing resumes and the current segments are sealed and replayed too.
+        """
+        journal = self._journal
+        shared = self._shared
+        for _ in range(2):  # the sealed segments there were, then the ones sealed when queueing resumes
+            for old in journal.sealed():
+                if not await self._store_items(journal.read(old), replayed=True):
+                    self._fall_behind()
+                    return False
+                journal.release(old)
+            if shared is not None:
+                mark = shared.marks
+                for old in shared.pending(self.consumer, mark):
+                    if not await self._store_items([self.from_facts(f) for f in shared.read(old)], replayed=True):
+                        self._fall_behind()
+                        return False
+                shared.done(self.consumer, mark)
+            if not self._queueing:
+                self._queueing = True  # from here on items are queued (and land in new segments) ...
+                journal.seal()  # ... and what came before is sealed, for the second pass
+                if shared is not None:
+                    shared.mark()
+        return True
 
     async def _store_items(self, items: Sequence[T], *, replayed: bool) -> bool:
         """Store ``items`` in batches; ``False`` (store marked down) when the store fails."""

@@ -28,9 +28,9 @@ log = logging.getLogger("ferrogate.request")
 
 
 class Books:
-    """Queues a request's usage record and audit facts: each is in this process's journal when the call returns
-    (one ``write(2)``; :mod:`ferrogate.journal`), so a request answered is a request recorded, even if the
-    process is killed right after. The chain calls it just before the last byte of the answer goes out (the
+    """Queues a request's usage record and audit facts: they are in this worker's journal when the call
+    returns (a copy into a memory-mapped file; :mod:`ferrogate.journal`), so a request answered is a request
+    recorded, even if the process is killed right after. The chain calls it just before the last byte of the answer goes out (the
     whole JSON body, the last frame of a stream, the error), and :func:`account` calls it for a request that
     ended without one (the client went away); it runs once per request.
 
@@ -65,7 +65,10 @@ class Books:
         # like metering, the audit trail records requests of a key: one of no key is logged, not audited
         if identity is not None and (self.recorder is not None or self.audit is not None):
             latency_ms = (perf_counter() - ctx.started) * 1000.0
-            ctx.cost = _record(ctx, identity, self, latency_ms)
+            try:
+                ctx.cost = _record(ctx, identity, self, latency_ms)
+            except Exception:  # never let the books turn an answered request into an error
+                log.exception("request %s: its usage and audit records could not be queued", ctx.request_id)
 
 
 async def account(

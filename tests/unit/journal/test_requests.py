@@ -124,3 +124,56 @@ async def test_a_dead_process_segments_reach_both_writers_once(tmp_path: Path) -
     await audit.flush()
     assert audit.stored == [f"req_{n}" for n in range(4)]  # not twice
     journal.close()
+
+
+class Flooded(Writer):
+    """A store call during which requests keep arriving until the memory queue overflows."""
+
+    def __init__(self, directory: Path, journal: RequestJournal, flood: int) -> None:
+        super().__init__(directory, "usage")
+        self._max_queue = 20
+        self._batch_size = 10
+        self.flood = flood
+        self.journal = journal
+        self.next = 1000
+
+    async def _store_batch(self, batch: list[RequestFacts], *, trusted: bool, fresh: bool) -> int:
+        for _ in range(self.flood):  # arrivals while the write is in flight: the queue goes over max_queue
+            self.next += 1
+            book(self.journal, (self,), self.next)
+        self.flood = 0
+        return await super()._store_batch(batch, trusted=trusted, fresh=fresh)
+
+
+async def test_a_queue_overflow_during_a_round_loses_nothing(tmp_path: Path) -> None:
+    journal = RequestJournal(tmp_path / "requests")
+    writer = Flooded(tmp_path, journal, flood=30)
+    writer.share(journal)
+    for n in range(15):  # more than one batch: the round is still going when the queue overflows
+        book(journal, (writer,), n)
+    await writer.flush()
+    await writer.flush()  # catches up from the journal
+    await writer.flush()
+    expected = {f"req_{n}" for n in [*range(15), *range(1001, 1031)]}
+    assert set(writer.stored) == expected and len(writer.stored) == len(expected)
+    assert segments(tmp_path) == [] and writer.pending == 0
+    journal.close()
+
+
+async def test_an_outage_adds_no_segment_per_retry(tmp_path: Path) -> None:
+    journal = RequestJournal(tmp_path / "requests")
+    usage, audit = Writer(tmp_path, "usage"), Writer(tmp_path, "audit")
+    usage.share(journal)
+    audit.share(journal)
+    usage.down = audit.down = True
+    for n in range(50):  # 50 retries, a request before each
+        book(journal, (usage, audit), n)
+        await usage.flush()
+        await audit.flush()
+    assert len(segments(tmp_path)) <= 2 and usage.store_down and audit.store_down
+    usage.down = audit.down = False
+    await usage.flush()
+    await audit.flush()
+    assert sorted(usage.stored) == sorted(audit.stored) == sorted(f"req_{n}" for n in range(50))
+    assert segments(tmp_path) == []
+    journal.close()
