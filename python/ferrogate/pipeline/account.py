@@ -30,9 +30,9 @@ log = logging.getLogger("ferrogate.request")
 class Books:
     """Queues a request's usage record and audit facts: they are in this worker's journal when the call
     returns (a copy into a memory-mapped file; :mod:`ferrogate.journal`), so a request answered is a request
-    recorded, even if the process is killed right after. The chain calls it just before the last byte of the answer goes out (the
-    whole JSON body, the last frame of a stream, the error), and :func:`account` calls it for a request that
-    ended without one (the client went away); it runs once per request.
+    recorded, even if the process is killed right after. The chain calls it just before the last byte of the
+    answer goes out (the whole JSON body, the last frame of a stream, the error), and :func:`account` calls it
+    for a request that ended without one (the client went away); it runs once per request.
 
     Args:
         recorder: the usage recorder (``None``: metering off).
