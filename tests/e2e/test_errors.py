@@ -80,6 +80,17 @@ def test_body_over_limit_is_413(gateway: Gateway) -> None:
     assert_error(post(gateway, big), 413, "request_too_large")
 
 
+def test_a_413_closes_the_connection_and_the_next_request_is_answered(gateway: Gateway) -> None:
+    """The unread rest of a refused body must never be taken for the next request on a keep-alive connection."""
+    big = {"model": "mock", "messages": [{"role": "user", "content": "x" * 700_000}]}
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        for _ in range(20):
+            resp = client.post("/v1/chat/completions", json=big)
+            assert resp.status_code == 413 and resp.headers.get("connection") == "close"
+            ok = client.post("/v1/chat/completions", json={"model": "mock", "messages": OK_MESSAGES})
+            assert ok.status_code == 200, ok.text
+
+
 def test_chunked_body_over_limit_is_413(gateway: Gateway) -> None:
     def chunks() -> Any:
         yield b'{"model": "mock", "messages": [{"role": "user", "content": "'

@@ -53,7 +53,13 @@ async def read_body(scope: Scope, proto: HTTPProtocol, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> GatewayError:
-    return GatewayError(ErrorKind.BODY_TOO_LARGE, f"request body exceeds the limit of {limit} bytes")
+    # the rest of the body is never read: the connection closes after the answer, so its bytes cannot be
+    # taken for the next request on a keep-alive connection
+    return GatewayError(
+        ErrorKind.BODY_TOO_LARGE,
+        f"request body exceeds the limit of {limit} bytes",
+        headers=[("connection", "close")],
+    )
 
 
 async def receive(ctx: RequestContext, scope: Scope, proto: HTTPProtocol, limit: int, bounds: RequestBounds) -> None:
