@@ -31,10 +31,11 @@ serve: install ## install, then start the gateway on its embedded default (port 
 services: ## start PostgreSQL and Redis if they are not running (installs them if absent)
 	bash scripts/services.sh
 
-lint: install ## ruff, mypy --strict, stubtest, cargo fmt and clippy
+lint: install ## ruff, mypy --strict, stubtest, the import-linter layer contracts, cargo fmt and clippy
 	$(BIN)/ruff check python tests load benches
 	$(BIN)/ruff format --check python tests load benches
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m mypy.stubtest ferrogate._core
 	cargo fmt --all --check
 	cargo clippy --all-targets -- -D warnings

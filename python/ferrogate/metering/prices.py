@@ -2,7 +2,8 @@
 
 The table ships inside the package (``ferrogate/data/prices.yaml``, :func:`packaged_prices`); a file named by
 ``server.prices_file`` adds entries to it or replaces entries by model name (:func:`standard_prices`), and a
-deployment's own ``price:`` wins over both.
+deployment's own ``price:`` wins over both. :class:`Price` (one entry) is defined in
+:mod:`ferrogate.config.prices`, since configuration imports nothing else of ferrogate; it is re-exported here.
 
 A model is priced by its exact name, else by the longest listed name that is a prefix of it followed by ``-``,
 ``:`` or ``@`` (dated variants: ``gpt-4o-2024-08-06`` is billed as ``gpt-4o``). A model with no price has no
@@ -22,38 +23,27 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-if TYPE_CHECKING:
-    from ferrogate.config.errors import ConfigError
+from ferrogate.config.errors import ConfigError, read_yaml_mapping, yaml_path
+from ferrogate.config.prices import Price
+
+__all__ = [
+    "PACKAGED_FILE",
+    "SEPARATORS",
+    "Price",
+    "PriceFile",
+    "PriceTable",
+    "load_prices",
+    "packaged_prices",
+    "parse_prices",
+    "standard_prices",
+]
 
 #: Characters that may follow a listed name in a longer model name (``gpt-4o`` + ``-2024-08-06``).
 SEPARATORS = ("-", ":", "@")
 _CACHE_SIZE = 4096
-
-
-class Price(BaseModel):
-    """USD per million tokens; ``cached_input`` defaults to ``input`` (no cache discount).
-
-    Example:
-        >>> Price(input=2.5, output=10).cached_rate
-        2.5
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: float = Field(ge=0, allow_inf_nan=False, description="USD per 1M uncached prompt tokens")
-    output: float = Field(ge=0, allow_inf_nan=False, description="USD per 1M completion tokens")
-    cached_input: float | None = Field(
-        None, ge=0, allow_inf_nan=False, description="USD per 1M cached prompt tokens (default: input)"
-    )
-
-    @property
-    def cached_rate(self) -> float:
-        """The rate for cached prompt tokens (``cached_input``, else ``input``)."""
-        return self.input if self.cached_input is None else self.cached_input
 
 
 class PriceFile(BaseModel):
@@ -242,9 +232,6 @@ def parse_prices(text: str, source: str = "<prices>") -> PriceTable:
         ferrogate.config.errors.ConfigError: invalid configuration in <prices>:
           models.m.input: Input should be greater than or equal to 0
     """
-    # imported here: ferrogate.config (the package) imports this module for the deployment price override
-    from ferrogate.config.errors import read_yaml_mapping, yaml_path
-
     raw = read_yaml_mapping(text, source, "a mapping with `models:`")
     try:
         return PriceTable(PriceFile.model_validate(raw).models)
@@ -254,7 +241,4 @@ def parse_prices(text: str, source: str = "<prices>") -> PriceTable:
 
 
 def _error(source: str, problems: list[tuple[str, str]]) -> ConfigError:
-    # imported here: ferrogate.config (the package) imports this module for the deployment price override
-    from ferrogate.config.errors import ConfigError
-
     return ConfigError(source, problems)
