@@ -167,3 +167,12 @@ def test_health_and_ready(gateway: Gateway) -> None:
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
     assert ready.json()["store"] == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [("from=9999-12-31T23:59:59-23:59", "from"), ("to=0001-01-01T00:00:00%2B23:59", "to"), ("from=yesterday", "from")],
+)
+def test_usage_times_without_a_utc_form_are_a_400(gateway: Gateway, query: str, param: str) -> None:
+    resp = httpx.get(f"{gateway.url}/v1/usage?{query}", timeout=10)
+    assert_error(resp, 400, "invalid_value", param)

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
@@ -43,6 +45,10 @@ __all__ = [
 
 #: Characters that may follow a listed name in a longer model name (``gpt-4o`` + ``-2024-08-06``).
 SEPARATORS = ("-", ":", "@")
+#: What may follow a listed name for its price to apply: a date or version stamp (``-2024-08-06``, ``-0613``)
+#: and/or a ``:``/``@`` qualifier (a fine-tune, a pinned version). Any other suffix (``-pro``,
+#: ``-realtime-preview``) names another model, often a dearer one: unpriced, so a budget refuses it.
+_SUFFIX = re.compile(r"(?=.)(?:-\d{4}(?:-\d{2}-\d{2})?)?(?:[:@].*)?", re.DOTALL)
 _CACHE_SIZE = 4096
 
 
@@ -86,7 +92,7 @@ class PriceTable:
         if price is None:
             best = ""
             for name in self.models:
-                if len(name) > len(best) and model.startswith(name) and model[len(name)] in SEPARATORS:
+                if len(name) > len(best) and model.startswith(name) and _SUFFIX.fullmatch(model, len(name)):
                     best = name
             price = self.models.get(best) if best else None
         found = None if price is None else (price, price.input, price.cached_rate, price.output)

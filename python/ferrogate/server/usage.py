@@ -28,9 +28,13 @@ def _when(params: dict[str, str], name: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw)
+        value = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
     except ValueError:
         raise GatewayError(ErrorKind.INVALID_FIELD, f"'{name}' must be an ISO-8601 time", param=name) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-23:59 has no UTC form
+        message = f"'{name}' is outside the years 1 to 9999 in UTC"
+        raise GatewayError(ErrorKind.INVALID_FIELD, message, param=name) from None
+    return value
 
 
 def _row(row: UsageRow) -> dict[str, Any]:

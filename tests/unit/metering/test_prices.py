@@ -34,6 +34,10 @@ TABLE = PriceTable(
         ("gpt-4o:ft-acme", "gpt-4o"),
         ("gpt-5@2025", "gpt-5"),
         ("gpt-4omni", None),  # a prefix must end at a separator
+        ("gpt-4o-2024-08-06:ft-acme", "gpt-4o"),
+        ("gpt-5-pro", None),  # another (dearer) model, not a dated gpt-5: unpriced, refused on a budget
+        ("gpt-4o-realtime-preview", None),
+        ("gpt-4o-2024", "gpt-4o"),
         ("gpt-5.1", None),
         ("gpt-4", None),
         ("", None),
@@ -113,8 +117,14 @@ def test_standard_prices_refuse_a_named_file_that_is_missing_or_invalid(tmp_path
 def test_example_override_file_extends_the_packaged_table() -> None:
     table = standard_prices(ROOT / "configs" / "prices.yaml")
     assert table.price_for("ft-support-bot:v2") == Price(input=3, output=12)
-    assert table.price_for("gpt-4o") != packaged_prices().price_for("gpt-4o")
+    assert table.price_for("gpt-4o") == packaged_prices().price_for("gpt-4o")  # naming it changes no real price
     assert table.missing(OPENAI_MODELS) == []
+
+
+def test_an_override_file_replaces_a_listed_price(tmp_path: Path) -> None:
+    path = tmp_path / "negotiated.yaml"
+    path.write_text("models: {gpt-4o: {input: 2, output: 8}}")
+    assert standard_prices(path).price_for("gpt-4o-2024-08-06") == Price(input=2, output=8)
 
 
 def test_overrides_passed_to_load(tmp_path: Path) -> None:
