@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -67,14 +68,18 @@ class Gateway:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
+                log = self.log()
+                self.kill()
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{log}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=0.5).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError(f"gateway did not become healthy:\n{self.log()}")
+        log = self.log()
+        self.kill()  # never leave a half-started gateway behind
+        raise RuntimeError(f"gateway did not become healthy:\n{log}")
 
     def log(self) -> str:
         if not self._log.closed:
@@ -83,7 +88,7 @@ class Gateway:
 
     def kill(self) -> None:
         """SIGKILL the whole process group (server and workers at once: what an OOM kill or a node failure does)."""
-        if self.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # the group may outlive its leader: workers left behind
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self._log.close()
@@ -94,7 +99,7 @@ class Gateway:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its workers too (its own process group)
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
