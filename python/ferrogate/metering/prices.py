@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources

@@ -115,6 +115,8 @@ def _content(where: str, content: Any, parts: dict[str, PartCheck], nullable: bo
         if check is None:
             raise bad(f"{at}.type", f"'{at}.type' must be one of {', '.join(parts)}")
         check(at, part)
+        if typ != "text" and "text" in part:  # the token counter reads a part's text whatever its type
+            string(f"{at}.text", part["text"])
 
 
 def _tool_calls(where: str, calls: Any) -> None:

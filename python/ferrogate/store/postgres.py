@@ -32,6 +32,9 @@ MIGRATION_LOCK = 0x66676D696772
 _KEY = re.compile(r"Key \(([^)]*)\)=")
 _MARK = re.compile(r"\?")
 
+#: The longest a connection's reset may take when it goes back to the pool.
+_RELEASE_TIMEOUT_S = 5.0
+
 
 @functools.lru_cache(maxsize=512)
 def _numbered(sql: str) -> str:
@@ -121,7 +124,9 @@ class PostgresStore(SqlStore):
                 if pool is None:
                     low, high = self._sizes
                     created: asyncpg.Pool[Any] = await _call(
-                        asyncpg.create_pool(self._dsn, min_size=low, max_size=high)
+                        # a statement may take a minute at most (a link that black-holes must not hold a
+                        # pooled connection for the kernel's retransmission timeout)
+                        asyncpg.create_pool(self._dsn, min_size=low, max_size=high, command_timeout=60)
                     )
                     self._pool = pool = created
         return pool
@@ -158,7 +163,8 @@ class PostgresStore(SqlStore):
             raise
         finally:
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
-                await pool.release(conn)  # a link lost after the last statement: asyncpg has closed it
+                # a link lost after the last statement: asyncpg has closed it; its reset must not wait forever
+                await pool.release(conn, timeout=_RELEASE_TIMEOUT_S)
 
     def lock_sql(self, name: str) -> Statement:
         """A transaction-scoped advisory lock on the 64-bit hash of ``name`` (released at commit/rollback)."""

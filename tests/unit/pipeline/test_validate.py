@@ -259,3 +259,14 @@ def test_unhashable_values_are_refusals_not_type_errors(payload: Any, param: str
     with pytest.raises(GatewayError) as info:
         validate_chat(payload)
     assert info.value.param == param
+
+
+def test_text_on_a_part_of_another_type_is_checked() -> None:
+    """The token counter reads ``text`` in any part: a non-string there is named, not a 400 on ``messages``."""
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}, "text": 5}]}],
+    }
+    with pytest.raises(GatewayError) as info:
+        validate_chat(body, RequestBounds())
+    assert info.value.param == "messages[0].content[0].text"
