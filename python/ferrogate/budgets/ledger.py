@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ferrogate.auth.identity import BudgetRef
 from ferrogate.errors import BudgetExhausted, store_unavailable
 from ferrogate.store.budgets import Balance, Hold
+from ferrogate.store.errors import StoreError
 from ferrogate.store.health import STORE_FAULTS, StoreHealth
 
 if TYPE_CHECKING:
@@ -108,6 +109,8 @@ class BudgetLedger:
         now = datetime.now(UTC)
         holds = [hold_for(r, now) for r in refs]
         try:
+            if self.health.recently_failed():  # known down: answer now, not after the timeout
+                raise StoreError(f"unreachable ({self.health.last_error})")
             async with asyncio.timeout(self.timeout_s):
                 result = await self.store.budgets.reserve(
                     request_id,

@@ -32,12 +32,18 @@ STORE_FAULTS: tuple[type[Exception], ...] = (StoreError, OSError, TimeoutError)
 class StoreHealth:
     """The store's reachability as this worker last saw it (``up``; ``down_since``, a monotonic time)."""
 
-    __slots__ = ("down_since", "last_error", "up")
+    __slots__ = ("down_since", "failed_at", "last_error", "up")
 
     def __init__(self) -> None:
         self.up = True
         self.down_since = 0.0
+        self.failed_at = 0.0  # monotonic time of the last failure
         self.last_error: str | None = None
+
+    def recently_failed(self, within_s: float = 1.0) -> bool:
+        """Down, and a call failed less than ``within_s`` ago: a caller may skip the store (the worker's probe
+        and the next call after that window find out when it is back)."""
+        return not self.up and time.monotonic() - self.failed_at < within_s
 
     def ok(self) -> None:
         """A store call answered."""
@@ -48,6 +54,7 @@ class StoreHealth:
     def failed(self, exc: BaseException) -> None:
         """A store call failed with ``exc`` (a connection error or a timeout)."""
         self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self.failed_at = time.monotonic()
         if self.up:
             self.up = False
             self.down_since = time.monotonic()
