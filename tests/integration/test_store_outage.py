@@ -22,6 +22,7 @@ from ferrogate.auth.keys import KeyHasher, new_key
 from ferrogate.budgets.ledger import BudgetLedger
 from ferrogate.config.model import BudgetSettings
 from ferrogate.errors import GatewayError
+from ferrogate.store.errors import StoreError
 from ferrogate.store.postgres import PostgresStore
 from tests.fakes.relay import Relay
 from tests.integration.backends import anyio_backend, wipe  # noqa: F401 (fixture)
@@ -168,6 +169,38 @@ async def test_revocation_during_an_outage_applies_at_once(relay: tuple[Relay, s
     err = await unavailable(auth, revoked)
     assert err.wire_code == "store_unavailable"
     assert (await auth.identify(bearer(kept))).key_id == kept_id  # type: ignore[arg-type]
+
+
+async def test_a_lost_redis_listener_during_an_outage_keeps_known_keys(
+    relay: tuple[Relay, str], store: PostgresStore
+) -> None:
+    """One partition often takes Redis and the store at once: the listener's loss must refresh entries (it may
+    have missed revocations), not drop them, or every known key would get a 503 for the whole outage."""
+    cut, _ = relay
+    auth = Authenticator(store, HASHER, ttl_s=60.0, store_timeout_s=0.5)
+    key, key_id = await member(store)
+    assert (await auth.identify(bearer(key))).key_id == key_id  # type: ignore[arg-type]
+    cut.cut("refuse")
+    auth.expire()  # what the Redis listener does when it loses Redis
+    assert (await auth.identify(bearer(key))).key_id == key_id  # type: ignore[arg-type]  # stale, not a 503
+    assert auth.health.up is False  # the refresh was tried (the entry was due) and failed
+    cut.restore()
+    for _ in range(100):  # the pool reconnects
+        try:
+            await store.keys.revoke(key_id)
+            break
+        except StoreError:
+            await asyncio.sleep(0.05)
+    status = 200
+    for _ in range(40):  # due again: refreshed (in the background while the store was known down) ...
+        auth.expire()
+        try:
+            await auth.identify(bearer(key))  # type: ignore[arg-type]
+        except GatewayError as err:
+            status = err.status
+            break
+        await asyncio.sleep(0.05)
+    assert status == 401  # ... and the store's answer, revoked, applies
 
 
 async def test_refused_key_stays_refused_during_an_outage(relay: tuple[Relay, str], store: PostgresStore) -> None:

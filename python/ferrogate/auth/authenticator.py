@@ -289,6 +289,19 @@ class Authenticator:
             await asyncio.sleep(delay)
         return GatewayError(error.kind, error.message)
 
+    def expire(self) -> None:
+        """Make every cached entry due for a refresh now, keeping each one's stale-if-error window: the
+        invalidations of a Redis outage may have been missed, but a store outage at the same time (one
+        partition) must still not turn known keys away.
+
+        Example:
+            >>> # auth.expire()   # the invalidation listener lost Redis
+        """
+        now = time.time()
+        for slot, (identity, fresh, digest, stale) in list(self._cache.items()):
+            if fresh > now:
+                self._cache[slot] = (identity, now, digest, stale)
+
     def forget(self, key_hash: str | None = None) -> None:
         """Drop one cached credential (by its store hash), or all of them."""
         if key_hash is None:

@@ -27,9 +27,15 @@ CHANNEL = "ferrogate:auth:invalidate"
 class Invalidator:
     """Drops cached credentials here and, through Redis, everywhere."""
 
-    def __init__(self, forget: Callable[[str | None], None], redis_url: str | None) -> None:
+    def __init__(
+        self,
+        forget: Callable[[str | None], None],
+        redis_url: str | None,
+        expire: Callable[[], None] | None = None,
+    ) -> None:
         self.forget = forget
         self.redis_url = redis_url
+        self.expire = expire  # on a lost listener: entries refreshed, not dropped (None: forget them all)
         self._redis: Any = None
 
     def _client(self) -> Any:
@@ -53,10 +59,12 @@ class Invalidator:
         """Apply invalidations published by other workers; reconnects after Redis outages."""
         if self.redis_url is None:
             return
+        lost = False
         while True:
             try:
                 pubsub = self._client().pubsub()
                 await pubsub.subscribe(CHANNEL)
+                lost = False
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         data = message["data"].decode()
@@ -64,8 +72,13 @@ class Invalidator:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("auth invalidation listener lost Redis (%s); retrying in 1 s", exc)
-                self.forget(None)  # messages may have been missed
+                if not lost:  # once per loss: messages may have been missed
+                    log.warning("auth invalidation listener lost Redis (%s); retrying every 1 s", exc)
+                    if self.expire is not None:
+                        self.expire()  # refreshed from the store at next use, stale-if-error still holds
+                    else:
+                        self.forget(None)
+                    lost = True
                 await asyncio.sleep(1.0)
 
     async def close(self) -> None:

@@ -136,7 +136,7 @@ class Gateway:
                 journal=self.journal,
             )
         )
-        self.invalidator = Invalidator(self.auth.forget, settings.redis_url)
+        self.invalidator = Invalidator(self.auth.forget, settings.redis_url, self.auth.expire)
         self.admin = AdminApi(AdminService(store, config, hasher, self.invalidator, self.audit), settings.master_key)
         self.tracer: Tracer | None = None  # set per worker in __rsgi_init__ when an OTLP endpoint is configured
         self.in_flight = 0
