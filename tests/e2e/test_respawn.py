@@ -227,3 +227,33 @@ model_groups: [{name: mock, deployments: [{upstream: mock}]}]
         assert time.monotonic() - stopped_at < 5
     finally:
         gw.stop()
+
+
+def test_a_worker_that_dies_during_another_ones_backoff_is_not_kept_waiting(tmp_path: Path) -> None:
+    config = """
+server: {respawn_backoff_s: 0.3, respawn_backoff_max_s: 30}
+upstreams: [{name: mock, provider: mock}]
+model_groups: [{name: mock, deployments: [{upstream: mock}]}]
+"""
+    gw = Gateway(tmp_path, config, workers=2).wait_ready()
+    try:
+        pids = wait_for_workers(gw, 2, set())
+        looping, other = sorted(pids)
+        for _ in range(5):  # one worker in a crash loop: its backoff grows to 0.3 * 2**4 = 4.8 s
+            os.kill(looping, signal.SIGKILL)
+            before = pids
+            pids = wait_for_workers(gw, 2, {looping}, timeout=20)
+            (looping,) = pids - (before - {looping})
+        os.kill(looping, signal.SIGKILL)  # its sixth quick death: 9.6 s
+        deadline = time.monotonic() + 10
+        while "in 9.6 s (quick death 6 in a row)" not in gw.log():
+            assert time.monotonic() < deadline, gw.log()
+            time.sleep(0.05)
+        killed_at = time.monotonic()
+        os.kill(other, signal.SIGKILL)  # its first quick death: 0.3 s, not after the other's 9.6 s
+        (replaced,) = wait_for_workers(gw, 1, {looping, other}, timeout=5)
+        assert time.monotonic() - killed_at < 3  # while the looping one still waits out its 9.6 s
+        wait_serving(gw, replaced)
+        assert httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, timeout=10).status_code == 200
+    finally:
+        gw.stop()

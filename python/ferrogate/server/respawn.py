@@ -74,34 +74,51 @@ class RespawningServer(MPServer):
         self._streaks: dict[int, int] = {}
 
     def _respawn_workers(self, workers: Any, spawn_target: Any, target_loader: Any, delay: float = 0) -> None:
-        """Granian's respawn; for a worker that is dead (not a reload's live one), after its backoff."""
+        """Granian's respawn; for a worker that is dead (not a reload's live one), after its backoff. Workers are
+        respawned as they come due, soonest first; a worker that dies while another waits out its backoff is
+        taken in at once (a healthy one is not kept down behind a crash loop)."""
+        due: dict[int, float] = {}  # dead worker index -> monotonic time of its respawn
         for idx in list(workers):
-            old = self.wrks[idx]
-            if old.is_alive():  # a reload or lifetime replacement: Granian's own path
+            if self.wrks[idx].is_alive():  # a reload or lifetime replacement: Granian's own path
                 super()._respawn_workers([idx], spawn_target, target_loader, delay)
-                continue
-            lived = time.monotonic() - old.birth
-            streak = self._streaks.get(idx, 0) + 1 if lived < HEALTHY_S else 0
-            self._streaks[idx] = streak
-            wait = self.backoff.delay(streak)
-            log.warning(
-                "worker-%d (pid %s) died after %.1f s (exit code %s): respawning it%s",
-                idx + 1,
-                old.inner.pid,
-                lived,
-                old.inner.exitcode,
-                f" in {wait:.1f} s (quick death {streak} in a row)" if wait else "",
-            )
-            _forget_gauges(old.inner.pid)
-            if not self._wait(wait):
+            else:
+                due[idx] = time.monotonic() + self._schedule(idx)
+        while due:
+            idx = min(due, key=due.__getitem__)
+            if not self._wait_until(due[idx], due):
                 return  # shutting down: the dead workers stay listed, and stopping them is a no-op
+            if time.monotonic() < due[idx]:  # another worker died meanwhile and may be due sooner
+                continue
+            del due[idx]
             super()._respawn_workers([idx], spawn_target, target_loader, delay)
         self.respawned_wrks.clear()  # Granian's crash-loop exit looks here: the backoff above replaces it
 
-    def _wait(self, seconds: float) -> bool:
-        """Sleep ``seconds`` unless a shutdown signal comes first; whether the wait ran to its end."""
-        deadline = time.monotonic() + seconds
+    def _schedule(self, idx: int) -> float:
+        """The backoff of dead worker ``idx`` (its gauges dropped, its death logged)."""
+        old = self.wrks[idx]
+        lived = time.monotonic() - old.birth
+        streak = self._streaks.get(idx, 0) + 1 if lived < HEALTHY_S else 0
+        self._streaks[idx] = streak
+        wait = self.backoff.delay(streak)
+        log.warning(
+            "worker-%d (pid %s) died after %.1f s (exit code %s): respawning it%s",
+            idx + 1,
+            old.inner.pid,
+            lived,
+            old.inner.exitcode,
+            f" in {wait:.1f} s (quick death {streak} in a row)" if wait else "",
+        )
+        _forget_gauges(old.inner.pid)
+        return wait
+
+    def _wait_until(self, deadline: float, due: dict[int, float]) -> bool:
+        """Sleep until ``deadline`` unless a shutdown signal comes first (``False``) or another worker dies (it
+        joins ``due``, and the wait ends early so the soonest is taken first)."""
         while not self.interrupt_signal:
+            for idx in range(len(self.wrks)):
+                if idx not in due and not self.wrks[idx].is_alive():  # type: ignore[no-untyped-call]
+                    due[idx] = time.monotonic() + self._schedule(idx)
+                    return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return True
