@@ -174,25 +174,20 @@ class JournalWriter(Generic[T, S]):
         if self._closed:  # after shutdown: the journal keeps it for the successor (closed: synced, unlocked)
             self._journal.close()
             return
-        if not self._queueing:  # store down or queue overflowed: the journal holds it until the store answers
-            self.stats.spooled += 1
-            return
-        queue = self._queue
-        queue.append(item)
-        if len(queue) >= self._batch_size:
-            if len(queue) > self._max_queue:
-                self._fall_behind()
-            self._wake.set()
+        self._queue_item(item)
 
     def take(self, item: T, journaled: bool) -> None:
         """Queue one item the caller already wrote to the request journal this writer consumes (``journaled``);
         an item that is not journaled goes the way of :meth:`_enqueue`. Never blocks or awaits."""
         if not journaled:
             self._enqueue(item)
-            return
-        if self._closed:  # the request journal keeps it for the successor
-            return
-        if not self._queueing:  # store down or queue overflowed: replayed from the request journal later
+        elif not self._closed:  # closed: the request journal keeps it for the successor
+            self._queue_item(item)
+
+    def _queue_item(self, item: T) -> None:
+        """Queue an item (not while the store is down or the queue overflowed: it is in a journal then, and
+        replayed from there)."""
+        if not self._queueing:
             self.stats.spooled += 1
             return
         queue = self._queue
