@@ -161,7 +161,7 @@ def measure(target: Target, mode: str, conns: int, args: argparse.Namespace, ngi
     url = target.sse_url if stream else target.json_url
     model = target.sse_model if stream else "bench"
     cpu0, up0, cores0 = procs.cpu_seconds(target.pid), procs.cpu_seconds(nginx_pid), procs.core_busy()
-    body = loadgen.realistic_body(model, stream) if getattr(args, "realistic", False) else None
+    body = None if getattr(args, "small", False) else loadgen.realistic_body(model, stream)
     result = loadgen.run_wrk(
         url, connections=conns, seconds=args.duration, cpu=args.load_cpu, model=model, stream=stream, body=body
     )
@@ -296,8 +296,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target and mode")
     parser.add_argument(
-        "--realistic", action="store_true", help="send the realistic request (system + user, max_tokens...)"
+        "--small",
+        action="store_true",
+        help="send the small request (one 'hello' message) instead of the realistic one (system + user, "
+        "temperature, max_tokens, user; the default)",
     )
+    parser.add_argument("--realistic", action="store_true", help=argparse.SUPPRESS)  # the default; kept for scripts
     parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians are reported")
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--modes", nargs="+", choices=["json", "sse"], default=["json", "sse"])

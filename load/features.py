@@ -7,7 +7,7 @@ the previous variant and with the first (the foundation path: key auth, no limit
 
     .venv/bin/python load/features.py --duration 6 --repeat 3
     .venv/bin/python load/features.py --duration 6 --repeat 7 --last 3   # only the audit step, more repetitions
-    .venv/bin/python load/features.py --realistic --duration 5 --repeat 9 --last 2   # the journal's A/B
+    .venv/bin/python load/features.py --duration 5 --repeat 9 --last 2   # the journal's A/B (--small: the toy body)
 """
 
 from __future__ import annotations
