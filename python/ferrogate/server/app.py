@@ -179,8 +179,9 @@ class Gateway:
             self.in_flight -= 1
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Worker start (Granian calls it once per worker, before serving): warm the tokenizers."""
-        for encoding in ("o200k_base", "cl100k_base"):
+        """Worker start (Granian calls it once per worker, before serving): warm the tokenizers the configured
+        models use (each costs 30-65 MB; another is loaded on first use)."""
+        for encoding in sorted(encodings_used(self.config)):
             _core.count_tokens("warm up", encoding)
         self._tasks.append(loop.create_task(self._every(5.0, self.auth.flush_last_used)))
         self._tasks.append(loop.create_task(self.invalidator.listen()))
@@ -318,6 +319,18 @@ def price_table(config: Config) -> PriceTable:
     """
     overrides = {d.model or g.name: d.price for g in config.model_groups for d in g.deployments if d.price}
     return standard_prices(config.server.prices_file, overrides)
+
+
+def encodings_used(config: Config) -> set[str]:
+    """The tokenizer encodings of the configured deployments' models (o200k_base for the built-in mock).
+
+    Example:
+        >>> from ferrogate.config import default_config
+        >>> encodings_used(default_config())
+        {'o200k_base'}
+    """
+    models = {d.model or g.name for g in config.model_groups for d in g.deployments}
+    return {_core.encoding_for_model(m) for m in models} or {"o200k_base"}
 
 
 def create_app() -> Gateway:
