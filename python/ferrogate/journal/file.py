@@ -36,7 +36,7 @@ import mmap
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, overload
 
@@ -141,10 +141,11 @@ class Segment:
     """One journal file of this process: its path, and while it is the current one its descriptor and shared
     memory mapping; the bytes written to it (the rest of the file is zeros, cut off when it is closed)."""
 
-    __slots__ = ("cap", "fd", "mm", "path", "size")
+    __slots__ = ("cap", "fd", "mm", "n", "path", "size")
 
-    def __init__(self, path: Path, fd: int, cap: int) -> None:
+    def __init__(self, path: Path, fd: int, cap: int, n: int = 0) -> None:
         _allocate(fd, cap)
+        self.n = n  # its number in this journal (the file name's last part): later segments have larger ones
         self.path = path
         self.fd = fd
         self.cap = cap
@@ -260,7 +261,7 @@ class Journal(Generic[R]):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else holds it
-            segment = Segment(path, fd, SEGMENT_BYTES)
+            segment = Segment(path, fd, SEGMENT_BYTES, self._n)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -435,6 +436,28 @@ class Journal(Generic[R]):
         with contextlib.suppress(FileNotFoundError):
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 path.unlink()
+
+    async def replay_leftovers(self, store: Callable[[list[R]], Awaitable[bool]]) -> bool:
+        """Claim every segment left by a process that is gone, hand its items to ``store`` and remove it once
+        ``store`` says they are in; ``False`` when it did not (that segment stays for the next try).
+
+        Example:
+            >>> # await journal.replay_leftovers(lambda items: writer.store_replayed(items))
+        """
+        for path in self.leftovers():
+            try:
+                with self.claim(path) as claimed:
+                    if claimed is None:
+                        continue
+                    items, fd = claimed
+                    if not await store(items):
+                        return False
+                    self.finish(path, fd)
+                    if items:
+                        log.warning("%s journal %s replayed (%d items)", self.prefix, path.name, len(items))
+            except OSError as exc:
+                log.error("%s journal %s: cannot replay: %s", self.prefix, path, exc)
+        return True
 
     def reject(self, lines: list[bytes]) -> None:
         """Keep unparseable journal lines in the rejected log (and say so) instead of dropping them.

@@ -71,19 +71,13 @@ class RequestJournal:
         )
         self._consumers: dict[str, Consumer] = {}
         self._done: dict[str, int] = {}  # consumer -> the last segment number whose items it has stored
-        self._marks = 0  # segments sealed so far (their numbers run 1..)
-        self._numbers: dict[int, int] = {}  # id(segment) -> its number
+        self._marks = 0  # the number of the last sealed segment
         self.write: Callable[[RequestFacts], None] = self.journal.write  # the hot path, without a hop
 
     def register(self, consumer: Consumer) -> None:
         """``consumer`` takes every request item written from now on."""
         self._consumers[consumer.consumer] = consumer
         self._done[consumer.consumer] = self._marks
-
-    @property
-    def consumers(self) -> int:
-        """How many writers take request items."""
-        return len(self._consumers)
 
     @property
     def marks(self) -> int:
@@ -94,8 +88,7 @@ class RequestJournal:
         """Seal the current segment (if anything was written to it); the number of the last sealed segment."""
         segment = self.journal.seal()
         if segment is not None:
-            self._marks += 1
-            self._numbers[id(segment)] = self._marks
+            self._marks = segment.n
         return self._marks
 
     def done(self, consumer: str, mark: int) -> None:
@@ -103,14 +96,13 @@ class RequestJournal:
         self._done[consumer] = max(self._done[consumer], mark)
         upto = min(self._done.values())
         for segment in self.journal.sealed():
-            if self._numbers.get(id(segment), upto + 1) <= upto:
-                del self._numbers[id(segment)]
+            if segment.n <= upto:
                 self.journal.release(segment)
 
     def pending(self, consumer: str, mark: int) -> list[Segment]:
         """Sealed segments after ``consumer``'s last done mark, up to ``mark``, oldest first."""
         done = self._done[consumer]
-        return [s for s in self.journal.sealed() if done < self._numbers.get(id(s), 0) <= mark]
+        return [s for s in self.journal.sealed() if done < s.n <= mark]
 
     def read(self, segment: Segment) -> list[RequestFacts]:
         """The facts in one of this worker's segments."""
@@ -119,29 +111,20 @@ class RequestJournal:
     def backlog(self, consumer: str) -> int:
         """Bytes of sealed segments ``consumer`` has not stored yet."""
         done = self._done.get(consumer, 0)
-        return sum(s.size for s in self.journal.sealed() if self._numbers.get(id(s), 0) > done)
+        return sum(s.size for s in self.journal.sealed() if s.n > done)
 
     async def replay_leftovers(self) -> bool:
         """Replay every segment left by a process that is gone into every consumer, then remove it; ``False``
         when a consumer's store failed (the segment stays for the next try)."""
-        journal = self.journal
-        for path in journal.leftovers():
-            try:
-                with journal.claim(path) as claimed:
-                    if claimed is None:
-                        continue
-                    facts, fd = claimed
-                    for consumer in self._consumers.values():
-                        if not await consumer.store_replayed([consumer.from_facts(f) for f in facts]):
-                            return False
-                    journal.finish(path, fd)
-                    if facts:
-                        log.warning("request journal %s replayed (%d requests)", path.name, len(facts))
-            except OSError as exc:
-                log.error("request journal %s: cannot replay: %s", path, exc)
-        return True
+
+        async def into_every_consumer(facts: list[RequestFacts]) -> bool:
+            for consumer in self._consumers.values():
+                if not await consumer.store_replayed([consumer.from_facts(f) for f in facts]):
+                    return False
+            return True
+
+        return await self.journal.replay_leftovers(into_every_consumer)
 
     def close(self) -> None:
         """Sync and release the segments: what some consumer has not stored stays for a successor."""
         self.journal.close()
-        self._numbers.clear()

@@ -463,21 +463,4 @@ class JournalWriter(Generic[T, S]):
 
     async def _replay_leftovers(self) -> bool:
         """Replay every journal segment left by a process that is gone; ``False`` when the store fails."""
-        words = self._words
-        journal = self._journal
-        for path in journal.leftovers():
-            try:
-                with journal.claim(path) as claimed:
-                    if claimed is None:
-                        continue
-                    items, fd = claimed
-                    if not await self._store_items(items, replayed=True):
-                        return False
-                    journal.finish(path, fd)
-                    if items:
-                        words.log.warning(
-                            "%s journal %s replayed (%d %s)", words.kind, path.name, len(items), words.items
-                        )
-            except OSError as exc:
-                words.log.error("%s journal %s: cannot replay: %s", words.kind, path, exc)
-        return True
+        return await self._journal.replay_leftovers(self.store_replayed)

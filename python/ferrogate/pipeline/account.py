@@ -18,11 +18,12 @@ from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.identity import Identity
 from ferrogate.journal.requests import RequestJournal
 from ferrogate.limits import Limiter
-from ferrogate.metering import PriceTable, UsageRecord, UsageRecorder
+from ferrogate.metering import PriceTable, UsageRecorder
 from ferrogate.observability.logs import RequestLog
 from ferrogate.observability.metrics import Metrics
 from ferrogate.pipeline.context import RequestContext
 from ferrogate.pipeline.limit import settle
+from ferrogate.store.usage import usage_of
 
 log = logging.getLogger("ferrogate.request")
 
@@ -116,39 +117,18 @@ def _record(ctx: RequestContext, identity: Identity, books: Books, latency_ms: f
         prompt, completion = usage.prompt_tokens, usage.completion_tokens
         cached, reasoning, counted = usage.cached_tokens, usage.reasoning_tokens, usage.counted
     cost = books.prices.cost(upstream_model or ctx.model, prompt, completion, cached)
-    facts = None
     journaled = False
-    if audit is not None or journal is not None:
-        tokens = (prompt, completion, cached, reasoning, counted)
-        facts = facts_of(ctx, now, identity, upstream, upstream_model, tokens, cost, latency_ms)
-        if journal is not None:
-            try:
-                journal.write(facts)  # one line for both writers: from here on a kill loses nothing
-                journaled = True
-            except (OSError, ValueError) as exc:  # disk full: each writer keeps the item its own way
-                log.error("request %s: the request journal cannot be written: %s", ctx.request_id, exc)
+    tokens = (prompt, completion, cached, reasoning, counted)
+    facts = facts_of(ctx, now, identity, upstream, upstream_model, tokens, cost, latency_ms)  # one source for both
+    if journal is not None:
+        try:
+            journal.write(facts)  # one line for both writers: from here on a kill loses nothing
+            journaled = True
+        except (OSError, ValueError) as exc:  # disk full: each writer keeps the item its own way
+            log.error("request %s: the request journal cannot be written: %s", ctx.request_id, exc)
     if recorder is not None:
-        record = UsageRecord(
-            request_id=ctx.request_id,
-            created_at=now,
-            model=ctx.model,
-            status=ctx.status,
-            stream=ctx.stream,
-            key_id=identity.key_id,
-            team_id=identity.team_id,
-            user_id=identity.user_id,
-            upstream=upstream,
-            upstream_model=upstream_model,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cached_tokens=cached,
-            reasoning_tokens=reasoning,
-            counted=counted,
-            cost_usd=cost,
-            latency_ms=latency_ms,
-            hold=bool(identity.budgets),  # no budget: the budget phase took no hold to release
-        )
-        recorder.take(record, journaled)
-    if audit is not None and facts is not None:
+        # no budget on the chain: the budget phase took no hold for the insert to release
+        recorder.take(usage_of(facts, hold=bool(identity.budgets)), journaled)
+    if audit is not None:
         audit.take(facts, journaled)
     return cost

@@ -139,9 +139,10 @@ class UsageRecord:
         return record
 
 
-def usage_of(facts: Any) -> UsageRecord:
+def usage_of(facts: Any, *, hold: bool = True) -> UsageRecord:
     """The usage record of a request's audit facts (:class:`~ferrogate.store.audit.RequestFacts`): what the
-    request journal holds once for both. ``hold`` is left ``True`` (the insert looks for a budget hold).
+    request journal holds once for both, and what the account phase builds the record from. ``hold``: the
+    request may have a budget hold to release (``True``, the default of a replay: the insert looks).
 
     Example:
         >>> from ferrogate.store.audit import RequestFacts
@@ -170,6 +171,7 @@ def usage_of(facts: Any) -> UsageRecord:
         counted=counted,
         cost_usd=cost,
         latency_ms=latency,
+        hold=hold,
     )
 
 
