@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import threading
 from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
@@ -51,7 +50,6 @@ class Relay:
         self._flowing: asyncio.Event | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self._held: set[asyncio.StreamWriter] = set()  # accepted while cut: never answered
-        self._closing = False
         self._every: set[asyncio.StreamWriter] = set()  # every connection end not known closed (closed at exit)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -83,15 +81,6 @@ class Relay:
             self._run(self._close())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
-        if not self._thread.is_alive():
-            # a connection the listener accepted but whose callback never ran (the loop stopped first) is in no
-            # set: abort every transport of this loop, and let their sockets close before the loop does
-            gc.collect()
-            left = [t for t in gc.get_objects() if isinstance(t, asyncio.Transport) and t.get_extra_info("socket")]
-            for transport in left:
-                if getattr(transport, "_loop", None) is self._loop and not transport.is_closing():
-                    transport.abort()
-            self._loop.run_until_complete(asyncio.sleep(0.05))
         self._loop.close()
 
     def __enter__(self) -> Relay:
@@ -112,9 +101,6 @@ class Relay:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing:  # accepted just before the listener closed: its callback runs after _close's sweep
-            writer.transport.abort()
-            return
         self._every.add(writer)
         if self.mode is not None:  # blackhole / stall: accepted, never answered
             self._held.add(writer)
@@ -187,7 +173,6 @@ class Relay:
             self._server = None
 
     async def _close(self) -> None:
-        self._closing = True
         self.mode = "refuse"
         assert self._flowing is not None
         self._flowing.set()
