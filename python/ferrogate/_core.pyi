@@ -25,6 +25,7 @@ __all__ = [
     "SseError",
     "SseEvent",
     "SseParser",
+    "StreamRelay",
     "UnknownEncodingError",
     "__version__",
     "audit_block",
@@ -144,6 +145,79 @@ class ChatStreamMeter:
         """How many data events were neither ``[DONE]`` nor a readable JSON object."""
     def count_completion_tokens(self) -> int:
         """Counts the tokens of :attr:`completion_text` (the fallback when no usage arrived)."""
+
+@final
+class StreamRelay:
+    """Relays one upstream SSE stream to the client: parses, meters usage, translates between protocols and strips
+    or inserts the usage chunk, in one call per chunk.
+
+    ``source`` is ``"openai.chat"``, ``"anthropic.messages"`` or ``"openai.responses"``, and so is ``target``; a
+    Responses upstream can only be passed through (another pair is a ``ValueError``). When source and target are
+    the same, the upstream's bytes pass unchanged (an OpenAI chat stream loses its usage-only chunk unless
+    ``include_usage``, or gains a counted one before ``[DONE]`` when the upstream sent none). Reasoning is dropped
+    on the way to ``openai.responses``.
+
+    Example:
+        >>> r = StreamRelay("anthropic.messages", "openai.chat", request_id="r1")
+        >>> r.feed(b'event: message_start\ndata: {"type":"message_start","message":{"model":"claude"}}\n\n')[:32]
+        b'data: {"id":"chatcmpl-r1","objec'
+        >>> r.feed(b'event: message_stop\ndata: {"type":"message_stop"}\n\n'), r.done
+        (b'data: [DONE]\n\n', True)
+    """
+
+    def __new__(
+        cls,
+        source: str,
+        target: str,
+        *,
+        encoding: str = "o200k_base",
+        include_usage: bool = False,
+        request_id: str = "",
+        model: str = "",
+        created: int = 0,
+        prompt_tokens: int = -1,
+        json_tool: str | None = None,
+        max_event_bytes: int = 1048576,
+    ) -> StreamRelay: ...
+    def feed(self, data: bytes) -> bytes:
+        """Feeds raw upstream bytes; returns the whole events to send now (``b""`` when none is complete).
+
+        A passthrough chunk of whole events that needs no change is returned as the same object. The GIL is
+        released for chunks of 16 KiB or more. Raises SseError on an oversize event (events before it in the
+        chunk are returned first; the error then comes with the next call).
+        """
+    def finish(self) -> bytes:
+        """The upstream ended: an unterminated last event is still processed; returns what is left to send.
+
+        No terminal event is invented when the upstream broke off (send :meth:`error_event` then).
+        """
+    def error_event(self, message: str, type: str = "api_error", code: str | None = None) -> bytes:
+        """An error event in the target protocol; it marks the stream done."""
+    @property
+    def done(self) -> bool:
+        """Whether the source's terminal event (``[DONE]``, ``message_stop``, ``response.completed`` ...) or an
+        error was seen."""
+    @property
+    def usage(self) -> tuple[int, int, int, int, int] | None:
+        """``(prompt, completion, cached, reasoning, cache_creation)`` tokens as the upstream reported them, or as
+        counted (see :attr:`usage_counted`)."""
+    @property
+    def usage_counted(self) -> bool:
+        """Whether the relay synthesized the usage (the client's stream needed it; the upstream sent none)."""
+    @property
+    def model(self) -> str | None:
+        """The upstream's response model, if it named one."""
+    @property
+    def error(self) -> str | None:
+        """The raw JSON of an upstream error object, if one was sent."""
+    @property
+    def completion_text(self) -> str:
+        """The completion text: answer and reasoning text, tool call names and arguments."""
+    @property
+    def malformed_events(self) -> int:
+        """How many data events the source decoder could not read."""
+    def count_completion_tokens(self) -> int:
+        """Counts the tokens of :attr:`completion_text` with the relay's encoding."""
 
 def audit_block(
     first_seq: int,

@@ -64,3 +64,21 @@ pub enum LimitError {
     #[error("shared limiter table unsupported on this machine: {0}")]
     Unsupported(String),
 }
+
+/// Errors of setting up a stream relay ([`crate::relay::StreamRelay`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    /// A protocol name that is not `openai.chat`, `anthropic.messages` or `openai.responses`.
+    #[error(
+        "unknown stream protocol {0:?}: expected \"openai.chat\", \"anthropic.messages\" or \"openai.responses\""
+    )]
+    UnknownProtocol(String),
+    /// A pair of protocols the relay does not translate.
+    #[error("unsupported stream relay {from} -> {to}")]
+    UnsupportedPair {
+        /// The upstream's protocol.
+        from: &'static str,
+        /// The client's protocol.
+        to: &'static str,
+    },
+}

@@ -5,6 +5,8 @@
 //!
 //! - [`sse`]: incremental server-sent-events parser and the chat-completions stream meter
 //!   used by the *respond* phase.
+//! - [`relay`]: the stream relay of the *respond* phase: SSE in, metered and translated between
+//!   OpenAI chat, Anthropic Messages and OpenAI Responses, SSE out.
 //! - [`tokens`]: OpenAI tokenizers (o200k_base, cl100k_base) and the chat prompt overhead rule.
 //! - [`ratelimit`]: cost-weighted GCRA buckets in a bounded table shared by worker processes,
 //!   used by the *limit* phase.
@@ -14,6 +16,7 @@
 pub mod audit;
 pub mod error;
 pub mod ratelimit;
+pub mod relay;
 pub mod sse;
 pub mod tokens;
 

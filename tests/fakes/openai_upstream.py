@@ -10,13 +10,31 @@
 - ``slow-stream``: 5 chunks, 0.3 s apart.
 - ``gated-stream``: one chunk, then waits (up to 10 s) for ``FakeUpstream.gate`` to be set
   before the rest; ``gate_opened_in_time`` records whether it was (proves frame-by-frame relay).
-Every request is recorded in ``FakeUpstream.requests`` (headers and JSON body).
+
+``POST /v1/responses`` (the Responses API), with the same ``fail-*`` and ``slow`` models:
+- anything unlisted: a Response with one output message ``model=<model> Hello from the fake upstream.``; streamed, the
+  events response.created, response.in_progress, response.output_item.added, response.content_part.added,
+  response.output_text.delta (one per word), response.output_text.done, response.content_part.done,
+  response.output_item.done and response.completed (which carries the usage), numbered by ``sequence_number``.
+- ``tool`` with ``tools``: a function_call item calling the first tool with ``{"city": "Paris", "unit": "celsius"}``
+  (streamed as response.function_call_arguments.delta fragments, then .done).
+Usage: input tokens estimated from the input's text (4 characters each), output tokens one per word (or fragment).
+
+``POST /v1/embeddings`` (the same ``fail-*`` models): a deterministic unit vector per input (a hash of it;
+``dimensions`` long, 8 by default), as floats or, with ``encoding_format: base64``, as little-endian float32 in
+base64 (what the openai SDK asks for by default); ``usage.prompt_tokens`` is the inputs' token estimate.
+
+Every request is recorded in ``FakeUpstream.requests`` (path, headers and JSON body).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import math
 import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -39,6 +57,131 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> byte
 WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
 
 
+def _failure(model: str) -> web.Response:
+    """The answer of a ``fail-<status>`` model: that status with an OpenAI error body."""
+    status = int(model.split("-")[1])
+    err = {"error": {"message": f"fake failure {status}", "type": "fake_error", "param": None, "code": "fake"}}
+    return web.json_response(err, status=status, dumps=lambda o: orjson.dumps(o).decode())
+
+
+TOOL_ARGUMENTS = '{"city": "Paris", "unit": "celsius"}'
+_FRAGMENT = 7  # characters per function_call_arguments.delta: cuts keys and values in the middle
+
+
+def _tokens(text: str) -> int:
+    """The fake's token estimate: one token per 4 characters, at least one.
+
+    >>> _tokens("hello world!")
+    3
+    """
+    return max(1, math.ceil(len(text) / 4))
+
+
+def _input_text(body: dict[str, Any]) -> str:
+    """The text of a Responses request: its instructions and input (a string or a list of items)."""
+    given = body.get("input") or []
+    parts = [body.get("instructions") or ""]
+    for item in [{"content": given}] if isinstance(given, str) else given:
+        content = item.get("content", item.get("output")) or ""  # a message, or a function_call_output
+        parts += [content] if isinstance(content, str) else [p.get("text", "") for p in content]
+    return "".join(parts)
+
+
+def _output_item(model: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The Response's one output item, and the deltas that stream it."""
+    tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+    if model == "tool" and tools:
+        deltas = [TOOL_ARGUMENTS[i : i + _FRAGMENT] for i in range(0, len(TOOL_ARGUMENTS), _FRAGMENT)]
+        call = {"id": "fc_fake", "type": "function_call", "call_id": "call_fake", "name": tools[0]["name"]}
+        return {**call, "arguments": TOOL_ARGUMENTS, "status": "completed"}, deltas
+    deltas = [f"model={model} ", *WORDS]
+    text = {"type": "output_text", "text": "".join(deltas), "annotations": [], "logprobs": []}
+    message = {"id": "msg_fake", "type": "message", "role": "assistant", "status": "completed", "content": [text]}
+    return message, deltas
+
+
+def response(body: dict[str, Any], output: list[dict[str, Any]], usage: dict[str, Any]) -> dict[str, Any]:
+    """The completed Response object answering ``body``."""
+    created = int(time.time())
+    return {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": created,
+        "completed_at": created,
+        "status": "completed",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "metadata": body.get("metadata") or {},
+        "model": body["model"],
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None},
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": "disabled",
+        "usage": usage,
+        "user": None,
+    }
+
+
+def response_events(final: dict[str, Any], deltas: list[str]) -> list[dict[str, Any]]:
+    """The Responses stream of ``final`` (its one output item streamed in ``deltas``), without sequence numbers."""
+    item = final["output"][0]
+    ref = {"item_id": item["id"], "output_index": 0}
+    opening = final | {"status": "in_progress", "completed_at": None, "output": [], "usage": None}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": opening},
+        {"type": "response.in_progress", "response": opening},
+    ]
+    if item["type"] == "function_call":
+        started = item | {"status": "in_progress", "arguments": ""}
+        events.append({"type": "response.output_item.added", "output_index": 0, "item": started})
+        events += [{"type": "response.function_call_arguments.delta", **ref, "delta": d} for d in deltas]
+        events.append({"type": "response.function_call_arguments.done", **ref, "arguments": item["arguments"]})
+    else:
+        part = item["content"][0]
+        started = item | {"status": "in_progress", "content": []}
+        events += [
+            {"type": "response.output_item.added", "output_index": 0, "item": started},
+            {"type": "response.content_part.added", **ref, "content_index": 0, "part": part | {"text": ""}},
+        ]
+        text_ref = {**ref, "content_index": 0, "logprobs": []}
+        events += [{"type": "response.output_text.delta", **text_ref, "delta": d} for d in deltas]
+        events += [
+            {"type": "response.output_text.done", **text_ref, "text": part["text"]},
+            {"type": "response.content_part.done", **ref, "content_index": 0, "part": part},
+        ]
+    events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
+    return [*events, {"type": "response.completed", "response": final}]
+
+
+def embedding(item: str | list[int], dimensions: int) -> list[float]:
+    """A deterministic unit vector for one input (text or tokens), each value exact as a float32.
+
+    >>> embedding("hi", 4) == embedding("hi", 4) != embedding("ho", 4)
+    True
+    """
+    digest = hashlib.shake_256(orjson.dumps(item)).digest(2 * dimensions)
+    raw = [int.from_bytes(digest[2 * i : 2 * i + 2], "little") / 32767.5 - 1 for i in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *(v / norm for v in raw))))
+
+
+def _embedding_inputs(body: dict[str, Any]) -> list[str | list[int]]:
+    """The inputs of an embeddings request: a string, a list of strings, a token list or a list of token lists."""
+    given = body.get("input")
+    if isinstance(given, str) or (given and isinstance(given[0], int)):
+        return [given]
+    return list(given or [])
+
+
 class FakeUpstream:
     """Runs the fake server on 127.0.0.1 in a background thread with its own loop."""
 
@@ -51,6 +194,11 @@ class FakeUpstream:
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
+    @property
+    def base_url(self) -> str:
+        """What the openai SDK's ``base_url`` takes: the server's ``/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
     def start(self) -> None:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -61,6 +209,8 @@ class FakeUpstream:
     async def _start(self, sock: socket.socket) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
@@ -72,14 +222,16 @@ class FakeUpstream:
         self._thread.join(5)
         self._loop.close()
 
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        body: dict[str, Any] = await request.json(loads=orjson.loads)
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        return body
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json(loads=orjson.loads)
-        self.requests.append({"headers": dict(request.headers), "body": body})
+        body = await self._record(request)
         model = body.get("model", "")
         if model.startswith("fail-"):
-            status = int(model.split("-")[1])
-            err = {"error": {"message": f"fake failure {status}", "type": "fake_error", "param": None, "code": "fake"}}
-            return web.json_response(err, status=status, dumps=lambda o: orjson.dumps(o).decode())
+            return _failure(model)
         if model == "slow":
             await asyncio.sleep(3)
         usage = {"prompt_tokens": 11, "completion_tokens": len(WORDS), "total_tokens": 11 + len(WORDS)}
@@ -132,3 +284,52 @@ class FakeUpstream:
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        model = body.get("model", "")
+        if model.startswith("fail-"):
+            return _failure(model)
+        if model == "slow":
+            await asyncio.sleep(3)
+        item, deltas = _output_item(model, body)
+        prompt = _tokens(_input_text(body))
+        usage = {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": len(deltas),
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + len(deltas),
+        }
+        final = response(body, [item], usage)
+        if not body.get("stream"):
+            return web.Response(body=orjson.dumps(final), content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for number, event in enumerate(response_events(final, deltas)):
+            data = orjson.dumps(event | {"sequence_number": number})
+            await resp.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        model = body.get("model", "")
+        if model.startswith("fail-"):
+            return _failure(model)
+        inputs = _embedding_inputs(body)
+        dimensions = body.get("dimensions") or 8
+        data: list[dict[str, Any]] = []
+        for index, item in enumerate(inputs):
+            vector: list[float] | str = embedding(item, dimensions)
+            if body.get("encoding_format") == "base64":
+                vector = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        prompt = sum(_tokens(i) if isinstance(i, str) else len(i) for i in inputs)
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+        }
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")

@@ -43,9 +43,17 @@ class Upstream(_Strict):
     """One upstream endpoint: a provider, where it is, and how to talk to it."""
 
     name: Name
-    provider: Literal["openai", "mock"]
-    base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1 (required for openai)")
+    provider: Literal["openai", "anthropic", "mock"]
+    base_url: str | None = Field(
+        None,
+        description="e.g. https://api.openai.com/v1 (required for openai; anthropic: https://api.anthropic.com/v1)",
+    )
     api_key: SecretStr | None = None
+    responses: bool = Field(
+        False,
+        description="openai: the upstream serves POST /responses itself (else Responses requests go as chat)",
+    )
+    anthropic_version: str = Field("2023-06-01", min_length=1, description="anthropic: the anthropic-version header")
     headers: dict[str, str] = Field(default_factory=dict, description="extra headers sent upstream")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(1000, ge=1, le=100_000, description="pooled keep-alive connections")

@@ -72,7 +72,7 @@ log = logging.getLogger("ferrogate.metrics")
 
 #: The variable that turns on prometheus-client's multiprocess mode (a directory the workers share).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-#: The route label of chat completions (the only data-plane route observed today).
+#: The route label of chat completions (each data-plane route is its own label: the chain passes its path).
 CHAT_ROUTE = "/v1/chat/completions"
 
 _RATE_CODES = frozenset(

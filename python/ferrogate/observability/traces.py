@@ -36,13 +36,12 @@ from ferrogate import __version__, _core
 from ferrogate.config.model import Upstream
 from ferrogate.errors import GatewayError
 from ferrogate.pipeline.chain import tracestate
-from ferrogate.pipeline.phases import forward
 
 if TYPE_CHECKING:
     from granian.rsgi import Scope
 
     from ferrogate.pipeline.context import RequestContext
-    from ferrogate.providers.base import Reply
+    from ferrogate.providers.base import Call, Reply
 
 
 class _HeaderGetter(Getter[Any]):
@@ -101,8 +100,8 @@ class Tracer:
         ctx.trace_id = format(span.get_span_context().trace_id, "032x")
         headers.append(("x-trace-id", ctx.trace_id))
 
-    async def forward(self, ctx: RequestContext) -> Reply:
-        """The forward phase inside a CLIENT span, whose ``traceparent`` the provider sends upstream."""
+    def upstream_start(self, ctx: RequestContext, call: Call) -> None:
+        """Hook, as the forward phase starts: open the CLIENT span, whose ``traceparent`` the call sends upstream."""
         trace: _Trace = ctx.trace
         provider = ctx.provider
         span = self._tracer.start_span(
@@ -118,19 +117,23 @@ class Tracer:
         )
         trace.client = span
         sc = span.get_span_context()
-        ctx.traceparent = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
-        ctx.tracestate = tracestate([sc.trace_state.to_header()])  # the client's, as the propagator read it
-        try:
-            reply = await forward(ctx)
-        except BaseException as exc:
-            trace.client_end, trace.client_error = time_ns(), exc
-            raise
+        call.traceparent = ctx.traceparent = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+        # the client's tracestate, as the propagator read it
+        call.tracestate = ctx.tracestate = tracestate([sc.trace_state.to_header()])
+
+    def upstream_failed(self, ctx: RequestContext, exc: BaseException) -> None:
+        """Hook: the upstream call raised before an answer (the CLIENT span ends with the error)."""
+        trace: _Trace = ctx.trace
+        trace.client_end, trace.client_error = time_ns(), exc
+
+    def upstream_answered(self, ctx: RequestContext, reply: Reply) -> None:
+        """Hook: the upstream answered; a whole answer ends the exchange, a stream ends when released."""
+        trace: _Trace = ctx.trace
         trace.client_status = reply.status
         if reply.read is None:  # a whole answer: the exchange is over
             trace.client_end = time_ns()
         else:  # a stream: over when the respond phase releases it, after the relay
             reply.release = _end_on_release(ctx, trace, reply.release)
-        return reply
 
     def finish(self, ctx: RequestContext) -> None:
         """After the account phase: set the outcome and usage on both spans and end them."""
@@ -150,7 +153,10 @@ class Tracer:
             span.update_name(f"chat {ctx.model}")
             span.set_attribute("gen_ai.request.model", ctx.model)
             span.set_attribute("gen_ai.request.stream", ctx.stream)
-            max_tokens = ctx.payload.get("max_completion_tokens") or ctx.payload.get("max_tokens")
+            payload = ctx.request.payload if ctx.request is not None else {}
+            max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens") or payload.get(
+                "max_output_tokens"
+            )
             if isinstance(max_tokens, int):
                 span.set_attribute("gen_ai.request.max_tokens", max_tokens)
         if response_model is not None:

@@ -41,9 +41,11 @@ class Books:
         prices: prices the request.
         journal: the worker's request journal that both writers consume (``None``: each writer journals
             its own items, or, with ``server.journal: false``, only when the store fails).
+        action: the audit records' action, naming the ingress (``chat.completions``, ``messages``,
+            ``responses``, ``embeddings``).
     """
 
-    __slots__ = ("audit", "journal", "prices", "recorder")
+    __slots__ = ("action", "audit", "journal", "prices", "recorder")
 
     def __init__(
         self,
@@ -51,11 +53,13 @@ class Books:
         audit: AuditWriter | None,
         prices: PriceTable,
         journal: RequestJournal | None = None,
+        action: str = "chat.completions",
     ) -> None:
         self.recorder = recorder
         self.audit = audit
         self.prices = prices
         self.journal = journal  # the request's facts are written there once, for both writers
+        self.action = action  # the audit record's action: the ingress (chat.completions, messages...)
 
     def __call__(self, ctx: RequestContext) -> None:
         """Record ``ctx`` (once); sets ``ctx.cost`` (``None``: unpriced, or nothing recorded)."""
@@ -78,6 +82,7 @@ async def account(
     books: Books,
     request_log: RequestLog | None = None,
     metrics: Metrics | None = None,
+    route: str = "/v1/chat/completions",
 ) -> None:
     """Phase, always run: settle limits, record usage and cost (if :class:`Books` has not yet), write the
     request's log line, count its metrics.
@@ -98,7 +103,7 @@ async def account(
     if request_log is not None and request_log.enabled:
         request_log.log(ctx, latency_ms, cost)
     if metrics is not None:
-        metrics.observe(ctx, cost)
+        metrics.observe(ctx, cost, route)
 
 
 def _record(ctx: RequestContext, identity: Identity, books: Books, latency_ms: float) -> float | None:
@@ -119,7 +124,7 @@ def _record(ctx: RequestContext, identity: Identity, books: Books, latency_ms: f
     cost = books.prices.cost(upstream_model or ctx.model, prompt, completion, cached)
     journaled = False
     tokens = (prompt, completion, cached, reasoning, counted)
-    facts = facts_of(ctx, now, identity, upstream, upstream_model, tokens, cost, latency_ms)  # one source for both
+    facts = facts_of(ctx, now, identity, upstream, upstream_model, tokens, cost, latency_ms, books.action)
     if journal is not None:
         try:
             journal.write(facts)  # one line for both writers: from here on a kill loses nothing

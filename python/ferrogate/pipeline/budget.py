@@ -20,17 +20,28 @@ from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.pipeline.limit import worst_case
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from ferrogate.budgets.ledger import BudgetLedger
     from ferrogate.metering import PriceTable
     from ferrogate.pipeline.context import RequestContext
+    from ferrogate.pipeline.session import Session
 
 log = logging.getLogger("ferrogate.budgets")
 _unpriced_warned: set[str] = set()
 
 
-async def budget(ctx: RequestContext, ledger: BudgetLedger, prices: PriceTable, default_max_tokens: int) -> None:
-    """Phase: reserve the worst-case cost (429 ``insufficient_quota`` when a budget cannot cover it; 403
-    ``model_not_priced`` when the model has no price and ``budgets.unpriced`` is ``refuse``)."""
+def budget(s: Session, ctx: RequestContext) -> Awaitable[None] | None:
+    """Phase 6: reserve the worst-case cost (429 ``insufficient_quota`` when a budget cannot cover it; 403
+    ``model_not_priced`` when the model has no price and ``budgets.unpriced`` is ``refuse``). Nothing to do
+    (``None``) when no budget is on the key's chain, or metering is off (no spend to hold against)."""
+    deps = s.chain.deps
+    if not ctx.identity.budgets or deps.recorder is None:
+        return None
+    return _reserve(ctx, deps.ledger, deps.prices, deps.default_max_tokens)
+
+
+async def _reserve(ctx: RequestContext, ledger: BudgetLedger, prices: PriceTable, default_max_tokens: int) -> None:
     prompt, out = worst_case(ctx, default_max_tokens)
     model = ctx.upstream_model or ctx.model
     worst = prices.cost(model, prompt, out)

@@ -1,11 +1,17 @@
-"""The one place the chat completion chain is assembled, in the documented phase order."""
+"""The one place the request chain is assembled, in the documented phase order, for every ingress.
+
+``POST /v1/chat/completions``, ``/v1/messages``, ``/v1/responses`` and ``/v1/embeddings`` are each one
+:class:`Chain` over the same phases; only the :class:`Ingress` differs (the protocol the body is read in and
+the answer and errors are written in, its validator, the audit action).
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from granian.rsgi import HTTPProtocol, Scope
 
@@ -24,8 +30,15 @@ from ferrogate.pipeline.account import Books, account
 from ferrogate.pipeline.budget import budget
 from ferrogate.pipeline.context import RequestContext
 from ferrogate.pipeline.limit import limit
-from ferrogate.pipeline.phases import authenticate, authorize, forward, receive, respond, route
+from ferrogate.pipeline.phases import authenticate, authorize, count_tokens, forward, receive, respond, route
 from ferrogate.pipeline.router import Router
+from ferrogate.pipeline.session import Session
+from ferrogate.pipeline.validate import validate_chat
+from ferrogate.protocols import ANTHROPIC, EMBEDDINGS, OPENAI_CHAT, RESPONSES
+from ferrogate.protocols.anthropic import validate_count_tokens_request, validate_messages_request
+from ferrogate.protocols.embeddings import validate_embeddings_request
+from ferrogate.protocols.errors import render
+from ferrogate.protocols.responses import validate_responses_request
 
 if TYPE_CHECKING:
     from ferrogate.observability.traces import Tracer
@@ -35,6 +48,35 @@ log = logging.getLogger("ferrogate.pipeline")
 #: The longest tracestate sent on (W3C Trace Context: a hop may drop a longer one).
 _TRACESTATE_MAX = 512
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.IGNORECASE)
+
+#: One phase: ``(session, ctx)``; ``None`` when it finished synchronously, else what the chain awaits.
+Phase = Callable[[Session, RequestContext], Awaitable[None] | None]
+#: Every phase but account, in order (account always runs, after them).
+PHASES: tuple[Phase, ...] = (receive, authenticate, authorize, limit, route, budget, forward, respond)
+
+
+@dataclass(frozen=True, slots=True)
+class Ingress:
+    """What one data-plane route reads and writes: its protocol, how its body is validated, and the action
+    its audit records name."""
+
+    protocol: str
+    action: str
+    validate: Callable[[Any, RequestBounds], None]
+    route: str  # the path: the metrics' route label
+
+
+#: ``POST /v1/messages/count_tokens``: no limits, budget or upstream call of the model (it costs nothing).
+COUNT_TOKENS = Ingress(ANTHROPIC, "messages.count_tokens", validate_count_tokens_request, "/v1/messages/count_tokens")
+COUNT_PHASES: tuple[Phase, ...] = (receive, authenticate, authorize, route, count_tokens)
+
+#: The data-plane routes' ingresses.
+INGRESSES: dict[str, Ingress] = {
+    "/v1/chat/completions": Ingress(OPENAI_CHAT, "chat.completions", validate_chat, "/v1/chat/completions"),
+    "/v1/messages": Ingress(ANTHROPIC, "messages", validate_messages_request, "/v1/messages"),
+    "/v1/responses": Ingress(RESPONSES, "responses", validate_responses_request, "/v1/responses"),
+    "/v1/embeddings": Ingress(EMBEDDINGS, "embeddings", validate_embeddings_request, "/v1/embeddings"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,25 +98,28 @@ class ChainDeps:
     journal: RequestJournal | None = None  # the request journal both writers consume (None: server.journal off)
 
 
-class ChatChain:
-    """``POST /v1/chat/completions``: receive -> authenticate -> authorize -> limit -> route -> budget
-    -> forward -> respond; account always.
+class Chain:
+    """One data-plane route: receive -> authenticate -> authorize -> limit -> route -> budget -> forward ->
+    respond; account always.
 
     ``budget`` runs after ``route`` (the design lists it before): the worst-case cost needs the price
     of the deployment that will serve, and a deployment may override the price table.
 
-    A :class:`GatewayError` from any phase becomes the OpenAI-shaped error response; any other
+    A :class:`GatewayError` from any phase becomes the error response in the ingress's protocol; any other
     exception is logged and answered with a 500 in the same shape (never a traceback).
     """
 
-    __slots__ = ("books", "deps", "tracer")
+    __slots__ = ("books", "deps", "ingress", "phases", "tracer")
 
-    def __init__(self, deps: ChainDeps) -> None:
+    def __init__(self, deps: ChainDeps, ingress: Ingress | None = None, phases: tuple[Phase, ...] = PHASES) -> None:
         self.deps = deps
+        self.ingress = ingress or INGRESSES["/v1/chat/completions"]
+        self.phases = phases
         #: Records a request (journaled) just before its answer's last byte: every branch below calls it first.
-        self.books = Books(deps.recorder, deps.audit, deps.prices, deps.journal)
+        self.books = Books(deps.recorder, deps.audit, deps.prices, deps.journal, self.ingress.action)
         #: The worker's spans (``ferrogate.observability.traces.Tracer``), set by ``Gateway.__rsgi_init__`` when
-        #: an OTLP endpoint is configured; ``None``: tracing off, and its only cost is the checks below.
+        #: an OTLP endpoint is configured; ``None``: tracing off, and its only cost is the checks below. Its
+        #: hooks run at the start and end of the chain and around the upstream call (the forward phase).
         self.tracer: Tracer | None = None
 
     async def __call__(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
@@ -95,38 +140,26 @@ class ChatChain:
                 headers.append(("x-trace-id", tid))
         if tracer is not None:
             tracer.start(ctx, scope, headers)  # the SERVER span: sets ctx.trace_id, adds x-trace-id
+        session = Session(scope, proto, headers, self)
+        protocol = self.ingress.protocol
         try:
-            await receive(ctx, scope, proto, deps.max_body, deps.bounds)
-            await authenticate(ctx, scope, deps.auth)
-            authorize(ctx)
-            if (pending := limit(ctx, deps.limiter, headers, deps.default_max_tokens)) is not None:
-                await pending
-            if (pending := route(ctx, deps.router, deps.limiter, headers, deps.default_max_tokens)) is not None:
-                await pending
-            if ctx.identity.budgets and deps.recorder is not None:  # no metering: no spend to hold against
-                await budget(ctx, deps.ledger, deps.prices, deps.default_max_tokens)
-            reply = await (forward(ctx) if tracer is None else tracer.forward(ctx))
-            await respond(ctx, proto, reply, headers, books)
+            for phase in self.phases:
+                if (pending := phase(session, ctx)) is not None:
+                    await pending
         except GatewayError as err:
             ctx.fail(err)
-            ctx.status = err.status
-            books(ctx)
-            write_error(proto, err, headers)
+            write_error(proto, err, headers, protocol, ctx, books)
         except _core.InvalidBodyError as exc:  # the core's reader refused what validation passed (a key twice)
             refusal = invalid_body(exc)
             ctx.fail(refusal)
-            ctx.status = refusal.status
-            books(ctx)
-            write_error(proto, refusal, headers)
+            write_error(proto, refusal, headers, protocol, ctx, books)
         except Exception as exc:
             log.exception("request %s failed inside the gateway", rid)
             ctx.fail(exc)
             internal = GatewayError(ErrorKind.INTERNAL, f"internal error (request id {rid})")
-            ctx.status = internal.status
-            books(ctx)
-            write_error(proto, internal, headers)
+            write_error(proto, internal, headers, protocol, ctx, books)
         finally:
-            await account(ctx, deps.limiter, books, deps.request_log, deps.metrics)
+            await account(ctx, deps.limiter, books, deps.request_log, deps.metrics, self.ingress.route)
             if tracer is not None:
                 tracer.finish(ctx)
 
@@ -175,6 +208,19 @@ def tracestate(fields: list[str]) -> str | None:
     return header if 0 < len(header) <= _TRACESTATE_MAX else None
 
 
-def write_error(proto: HTTPProtocol, err: GatewayError, headers: list[tuple[str, str]]) -> None:
-    """Answer with ``err`` in OpenAI's error shape and its status."""
-    proto.response_bytes(err.status, [("content-type", "application/json"), *headers, *err.headers], err.to_json())
+def write_error(
+    proto: HTTPProtocol,
+    err: GatewayError,
+    headers: list[tuple[str, str]],
+    protocol: str = OPENAI_CHAT,
+    ctx: RequestContext | None = None,
+    books: Callable[[RequestContext], None] | None = None,
+) -> None:
+    """Answer with ``err`` in the error shape of ``protocol`` (OpenAI's by default). With a request context, its
+    status is set and ``books`` records it just before the answer goes out."""
+    status, body = render(err, protocol)
+    if ctx is not None:
+        ctx.status = status
+        if books is not None:
+            books(ctx)
+    proto.response_bytes(status, [("content-type", "application/json"), *headers, *err.headers], body)

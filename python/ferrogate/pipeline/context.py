@@ -34,13 +34,13 @@ class Usage:
 class RequestContext:
     """State of one data-plane request as it moves through the phases.
 
-    Filled in phase order: ``receive`` sets ``body``/``payload``/``model``/``stream``;
-    ``route`` sets ``upstream_model``/``provider``; ``respond`` sets ``status`` and
-    ``usage``; ``account`` reads everything, ``error`` included.
+    Filled in phase order: ``receive`` sets ``request`` (the typed request: protocol, body, payload) and
+    ``model``/``stream`` (the request's, kept here for the observers); ``route`` sets
+    ``upstream_model``/``provider``; ``forward`` sets ``reply``; ``respond`` sets ``status`` and ``usage``;
+    ``account`` reads everything, ``error`` included.
     """
 
     __slots__ = (
-        "body",
         "booked",
         "client_request_id",
         "cost",
@@ -48,11 +48,11 @@ class RequestContext:
         "error",
         "group",
         "identity",
-        "include_usage",
         "model",
-        "payload",
         "prompt_tokens",
         "provider",
+        "reply",
+        "request",
         "request_id",
         "response_model",
         "started",
@@ -80,11 +80,10 @@ class RequestContext:
         self.upstream_s = -1.0  # seconds spent on the upstream exchange (forward + relaying a stream)
         self.ttft_s = -1.0  # seconds from arrival to the first streamed byte sent to the client
         self.started = perf_counter()
-        self.body = b""
-        self.payload: dict[str, Any] = {}
+        self.request: Any = None  # ferrogate.protocols.request.Request, set by receive
         self.model = ""
         self.stream = False
-        self.include_usage = False
+        self.reply: Any = None  # ferrogate.providers.base.Reply, set by forward
         self.group = ""
         self.identity: Any = None  # ferrogate.auth.identity.Identity, set by authenticate
         self.deployment_index = 0

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ferrogate.limits import Limiter
     from ferrogate.pipeline.context import RequestContext
     from ferrogate.pipeline.router import DeploymentLimits
+    from ferrogate.pipeline.session import Session
 
 PERIOD_S = 60.0
 
@@ -52,15 +53,15 @@ Check = tuple[str, str, int, float]
 def worst_case(ctx: RequestContext, default_max_tokens: int) -> tuple[int, int]:
     """``(prompt tokens, most output tokens)`` of a request: the limit and budget phases reserve these.
 
-    The prompt is counted by the core once per request (kept in ``ctx.prompt_tokens``); the output is
-    ``max_completion_tokens``/``max_tokens`` (or ``default_max_tokens``) for each of the ``n`` choices.
+    The prompt is counted by the core once per request (kept in ``ctx.prompt_tokens``); the output is the
+    request's bound (``max_completion_tokens``/``max_tokens`` for each of the ``n`` choices on chat; or
+    ``default_max_tokens``): :meth:`~ferrogate.protocols.request.Request.max_output`.
     """
+    request = ctx.request
     prompt = ctx.prompt_tokens
     if prompt < 0:
-        prompt = ctx.prompt_tokens = _core.count_chat_prompt(ctx.body, _core.encoding_for_model(ctx.model))
-    payload = ctx.payload
-    out = payload.get("max_completion_tokens") or payload.get("max_tokens") or default_max_tokens
-    return prompt, int(out) * int(payload.get("n") or 1)
+        prompt = ctx.prompt_tokens = request.count_prompt(_core.encoding_for_model(ctx.model))
+    return prompt, request.max_output(default_max_tokens)
 
 
 def token_cost(ctx: RequestContext, default_max_tokens: int) -> float:
@@ -98,13 +99,11 @@ def _plan(identity: Identity) -> Plan:
     return limits, tuple(codes), tuple(buckets), tpm_keys
 
 
-def limit(
-    ctx: RequestContext, limiter: Limiter, headers: list[tuple[str, str]], default_max_tokens: int
-) -> Coroutine[Any, Any, None] | None:
-    """Phase: take the request's cost from every limit on its chain (key, user, team), or refuse with 429.
+def limit(s: Session, ctx: RequestContext) -> Coroutine[Any, Any, None] | None:
+    """Phase 4: take the request's cost from every limit on its chain (key, user, team), or refuse with 429.
 
     Requests per minute are checked first (key, user, team), then tokens per minute (same order).
-    Appends the ``x-ratelimit-*`` headers to ``headers`` (they go on the response, errors
+    Appends the ``x-ratelimit-*`` headers to ``s.headers`` (they go on the response, errors
     included). Partial takes are given back when a later limit refuses. Sets ``ctx.tpm_keys``
     (the buckets :func:`settle` settles) when a tokens limit applies.
 
@@ -123,7 +122,10 @@ def limit(
     if plan is None or plan[0] is not limits:
         plan = identity.rate_plan = _plan(identity)
     _, codes, buckets, tpm_keys = plan
-    cost = token_cost(ctx, default_max_tokens) if tpm_keys else 0.0
+    deps = s.chain.deps
+    headers = s.headers
+    cost = token_cost(ctx, deps.default_max_tokens) if tpm_keys else 0.0
+    limiter = deps.limiter
     core = limiter.sync_core
     if core is None:
         pairs = zip(codes, buckets, strict=True)

@@ -1,16 +1,16 @@
-"""The request phases of ``/v1/chat/completions``, one function each, in chain order.
+"""The request phases, one function each, in chain order, for every ingress.
 
-receive -> authenticate -> authorize -> route -> forward -> respond, then account, which
-always runs (also on errors). Limits, guardrails and budgets slot in between authorize and
-route as their issues land; see docs/ARCHITECTURE.md for the chart. A phase answers early by
-raising :class:`ferrogate.errors.GatewayError`.
+receive -> authenticate -> authorize -> limit -> route -> budget -> forward -> respond, then account, which
+always runs (also on errors); see docs/ARCHITECTURE.md for the chart. Every phase has the signature
+``phase(session, ctx) -> Awaitable[None] | None`` (:mod:`ferrogate.pipeline.session`); one that finishes
+synchronously returns ``None``. A phase answers early by raising :class:`ferrogate.errors.GatewayError`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
 
@@ -18,21 +18,21 @@ import orjson
 from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError, Scope
 
 from ferrogate import _core
-from ferrogate.auth.authenticator import Authenticator
-from ferrogate.config.model import RequestBounds
 from ferrogate.errors import ErrorKind, GatewayError
-from ferrogate.limits import Limiter
 from ferrogate.pipeline.context import RequestContext, Usage
 from ferrogate.pipeline.limit import check_deployment
-from ferrogate.pipeline.router import Router
-from ferrogate.pipeline.validate import validate_chat
-from ferrogate.providers.base import Reply
+from ferrogate.pipeline.session import Session
+from ferrogate.protocols import ANTHROPIC, EMBEDDINGS, OPENAI_CHAT, RESPONSES
+from ferrogate.protocols.errors import anthropic_type, render, upstream_error
+from ferrogate.protocols.request import Request
+from ferrogate.providers.base import Call, Reply
 
 log = logging.getLogger("ferrogate.request")
 
-_DONE = b"data: [DONE]"
 #: The largest token count taken from an upstream (beyond it the upstream's number is not believed).
 _MAX_TOKENS = 2**53
+#: The forced tool an Anthropic upstream answers JSON mode with (ferrogate.protocols.anthropic.JSON_TOOL).
+_JSON_TOOL = "json_response"
 
 
 async def read_body(scope: Scope, proto: HTTPProtocol, limit: int) -> bytes:
@@ -62,33 +62,36 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
-async def receive(ctx: RequestContext, scope: Scope, proto: HTTPProtocol, limit: int, bounds: RequestBounds) -> None:
-    """Phase 1: read the body (size limit), parse it (orjson), check its fields against OpenAI's types and
-    ranges and the configured ``bounds`` (:func:`~ferrogate.pipeline.validate.validate_chat`).
+async def receive(s: Session, ctx: RequestContext) -> None:
+    """Phase 1: read the body (size limit), parse it (orjson), check it against its protocol's documented types
+    and ranges and the configured bounds (the ingress's validator), and build the typed request.
 
-    Sets ``ctx.body``, ``ctx.payload``, ``ctx.model``, ``ctx.stream`` and ``ctx.include_usage``.
+    Sets ``ctx.request`` and, from it, ``ctx.model`` and ``ctx.stream``.
     """
-    body = await read_body(scope, proto, limit)
+    chain = s.chain
+    deps = chain.deps
+    body = await read_body(s.scope, s.proto, deps.max_body)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise GatewayError(ErrorKind.INVALID_JSON, f"the request body is not valid JSON: {exc}") from None
-    validate_chat(payload, bounds)
-    ctx.body = body
-    ctx.payload = payload
-    ctx.model = payload["model"]
-    if payload.get("stream"):
-        ctx.stream = True
-        options = payload.get("stream_options")
-        ctx.include_usage = bool(options and options.get("include_usage"))
+    ingress = chain.ingress
+    ingress.validate(payload, deps.bounds)
+    request = ctx.request = Request(ingress.protocol, body, payload)
+    ctx.model = request.model
+    ctx.stream = request.stream
 
 
-async def authenticate(ctx: RequestContext, scope: Scope, auth: Authenticator) -> None:
+def authenticate(s: Session, ctx: RequestContext) -> Awaitable[None]:
     """Phase 2: resolve the credential to ``ctx.identity`` (401 ``invalid_api_key`` otherwise)."""
-    ctx.identity = await auth.identify(scope)
+    return _identify(s, ctx)
 
 
-def authorize(ctx: RequestContext) -> None:
+async def _identify(s: Session, ctx: RequestContext) -> None:
+    ctx.identity = await s.chain.deps.auth.identify(s.scope)
+
+
+def authorize(s: Session, ctx: RequestContext) -> None:
     """Phase 3: the key's and its team's model globs must both admit ``ctx.model`` (403 otherwise)."""
     if not ctx.identity.allows(ctx.model):
         raise GatewayError(
@@ -96,75 +99,119 @@ def authorize(ctx: RequestContext) -> None:
         )
 
 
-def route(
-    ctx: RequestContext,
-    router: Router,
-    limiter: Limiter,
-    headers: list[tuple[str, str]],
-    default_max_tokens: int,
-) -> Coroutine[Any, Any, None] | None:
-    """Phase 4: pick the deployment that serves ``ctx.model`` (404 if no group has that name).
+def route(s: Session, ctx: RequestContext) -> Awaitable[None] | None:
+    """Phase 5: pick the deployment that serves ``ctx.model`` (404 if no group has that name).
 
     A deployment with ``rpm``/``tpm`` limits then takes the request's cost from its buckets (429
     ``deployment_rpm_exceeded``/``deployment_tpm_exceeded`` otherwise; see
-    :func:`ferrogate.pipeline.limit.check_deployment`). Returns ``None`` when done, else a coroutine
-    the chain awaits (deployment limits kept in Redis): without deployment limits the phase stays
-    synchronous.
+    :func:`ferrogate.pipeline.limit.check_deployment`). Returns ``None`` when done, else the awaitable
+    (deployment limits kept in Redis): without deployment limits the phase stays synchronous.
     """
+    deps = s.chain.deps
+    router = deps.router
     router.pick(ctx)
     if not router.limited:
         return None
     limits = router.limited.get(ctx.group)
     if limits is None:
         return None
-    return check_deployment(ctx, limiter, limits, headers, default_max_tokens)
+    return check_deployment(ctx, deps.limiter, limits, s.headers, deps.default_max_tokens)
 
 
-async def forward(ctx: RequestContext) -> Reply:
-    """Phase 5: the provider adapter sends the request upstream (502/504 on faults)."""
+async def forward(s: Session, ctx: RequestContext) -> None:
+    """Phase 7: the provider adapter sends the request upstream (502/504 on faults); sets ``ctx.reply``.
+
+    The tracer, when on, is called around it as hooks (a CLIENT span whose ``traceparent`` goes upstream).
+    """
+    call = Call(ctx.upstream_model, ctx.request_id, ctx.traceparent, ctx.tracestate)
+    tracer = s.chain.tracer
+    if tracer is not None:
+        tracer.upstream_start(ctx, call)
     start = perf_counter()
     try:
-        reply: Reply = await ctx.provider.chat(ctx)
+        reply: Reply = await ctx.provider.send(ctx.request, call)
+    except BaseException as exc:
+        if tracer is not None:
+            tracer.upstream_failed(ctx, exc)
+        raise
     finally:
         ctx.upstream_s = perf_counter() - start  # until the answer's head (a stream adds its relay time)
-    return reply
+    if tracer is not None:
+        tracer.upstream_answered(ctx, reply)
+    ctx.reply = reply
 
 
-async def respond(
-    ctx: RequestContext,
-    proto: HTTPProtocol,
-    reply: Reply,
-    headers: list[tuple[str, str]],
-    books: Callable[[RequestContext], None],
-) -> None:
-    """Phase 6: write the upstream's answer to the client.
+def respond(s: Session, ctx: RequestContext) -> Awaitable[None] | None:
+    """Phase 8: write the upstream's answer to the client, in the client's protocol.
 
-    A whole body (JSON, or an upstream error passed through with its status) is sent as is.
-    A stream is relayed frame by frame as it arrives while the Rust ``ChatStreamMeter`` picks
-    out the usage. The upstream is always asked for usage (see the providers); when the client
-    did not ask, that usage chunk is taken out of its stream. If the client asked and the
-    upstream sent none, a usage chunk counted by the core is added before ``[DONE]``. A stream
-    that breaks upstream ends with an
-    OpenAI error event; a client that goes away stops the upstream read.
-
-    ``books`` records the request (usage and audit, journaled) just before the last byte goes out: the whole
-    body, the frame that carries ``[DONE]``, the error event, or the end of a stream that stopped without one.
+    A whole body is sent at once (:func:`_respond_whole`, synchronous); a stream goes through the Rust
+    ``StreamRelay`` (:func:`_relay`). ``books`` records the request (usage and audit, journaled) just before
+    the last byte goes out: the whole body, the frame that ends the stream, the error event, or the end of a
+    stream that stopped without one.
     """
+    reply: Reply = ctx.reply
     ctx.status = reply.status
-    read = reply.read
-    if read is None:
-        body = reply.body or b""
-        if reply.status == 200:
-            ctx.usage = _json_usage(body)
+    if reply.read is None:
+        _respond_whole(s, ctx, reply)
+        return None
+    return _relay(s, ctx, reply)
+
+
+def _respond_whole(s: Session, ctx: RequestContext, reply: Reply) -> None:
+    """A whole answer: its usage is read in the upstream's protocol, then the body is translated into the
+    client's (an upstream error of the client's own protocol family passes through unchanged)."""
+    body = reply.body or b""
+    request: Request = ctx.request
+    books = s.chain.books
+    if reply.status >= 400:
+        if _family(reply.protocol) != _family(request.protocol):
+            err = upstream_error(reply.status, body, reply.protocol, reply.headers)
+            ctx.status, body = render(err, request.protocol)
+            headers = [*s.headers, *err.headers]
+        else:
+            headers = [*s.headers, *reply.headers]
         books(ctx)
-        proto.response_bytes(reply.status, [("content-type", reply.content_type), *headers], body)
+        s.proto.response_bytes(ctx.status, [("content-type", "application/json"), *headers], body)
         return
+    content_type = reply.content_type
+    if reply.status == 200:
+        ctx.usage = whole_usage(reply.protocol, body)
+        if reply.protocol != request.protocol:
+            body = translate_whole(reply, request, body, ctx.request_id, ctx.upstream_model)
+            content_type = "application/json"
+    books(ctx)
+    s.proto.response_bytes(reply.status, [("content-type", content_type), *s.headers], body)
+
+
+async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
+    """A stream, relayed chunk by chunk as it arrives by one ``StreamRelay`` (parse, meter, translate, strip or
+    add the usage chunk: one Rust call per chunk). A stream that breaks upstream ends with an error event in
+    the client's protocol; a client that goes away stops the upstream read."""
+    request: Request = ctx.request
+    books = s.chain.books
+    read = reply.read
+    assert read is not None
     fault = reply.fault
     relay_start = perf_counter()
-    strip = not ctx.include_usage
-    meter = _core.ChatStreamMeter(_core.encoding_for_model(ctx.upstream_model))
-    transport = proto.response_stream(
-        reply.status, [("content-type", reply.content_type), ("cache-control", "no-cache"), *headers]
+    encoding = _core.encoding_for_model(ctx.upstream_model)
+    translating = reply.protocol != request.protocol
+    prompt = ctx.prompt_tokens
+    if prompt < 0 and (translating or request.include_usage):  # the relay may need the gateway's count
+        prompt = ctx.prompt_tokens = _prompt_count(request, encoding)
+    relay = _core.StreamRelay(
+        reply.protocol,
+        request.protocol,
+        encoding=encoding,
+        include_usage=request.include_usage,
+        request_id=ctx.request_id,
+        model=ctx.upstream_model,
+        created=int(time.time()),
+        prompt_tokens=prompt,
+        json_tool=_JSON_TOOL if reply.json_mode else None,
+    )
+    content_type = "text/event-stream; charset=utf-8" if translating else reply.content_type
+    transport = s.proto.response_stream(
+        reply.status, [("content-type", content_type), ("cache-control", "no-cache"), *s.headers]
     )
     try:
         try:
@@ -176,33 +223,30 @@ async def respond(
                         raise
                     raise fault(exc) from None
                 if chunk is None:
-                    break
-                data = chunk if type(chunk) is bytes else bytes(chunk)
-                done = meter.feed(data)
-                if strip and meter.usage is not None:  # the usage chunk the client did not ask for
-                    data = _without_usage(data)
-                    strip = False
-                elif done and ctx.include_usage and ctx.usage is None and meter.usage is None:
-                    data = _with_usage(ctx, meter, data)
-                if done:  # the frame with [DONE]: the request is recorded before it goes out
-                    _book_stream(ctx, meter, books)
+                    data = relay.finish()
+                else:
+                    data = relay.feed(chunk if type(chunk) is bytes else bytes(chunk))
+                if relay.done:  # the frame that ends the stream: the request is recorded before it goes out
+                    _book_stream(ctx, relay, books)
                 if data:
                     if ctx.ttft_s < 0.0:
                         ctx.ttft_s = perf_counter() - ctx.started
                     await transport.send_bytes(data)
+                if chunk is None:
+                    break
         except GatewayError as err:
             ctx.fail(err)
-            _book_stream(ctx, meter, books)
-            await transport.send_bytes(b"data: " + err.to_json() + b"\n\n")
-        except _core.SseError as err:
-            ctx.fail(err)
-            _book_stream(ctx, meter, books)
-            bad = GatewayError(ErrorKind.UPSTREAM_PROTOCOL, f"upstream sent a malformed stream: {err}")
-            await transport.send_bytes(b"data: " + bad.to_json() + b"\n\n")
+            _book_stream(ctx, relay, books)
+            await transport.send_bytes(_error_event(relay, err, request.protocol))
+        except _core.SseError as exc:
+            ctx.fail(exc)
+            _book_stream(ctx, relay, books)
+            bad = GatewayError(ErrorKind.UPSTREAM_PROTOCOL, f"upstream sent a malformed stream: {exc}")
+            await transport.send_bytes(_error_event(relay, bad, request.protocol))
     except (ProtocolClosed, ProtocolError) as exc:
         ctx.fail(exc)  # the client went away; stop reading upstream
     finally:
-        _book_stream(ctx, meter, books)  # a stream that stopped without [DONE]: recorded before it ends
+        _book_stream(ctx, relay, books)  # a stream that stopped without its end: recorded before it ends
         # Granian ends the response when the transport is dropped: drop it now, not when a
         # traceback that still references this frame is collected.
         del transport
@@ -211,70 +255,108 @@ async def respond(
         ctx.upstream_s += perf_counter() - relay_start
 
 
-def _book_stream(ctx: RequestContext, meter: Any, books: Callable[[RequestContext], None]) -> None:
-    """Take the stream's usage and model from the meter and record the request (once)."""
+async def count_tokens(s: Session, ctx: RequestContext) -> None:
+    """The last phase of ``POST /v1/messages/count_tokens``: an Anthropic deployment counts itself (its answer,
+    or its error in Anthropic's shape, passes through); any other is counted by the gateway
+    (:meth:`~ferrogate.protocols.request.Request.count_prompt`, the same count the limits reserve)."""
+    request: Request = ctx.request
+    provider = ctx.provider
+    counter = getattr(provider, "count_tokens", None)
+    if counter is not None:
+        reply: Reply = await counter(request, Call(ctx.upstream_model, ctx.request_id))
+        body = reply.body or b""
+        headers = [*s.headers, *reply.headers]
+    else:
+        count = _prompt_count(request, _core.encoding_for_model(ctx.upstream_model))
+        reply = Reply(200, "application/json")
+        body = orjson.dumps({"input_tokens": count})
+        headers = s.headers
+    ctx.status = reply.status
+    s.chain.books(ctx)
+    s.proto.response_bytes(reply.status, [("content-type", "application/json"), *headers], body)
+
+
+def _error_event(relay: Any, err: GatewayError, protocol: str) -> bytes:
+    """``err`` as the client protocol's error event (the relay numbers and shapes it)."""
+    kind = anthropic_type(err) if protocol == ANTHROPIC else err.to_body()["error"]["type"]
+    frame: bytes = relay.error_event(err.message, kind, err.wire_code)
+    return frame
+
+
+def _book_stream(ctx: RequestContext, relay: Any, books: Callable[[RequestContext], None]) -> None:
+    """Take the stream's usage and model from the relay and record the request (once)."""
     if not ctx.booked:
-        if ctx.usage is None:  # else counted already, for the usage chunk the gateway added
-            ctx.usage = _stream_usage(ctx, meter)
-        ctx.response_model = meter.model
+        found = relay.usage
+        if found is not None:
+            prompt, completion, cached, reasoning, _ = found
+            ctx.usage = Usage(
+                _tokens(prompt), _tokens(completion), _tokens(cached), _tokens(reasoning), counted=relay.usage_counted
+            )
+        else:  # the stream ended before its usage: the gateway counts
+            prompt = ctx.prompt_tokens
+            if prompt < 0:
+                prompt = _prompt_count(ctx.request, _core.encoding_for_model(ctx.upstream_model))
+            ctx.usage = Usage(prompt, relay.count_completion_tokens(), counted=True)
+        ctx.response_model = relay.model
         books(ctx)
 
 
-def _stream_usage(ctx: RequestContext, meter: Any) -> Usage:
-    found = meter.usage
-    if found is not None:
-        return Usage(*(_tokens(n) for n in found))
-    encoding = _core.encoding_for_model(ctx.upstream_model)
+def _prompt_count(request: Request, encoding: str) -> int:
     try:
-        prompt = _core.count_chat_prompt(ctx.body, encoding)
+        return request.count_prompt(encoding)
     except _core.InvalidBodyError:  # the upstream took a body the core cannot read (a key given twice)
-        prompt = len(ctx.body) // 4  # an estimate: the answer has gone out already
-    return Usage(prompt, meter.count_completion_tokens(), counted=True)
+        return len(request.body) // 4  # an estimate: the answer is going out already
 
 
-_USAGE_EVENT = re.compile(rb'"choices":\s*\[\]')
-_USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
+def _family(protocol: str) -> str:
+    """``"openai"`` or ``"anthropic"``: whose error shape the protocol uses."""
+    return "anthropic" if protocol == ANTHROPIC else "openai"
 
 
-def _without_usage(chunk: bytes) -> bytes:
-    """The chunk without its usage-only event(s) (``"choices": []`` with a usage object).
+def translate_whole(reply: Reply, request: Request, body: bytes, request_id: str, model: str) -> bytes:
+    """A whole 200 answer in ``reply.protocol`` as ``request.protocol`` expects it (through the chat form).
 
-    Only events complete in this chunk are removed; a usage event split across chunks (rare)
-    reaches the client, which OpenAI's SDKs accept.
+    Raises:
+        GatewayError: 502 when the upstream's answer cannot be read.
     """
-    events = chunk.split(b"\n\n")
-    kept = [e for e in events if not (_USAGE_OBJECT.search(e) and _USAGE_EVENT.search(e))]
-    return chunk if len(kept) == len(events) else b"\n\n".join(kept)
+    from ferrogate.protocols import anthropic, responses
+
+    source, target = reply.protocol, request.protocol
+    try:
+        if source == ANTHROPIC:
+            body = anthropic.reply_to_chat(body, request_id, model, reply.json_mode)
+            source = OPENAI_CHAT
+        if target == ANTHROPIC:
+            return anthropic.reply_from_chat(body, request_id, model)
+        if target == RESPONSES and source == OPENAI_CHAT:
+            return responses.reply_from_chat(body, request_id, model, request=request.payload)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise GatewayError(ErrorKind.UPSTREAM_PROTOCOL, f"upstream sent an answer that cannot be read: {exc}") from None
+    return body
 
 
-def _with_usage(ctx: RequestContext, meter: Any, chunk: bytes) -> bytes:
-    """Insert a counted usage chunk before ``data: [DONE]`` (the upstream sent no usage)."""
-    usage = _stream_usage(ctx, meter)
-    ctx.usage = usage
-    frame = (
-        b"data: "
-        + orjson.dumps(
-            {
-                "id": f"chatcmpl-{ctx.request_id}",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": meter.model or ctx.upstream_model,
-                "choices": [],
-                "usage": usage.as_openai(),
-            }
-        )
-        + b"\n\n"
-    )
-    at = chunk.rfind(_DONE)
-    if at < 0:  # [DONE] began in an earlier chunk: the usage can only follow it
-        return chunk + frame
-    return chunk[:at] + frame + chunk[at:]
+def whole_usage(protocol: str, body: bytes) -> Usage | None:
+    """The usage of a whole 200 answer in ``protocol`` (a count that is not a plausible token count reads as 0:
+    an upstream's bad number must not break the record or the answer)."""
+    if protocol == OPENAI_CHAT:
+        return _json_usage(body)
+    from ferrogate.protocols import anthropic, embeddings, responses
+
+    if protocol == ANTHROPIC:
+        found = anthropic.usage_of_message(body)
+        return None if found is None else Usage(found[0], found[1], found[2], found[3])
+    if protocol == RESPONSES:
+        counts = responses.usage_of_response(body)
+        return None if counts is None else Usage(*counts)
+    if protocol == EMBEDDINGS:
+        prompt = embeddings.usage_of_embeddings(body)
+        return None if prompt is None else Usage(prompt, 0)
+    return None
 
 
 def _json_usage(body: bytes) -> Usage | None:
     """The usage object of a whole chat.completion answer, if it has one (a count that is not a plausible
-    token count, of the wrong type, negative or beyond 2**53, reads as 0: an upstream's bad number must not
-    break the record or the answer).
+    token count, of the wrong type, negative or beyond 2**53, reads as 0).
 
     Example:
         >>> u = _json_usage(b'{"usage": {"prompt_tokens": 3, "completion_tokens": "x", "prompt_tokens_details": []}}')

@@ -51,8 +51,8 @@ class Router:
 
     __slots__ = ("_models", "_routes", "limited", "providers")
 
-    def __init__(self, config: Config) -> None:
-        self.providers: dict[str, Provider] = {u.name: build_provider(u) for u in config.upstreams}
+    def __init__(self, config: Config, default_max_tokens: int = 4096) -> None:
+        self.providers: dict[str, Provider] = {u.name: build_provider(u, default_max_tokens) for u in config.upstreams}
         self._routes: dict[str, tuple[Provider, str]] = {}
         self.limited: dict[str, DeploymentLimits] = {}
         for group in config.model_groups:

@@ -19,7 +19,11 @@ from pyreqwest.request import StreamRequest
 from ferrogate import __version__
 from ferrogate.config.model import Upstream
 from ferrogate.errors import ErrorKind, GatewayError
-from ferrogate.providers.base import Reply
+from ferrogate.protocols import OPENAI_CHAT
+from ferrogate.providers.base import Call, Reply
+
+#: The headers of an upstream's error answer that go on to the client (when to try again).
+_RETRY_HINTS = ("retry-after", "retry-after-ms")
 
 
 class PooledClient:
@@ -58,22 +62,30 @@ class PooledClient:
         return client
 
     async def post(
-        self, url: str, body: bytes, stream: bool, traceparent: str | None = None, tracestate: str | None = None
+        self,
+        url: str,
+        body: bytes,
+        stream: bool,
+        call: Call,
+        protocol: str = OPENAI_CHAT,
+        json_mode: bool = False,
     ) -> Reply:
-        """POST ``body`` to ``url``; a 2xx streamed answer comes back as ``Reply.stream``.
+        """POST ``body`` to ``url``; a 2xx streamed answer comes back with ``Reply.read`` set. ``protocol`` is
+        what the upstream answers in; an error answer keeps its retry hints (``retry-after``,
+        ``retry-after-ms``) in ``Reply.headers``.
 
-        ``traceparent`` and ``tracestate`` (W3C trace context), when given, are sent as those headers of this
-        request only.
+        The call's ``traceparent`` and ``tracestate`` (W3C trace context), when set, are sent as those headers
+        of this request only.
 
         Raises:
             GatewayError: 502 when the upstream cannot be reached or breaks the protocol,
                 504 when it does not answer in time.
         """
         builder = self._get_client().post(url).body_bytes(body)
-        if traceparent is not None:
+        if (traceparent := call.traceparent) is not None:
             builder = builder.header("traceparent", traceparent)
-            if tracestate is not None:
-                builder = builder.header("tracestate", tracestate)
+            if call.tracestate is not None:
+                builder = builder.header("tracestate", call.tracestate)
         # One code path for both (measured: the streamed request costs no more than send()).
         # No read-ahead: pyreqwest would otherwise hold a stream back until 64 KiB had arrived.
         request = builder.streamed_read_buffer_limit(0).build_streamed()
@@ -82,20 +94,24 @@ class PooledClient:
         except PyreqwestError as exc:
             raise self._fault(exc, "") from None
         content_type = resp.get_header("content-type") or ("text/event-stream" if stream else "application/json")
-        if not stream or resp.status >= 300:  # a whole answer, or an error answer to a stream request
+        status = resp.status
+        if not stream or status >= 300:  # a whole answer, or an error answer to a stream request
             try:
                 data = bytes(await resp.bytes())
             except PyreqwestError as exc:
                 raise self._fault(exc, " mid-response") from None
             finally:
                 await request.__aexit__(None, None, None)
-            return Reply(resp.status, content_type, body=data)
+            hints = [] if status < 400 else [(h, v) for h in _RETRY_HINTS if (v := resp.get_header(h)) is not None]
+            return Reply(status, content_type, body=data, headers=hints, protocol=protocol, json_mode=json_mode)
         return Reply(
-            resp.status,
+            status,
             content_type,
             read=resp.body_reader.read_chunk,
             fault=self._stream_fault,
             release=_releaser(request),
+            protocol=protocol,
+            json_mode=json_mode,
         )
 
     def _stream_fault(self, exc: Exception) -> GatewayError:

@@ -6,7 +6,10 @@ request says); prompt and completion tokens are counted with the Rust core's tok
 is realistic. Streams come in
 ``mock.chunks`` content chunks with ``mock.chunk_delay_ms`` between them, in OpenAI's
 ``chat.completion.chunk`` format, always with a final usage chunk (as an OpenAI upstream asked
-with ``stream_options.include_usage``, which the gateway always asks for).
+with ``stream_options.include_usage``, which the gateway always asks for). It answers in OpenAI's chat
+format whatever the client's protocol (an Anthropic or Responses client gets it translated, as from any
+chat upstream), and embeddings with deterministic unit vectors
+(:func:`ferrogate.protocols.embeddings.mock_embeddings`).
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from ferrogate import _core
 from ferrogate.config.model import Upstream
-from ferrogate.providers.base import Reply
-
-if TYPE_CHECKING:
-    from ferrogate.pipeline.context import RequestContext
+from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.protocols import EMBEDDINGS
+from ferrogate.protocols.embeddings import mock_embeddings
+from ferrogate.protocols.request import Request
+from ferrogate.providers.base import Call, Reply
 
 _ANSWER = (
     "This is a mock answer from ferrogate . The quick brown fox jumps over the lazy dog while the gateway"
@@ -33,6 +37,9 @@ _VOCAB = _ANSWER.split(" ")
 _FINGERPRINT = "fp_ferrogate_mock"
 #: The most choices the mock builds, whatever ``n`` says (OpenAI's ceiling; receive refuses more).
 MAX_CHOICES = 128
+#: The dimensions of a mock embedding when the request names none, and the most numbers one answer holds.
+MOCK_DIMENSIONS = 256
+MAX_EMBEDDING_NUMBERS = 2**20
 
 
 class MockProvider:
@@ -40,27 +47,33 @@ class MockProvider:
 
     __slots__ = ("_delay_s", "_settings", "name")
 
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: Upstream, default_max_tokens: int = 4096) -> None:
         self.name = upstream.name
         self._settings = upstream.mock
         self._delay_s = upstream.mock.chunk_delay_ms / 1000.0
 
-    async def chat(self, ctx: RequestContext) -> Reply:
+    async def send(self, request: Request, call: Call) -> Reply:
         """Forward phase: build the answer locally (a JSON body or an SSE stream)."""
-        payload = ctx.payload
+        encoding = _core.encoding_for_model(call.upstream_model)
+        prompt_tokens = request.count_prompt(encoding)
+        if request.protocol == EMBEDDINGS:
+            _bound_embeddings(request.payload)
+            vectors = mock_embeddings(
+                request.payload, call.upstream_model, call.request_id, prompt_tokens, MOCK_DIMENSIONS
+            )
+            return Reply(200, "application/json", body=vectors, protocol=EMBEDDINGS)
+        payload = request.chat()
         most = self._settings.words
         limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
         n_words = _bounded(limit, most, most)
         words = [_VOCAB[i % len(_VOCAB)] for i in range(n_words)]
         finish = "length" if n_words < most else "stop"
-        encoding = _core.encoding_for_model(ctx.upstream_model)
-        prompt_tokens = _core.count_chat_prompt(ctx.body, encoding)
         n_choices = _bounded(payload.get("n"), 1, MAX_CHOICES)
         text = " ".join(words)
         completion_tokens = _core.count_tokens(text, encoding) * n_choices
         usage = _usage(prompt_tokens, completion_tokens)
-        base = {"id": f"chatcmpl-{ctx.request_id}", "created": int(time.time()), "model": ctx.upstream_model}
-        if not ctx.stream:
+        base = {"id": f"chatcmpl-{call.request_id}", "created": int(time.time()), "model": call.upstream_model}
+        if not request.stream:
             body = {
                 **base,
                 "object": "chat.completion",
@@ -123,6 +136,21 @@ def _bounded(value: object, default: int, most: int) -> int:
     if type(value) is not int or value < 1:
         return default
     return min(value, most)
+
+
+def _bound_embeddings(payload: dict[str, Any]) -> None:
+    """The mock's bound on an embeddings answer: at most :data:`MAX_EMBEDDING_NUMBERS` numbers in all (inputs
+    times dimensions), a 400 naming ``dimensions`` beyond it."""
+    found = payload["input"]
+    items = len(found) if type(found) is list and found and type(found[0]) is not int else 1
+    dimensions = payload.get("dimensions") or MOCK_DIMENSIONS
+    if items * dimensions > MAX_EMBEDDING_NUMBERS:
+        raise GatewayError(
+            ErrorKind.INVALID_FIELD,
+            f"the mock answers at most {MAX_EMBEDDING_NUMBERS} numbers per request ({items} inputs x {dimensions}"
+            " dimensions asked)",
+            param="dimensions",
+        )
 
 
 def _reader(stream: AsyncIterator[bytes]) -> Callable[[], Awaitable[bytes | None]]:

@@ -42,7 +42,7 @@ from ferrogate.observability import tracing_enabled
 from ferrogate.observability.families import STORE_UP
 from ferrogate.observability.logs import RequestLog
 from ferrogate.observability.metrics import Metrics
-from ferrogate.pipeline.chain import ChainDeps, ChatChain, write_error
+from ferrogate.pipeline.chain import COUNT_PHASES, COUNT_TOKENS, INGRESSES, Chain, ChainDeps, write_error
 from ferrogate.pipeline.router import Router
 from ferrogate.server.settings import Settings
 from ferrogate.server.usage import usage_report
@@ -67,7 +67,7 @@ class Gateway:
         self.config = config
         self.store = store
         self.settings = settings
-        self.router = Router(config)
+        self.router = Router(config, config.server.default_max_tokens)
         hasher = KeyHasher(settings.master_key.encode())
         self.store_health = StoreHealth()  # this worker's view of the store: probed every second
         self.auth = Authenticator(
@@ -119,23 +119,25 @@ class Gateway:
         )
         prices = price_table(config)
         self.prometheus = Metrics(config, prices, self.recorder, self.audit)  # GET /metrics; flushed every second
-        self.chat = ChatChain(
-            ChainDeps(
-                router=self.router,
-                auth=self.auth,
-                limiter=self.limiter,
-                recorder=self.recorder if metering.enabled else None,
-                ledger=self.ledger,
-                request_log=self.request_log,
-                audit=self.audit if config.audit.requests else None,
-                prices=prices,
-                metrics=self.prometheus if config.metrics.enabled else None,
-                max_body=config.server.max_body_bytes,
-                bounds=config.requests,
-                default_max_tokens=config.server.default_max_tokens,
-                journal=self.journal,
-            )
+        deps = ChainDeps(
+            router=self.router,
+            auth=self.auth,
+            limiter=self.limiter,
+            recorder=self.recorder if metering.enabled else None,
+            ledger=self.ledger,
+            request_log=self.request_log,
+            audit=self.audit if config.audit.requests else None,
+            prices=prices,
+            metrics=self.prometheus if config.metrics.enabled else None,
+            max_body=config.server.max_body_bytes,
+            bounds=config.requests,
+            default_max_tokens=config.server.default_max_tokens,
+            journal=self.journal,
         )
+        #: One chain per data-plane route, over the same phases (pipeline/chain.py INGRESSES).
+        self.chains = {path: Chain(deps, ingress) for path, ingress in INGRESSES.items()}
+        self.chat = self.chains["/v1/chat/completions"]
+        self.count_tokens = Chain(deps, COUNT_TOKENS, COUNT_PHASES)
         self.invalidator = Invalidator(self.auth.forget, settings.redis_url, self.auth.expire)
         self.admin = AdminApi(AdminService(store, config, hasher, self.invalidator, self.audit), settings.master_key)
         self.tracer: Tracer | None = None  # set per worker in __rsgi_init__ when an OTLP endpoint is configured
@@ -144,7 +146,8 @@ class Gateway:
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.routes: dict[str, dict[str, Handler]] = {
-            "/v1/chat/completions": {"POST": self.chat},
+            **{path: {"POST": chain} for path, chain in self.chains.items()},
+            "/v1/messages/count_tokens": {"POST": self.count_tokens},
             "/v1/models": {"GET": self.models},
             "/v1/usage": {"GET": self.usage},
             "/v1/teams/me/usage": {"GET": self.usage},
@@ -196,7 +199,9 @@ class Gateway:
         if tracing_enabled():  # OpenTelemetry is imported only when traces are exported
             from ferrogate.observability.traces import setup
 
-            self.tracer = self.chat.tracer = setup(self.config.upstreams)
+            self.tracer = setup(self.config.upstreams)
+            for chain in (*self.chains.values(), self.count_tokens):
+                chain.tracer = self.tracer
         log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
 
     async def _every(self, period_s: float, job: Callable[[], Awaitable[object]]) -> None:

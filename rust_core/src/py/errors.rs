@@ -4,7 +4,7 @@
 //! `CoreError(Exception)` > `UnknownEncodingError`, `SseError`, `InvalidBodyError`,
 //! `LimiterError`, `InvalidRateError`.
 
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 
 use crate::error as core_error;
@@ -87,5 +87,12 @@ impl From<core_error::LimitError> for PyErr {
             | core_error::LimitError::Layout { .. }
             | core_error::LimitError::Unsupported(_) => LimiterError::new_err(message),
         }
+    }
+}
+
+impl From<core_error::RelayError> for PyErr {
+    /// A relay that cannot be set up is a bad argument: `ValueError` naming the protocol or pair.
+    fn from(error: core_error::RelayError) -> Self {
+        PyValueError::new_err(error.to_string())
     }
 }

@@ -5,13 +5,14 @@
 //! boundary, CPU work of more than a few microseconds
 //! runs with the GIL released (`Python::detach`), and every Rust error is
 //! translated in [`errors`] into the `CoreError` hierarchy. Python sees `SseParser`, `SseEvent`,
-//! `ChatStreamMeter` and `RateLimiter` (Rust `PySseParser`, ...); the hand-written stub is
+//! `ChatStreamMeter`, `StreamRelay` and `RateLimiter` (Rust `PySseParser`, ...); the hand-written stub is
 //! `python/ferrogate/_core.pyi`.
 
 mod audit;
 mod errors;
 mod meter;
 mod ratelimit;
+mod relay;
 mod sse;
 mod tokens;
 
@@ -43,6 +44,7 @@ pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sse::PySseParser>()?;
     m.add_class::<meter::PyChatStreamMeter>()?;
     m.add_class::<ratelimit::PyRateLimiter>()?;
+    m.add_class::<relay::PyStreamRelay>()?;
     m.add_function(wrap_pyfunction!(audit::audit_hash, m)?)?;
     m.add_function(wrap_pyfunction!(audit::audit_block, m)?)?;
     m.add_function(wrap_pyfunction!(audit::audit_request_data, m)?)?;

@@ -10,4 +10,4 @@ pub mod chat_meter;
 pub mod parser;
 
 pub use chat_meter::{ChatStreamMeter, Usage};
-pub use parser::{EventRef, SseEvent, SseParser, DEFAULT_MAX_EVENT_BYTES};
+pub use parser::{Block, EventRef, SseEvent, SseParser, DEFAULT_MAX_EVENT_BYTES};

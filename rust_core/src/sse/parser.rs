@@ -7,6 +7,10 @@
 //! `\n`), `event`, `id` and `retry` fields. Field values are decoded as UTF-8 with replacement
 //! characters for invalid sequences, as the spec's decoder does.
 //!
+//! [`SseParser::feed_blocks`] also reports where each block (the lines up to a blank line) ends
+//! in the raw stream, so a relay can pass the upstream bytes on unchanged, cut only between whole
+//! events.
+//!
 //! Two deliberate choices:
 //! - **Bounds.** A line longer than `max_event_bytes`, or an event whose data grows beyond it,
 //!   is an [`SseError`]; the parser never buffers more than about twice that bound, so a hostile
@@ -43,6 +47,18 @@ pub struct EventRef<'a> {
     pub id: Option<&'a str>,
     /// The value of a valid `retry` field in this event's block, if any.
     pub retry: Option<u64>,
+}
+
+/// One block of the stream, ended by a blank line (or by the end of the stream), as reported by
+/// [`SseParser::feed_blocks`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block<'a> {
+    /// The event the block dispatched; `None` for a block without data (comments only, a lone
+    /// blank line, ...).
+    pub event: Option<EventRef<'a>>,
+    /// Offset in the raw stream (every byte fed so far, BOM included) just past the block's blank
+    /// line: the bytes before it are whole blocks.
+    pub end: u64,
 }
 
 /// An owned event, as returned by [`SseParser::feed`] and [`SseParser::finish`].
@@ -85,6 +101,8 @@ pub struct SseParser {
     retry: Option<u64>,
     /// The previous chunk ended with CR: an LF at the start of the next one is part of it.
     skip_lf: bool,
+    /// Bytes fed so far (the offset of the end of the raw stream).
+    fed: u64,
     failed: Option<SseError>,
 }
 
@@ -107,6 +125,7 @@ impl SseParser {
             last_id: None,
             retry: None,
             skip_lf: false,
+            fed: 0,
             failed: None,
         }
     }
@@ -124,7 +143,29 @@ impl SseParser {
     where
         F: FnMut(EventRef<'_>),
     {
-        self.guarded(|parser| parser.feed_inner(chunk, &mut on_event))
+        self.feed_blocks(chunk, |block| {
+            if let Some(event) = block.event {
+                on_event(event);
+            }
+        })
+    }
+
+    /// Feeds the next chunk and calls `on_block` for every block it completes, with the event
+    /// the block dispatched, if any, and where the block ends in the raw stream.
+    ///
+    /// ```
+    /// # use _core::sse::SseParser;
+    /// let mut parser = SseParser::default();
+    /// let mut ends = Vec::new();
+    /// parser.feed_blocks(b": hi\n\ndata: x\n\ndata: y", |block| ends.push(block.end))?;
+    /// assert_eq!(ends, [6, 15]);
+    /// # Ok::<(), _core::error::SseError>(())
+    /// ```
+    pub fn feed_blocks<F>(&mut self, chunk: &[u8], mut on_block: F) -> Result<(), SseError>
+    where
+        F: FnMut(Block<'_>),
+    {
+        self.guarded(|parser| parser.feed_inner(chunk, &mut on_block))
     }
 
     /// Ends the stream: a pending unterminated line is processed and a pending event is
@@ -133,7 +174,12 @@ impl SseParser {
     where
         F: FnMut(EventRef<'_>),
     {
-        self.guarded(|parser| parser.finish_inner(&mut on_event))?;
+        let mut on_block = |block: Block<'_>| {
+            if let Some(event) = block.event {
+                on_event(event);
+            }
+        };
+        self.guarded(|parser| parser.finish_inner(&mut on_block))?;
         *self = Self::new(self.max_event_bytes);
         Ok(())
     }
@@ -181,11 +227,12 @@ impl SseParser {
         result
     }
 
-    fn feed_inner<F: FnMut(EventRef<'_>)>(
+    fn feed_inner<F: FnMut(Block<'_>)>(
         &mut self,
         chunk: &[u8],
         on_event: &mut F,
     ) -> Result<(), SseError> {
+        self.fed += chunk.len() as u64;
         if !self.at_start {
             return self.process(chunk, on_event);
         }
@@ -202,7 +249,7 @@ impl SseParser {
         self.process(head.strip_prefix(BOM).unwrap_or(&head), on_event)
     }
 
-    fn finish_inner<F: FnMut(EventRef<'_>)>(&mut self, on_event: &mut F) -> Result<(), SseError> {
+    fn finish_inner<F: FnMut(Block<'_>)>(&mut self, on_event: &mut F) -> Result<(), SseError> {
         if self.at_start {
             self.at_start = false;
             let head = std::mem::take(&mut self.head);
@@ -210,14 +257,14 @@ impl SseParser {
         }
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
-            self.process_line(&line, on_event)?;
+            self.process_line(&line, self.fed, on_event)?;
         }
-        self.dispatch(on_event);
+        self.dispatch(self.fed, on_event);
         Ok(())
     }
 
     /// Splits `bytes` into lines; the unterminated tail is kept in `self.line`.
-    fn process<F: FnMut(EventRef<'_>)>(
+    fn process<F: FnMut(Block<'_>)>(
         &mut self,
         mut bytes: &[u8],
         on_event: &mut F,
@@ -229,26 +276,29 @@ impl SseParser {
             }
         }
         while let Some(end) = memchr2(b'\r', b'\n', bytes) {
-            let terminator = bytes[end];
+            // Where the line ends, terminator included (a CRLF pair split across chunks: up to the
+            // CR; the LF then starts the next chunk and is skipped).
+            let after = match (bytes[end], bytes.get(end + 1)) {
+                (b'\r', Some(b'\n')) => end + 2,
+                (b'\r', None) => {
+                    self.skip_lf = true;
+                    end + 1
+                }
+                _ => end + 1,
+            };
+            let line_end = self.fed - (bytes.len() - after) as u64;
             if self.line.is_empty() {
-                self.process_line(&bytes[..end], on_event)?;
+                self.process_line(&bytes[..end], line_end, on_event)?;
             } else {
                 self.check_line(self.line.len() + end)?;
                 let mut line = std::mem::take(&mut self.line);
                 line.extend_from_slice(&bytes[..end]);
-                let result = self.process_line(&line, on_event);
+                let result = self.process_line(&line, line_end, on_event);
                 line.clear();
                 self.line = line;
                 result?;
             }
-            bytes = &bytes[end + 1..];
-            if terminator == b'\r' {
-                match bytes.first() {
-                    Some(b'\n') => bytes = &bytes[1..],
-                    Some(_) => {}
-                    None => self.skip_lf = true,
-                }
-            }
+            bytes = &bytes[after..];
         }
         if !bytes.is_empty() {
             self.check_line(self.line.len() + bytes.len())?;
@@ -266,16 +316,18 @@ impl SseParser {
         Ok(())
     }
 
-    /// Interprets one complete line (without its terminator).
-    fn process_line<F: FnMut(EventRef<'_>)>(
+    /// Interprets one complete line (without its terminator), which ends at `line_end` in the
+    /// raw stream.
+    fn process_line<F: FnMut(Block<'_>)>(
         &mut self,
         line: &[u8],
+        line_end: u64,
         on_event: &mut F,
     ) -> Result<(), SseError> {
         self.check_line(line.len())?;
         match line.first() {
             None => {
-                self.dispatch(on_event);
+                self.dispatch(line_end, on_event);
                 return Ok(());
             }
             Some(b':') => return Ok(()),
@@ -300,12 +352,12 @@ impl SseParser {
             }
             b"event" => {
                 self.event_type.clear();
-                self.event_type.push_str(&String::from_utf8_lossy(value));
+                self.event_type.push_str(&utf8_lossy(value));
             }
             b"id" if memchr(0, value).is_none() => {
                 let id = self.last_id.get_or_insert_with(String::new);
                 id.clear();
-                id.push_str(&String::from_utf8_lossy(value));
+                id.push_str(&utf8_lossy(value));
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 // All ASCII digits, so valid UTF-8; too large a number is ignored.
@@ -321,26 +373,34 @@ impl SseParser {
         Ok(())
     }
 
-    /// The blank-line rule: dispatch the pending event, if it has data, and reset the block.
-    fn dispatch<F: FnMut(EventRef<'_>)>(&mut self, on_event: &mut F) {
-        if let Some((_, data)) = self.data.split_last() {
-            let event = if self.event_type.is_empty() {
+    /// The blank-line rule: dispatch the pending event, if it has data, and reset the block,
+    /// which ends at `end` in the raw stream.
+    fn dispatch<F: FnMut(Block<'_>)>(&mut self, end: u64, on_block: &mut F) {
+        let event = self.data.split_last().map(|(_, data)| EventRef {
+            event: if self.event_type.is_empty() {
                 "message"
             } else {
                 &self.event_type
-            };
-            on_event(EventRef {
-                event,
-                data: String::from_utf8_lossy(data),
-                id: self.last_id.as_deref(),
-                retry: self.retry,
-            });
-        }
+            },
+            data: utf8_lossy(data),
+            id: self.last_id.as_deref(),
+            retry: self.retry,
+        });
+        on_block(Block { event, end });
         self.data.clear();
         self.data.shrink_to(KEEP_CAPACITY);
         self.line.shrink_to(KEEP_CAPACITY);
         self.event_type.clear();
         self.retry = None;
+    }
+}
+
+/// `bytes` as UTF-8, invalid sequences replaced: `String::from_utf8_lossy`, through the faster
+/// validation of `str::from_utf8` first (event data is nearly always valid).
+fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -512,6 +572,41 @@ mod tests {
     fn default_bound_matches_the_python_signature() {
         // `py/sse.rs` spells the default out as 1048576 for the Python text signature.
         assert_eq!(DEFAULT_MAX_EVENT_BYTES, 1_048_576);
+    }
+
+    #[test]
+    fn block_ends_are_raw_stream_offsets() {
+        let input = b"\xEF\xBB\xBFdata: a\r\n\r\n: c\n\ndata: b\r\rdata: c\n";
+        let mut whole = Vec::new();
+        let mut parser = SseParser::default();
+        parser
+            .feed_blocks(input, |block| {
+                whole.push((block.event.map(|e| e.data.into_owned()), block.end));
+            })
+            .unwrap_or_default();
+        let expected = vec![
+            (Some("a".to_owned()), 14),
+            (None, 19),
+            (Some("b".to_owned()), 28),
+        ];
+        assert_eq!(whole, expected);
+        for cut in 0..=input.len() {
+            let mut split = Vec::new();
+            let mut parser = SseParser::default();
+            for part in [&input[..cut], &input[cut..]] {
+                parser
+                    .feed_blocks(part, |block| {
+                        split.push((block.event.map(|e| e.data.into_owned()), block.end));
+                    })
+                    .unwrap_or_default();
+            }
+            // A CRLF split after its CR ends the block at the CR.
+            let mut expected = expected.clone();
+            if cut == 13 {
+                expected[0].1 = 13;
+            }
+            assert_eq!(split, expected, "cut at {cut}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ import asyncio
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -25,6 +26,8 @@ from ferrogate.pipeline.context import RequestContext, Usage
 from ferrogate.pipeline.limit import PERIOD_S, limit, settle
 from ferrogate.pipeline.phases import route
 from ferrogate.pipeline.router import Router
+from ferrogate.protocols import OPENAI_CHAT
+from ferrogate.protocols.request import Request
 from tests.integration.limits.conftest import URL, require_redis
 
 BODY = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 10})
@@ -69,17 +72,22 @@ def identity(limits: Limits, user: bool = True, team: bool = True) -> Identity:
 
 def context(ident: Identity, model: str = "m") -> RequestContext:
     ctx = RequestContext("r")
-    ctx.body = BODY
-    ctx.payload = orjson.loads(BODY)
+    ctx.request = Request(OPENAI_CHAT, BODY, orjson.loads(BODY))
     ctx.model = model
     ctx.identity = ident
     return ctx
 
 
+def session(limiter: Limiter, headers: Headers, router: Router | None = None) -> Any:
+    """What the phases read of a session: its headers and the chain's limiter, router and default max tokens."""
+    deps = SimpleNamespace(limiter=limiter, router=router, default_max_tokens=4096)
+    return SimpleNamespace(headers=headers, chain=SimpleNamespace(deps=deps))
+
+
 async def request(limiter: Limiter, ident: Identity) -> tuple[RequestContext, Headers, GatewayError | None]:
     ctx, headers = context(ident), [("x-request-id", "r")]
     try:
-        await done(limit(ctx, limiter, headers, 4096), limiter)
+        await done(limit(session(limiter, headers), ctx), limiter)
     except GatewayError as err:
         return ctx, headers, err
     return ctx, headers, None
@@ -149,7 +157,7 @@ def test_the_prompt_is_counted_once(limiter: Limiter) -> None:
     async def scenario() -> None:
         ctx, headers = context(ident), [("x-request-id", "r")]
         ctx.prompt_tokens = 1234  # counted before (the budget phase reads the same slot)
-        await done(limit(ctx, limiter, headers, 4096), limiter)
+        await done(limit(session(limiter, headers), ctx), limiter)
         assert ctx.tpm_reserved == 1234 + 10
         fresh = (await request(limiter, ident))[0]
         assert fresh.prompt_tokens == PROMPT > 0 and fresh.tpm_reserved == COST
@@ -203,8 +211,8 @@ def test_deployment_limits_in_the_route_phase(limiter: Limiter) -> None:
     async def call(model: str) -> tuple[RequestContext, Headers, GatewayError | None]:
         ctx, headers = context(ident, model), [("x-request-id", "r")]
         try:
-            await done(limit(ctx, limiter, headers, 4096), limiter)
-            pending = route(ctx, router, limiter, headers, 4096)
+            await done(limit(session(limiter, headers), ctx), limiter)
+            pending = route(session(limiter, headers, router), ctx)
             if model == "open":
                 assert pending is None  # no deployment limits: the phase stays synchronous
             else:

@@ -9,21 +9,21 @@ import orjson
 import pytest
 
 from ferrogate.config.model import MockSettings, Upstream
-from ferrogate.pipeline.context import RequestContext
+from ferrogate.protocols import OPENAI_CHAT
+from ferrogate.protocols.request import Request
+from ferrogate.providers.base import Call
 from ferrogate.providers.mock import MAX_CHOICES, MockProvider
 
 
 def answer(payload: dict[str, Any], stream: bool = False) -> list[bytes]:
     """The mock's answer to ``payload`` (never validated here): the body, or every streamed frame."""
     provider = MockProvider(Upstream(name="mock", provider="mock", mock=MockSettings(words=12, chunks=4)))
-    ctx = RequestContext("req_1")
-    ctx.payload = payload
-    ctx.body = orjson.dumps({"messages": payload["messages"]})  # what the counter reads
-    ctx.upstream_model = "mock"
-    ctx.stream = stream
+    body = {"model": "mock", **payload, "stream": stream}
+    # the bytes the counter reads (orjson cannot write a number past 64 bits, which some tests send)
+    request = Request(OPENAI_CHAT, orjson.dumps({"messages": payload["messages"]}), body)
 
     async def run() -> list[bytes]:
-        reply = await provider.chat(ctx)
+        reply = await provider.send(request, Call("mock", "req_1"))
         if reply.read is None:
             return [reply.body or b""]
         frames = []

@@ -1,0 +1,459 @@
+//! The *respond* phase's stream relay: one object per stream that, in one call per upstream
+//! chunk, parses the SSE, meters usage, translates between client protocols and strips or
+//! inserts the usage chunk.
+//!
+//! Built as decoder -> normalised [`events::Event`]s -> [`stage`] (metering) -> encoder:
+//! - decoders: [`decode_openai`] (chat completions), [`decode_anthropic`] (Messages),
+//!   [`decode_responses`] (Responses, metered passthrough only);
+//! - encoders: [`encode_openai`], [`encode_anthropic`], [`encode_responses`];
+//! - when source and target are the same protocol, the [`passthrough`] path sends the upstream's
+//!   bytes on unchanged (the same buffer when a chunk is exactly whole events) and the decoder
+//!   only meters.
+//!
+//! Every translation is incremental (nothing is held beyond the current event, except what the
+//! target protocol repeats at its end) and gives the same output under any split of the input.
+//!
+//! ```
+//! use _core::relay::{Protocol, RelayConfig, StreamRelay};
+//! let mut config = RelayConfig::new(Protocol::AnthropicMessages, Protocol::OpenAiChat);
+//! config.request_id = "r1".to_owned();
+//! let mut relay = StreamRelay::new(config)?;
+//! let out = relay.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude\"}}\n\n")?;
+//! assert!(out.bytes().unwrap_or_default().starts_with(b"data: {\"id\":\"chatcmpl-r1\""));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod decode_anthropic;
+mod decode_openai;
+mod decode_responses;
+mod encode_anthropic;
+mod encode_openai;
+mod encode_responses;
+pub mod events;
+mod fast;
+mod json;
+mod passthrough;
+mod stage;
+
+use std::fmt;
+
+use decode_anthropic::AnthropicDecoder;
+use decode_openai::OpenAiDecoder;
+use decode_responses::ResponsesDecoder;
+use encode_anthropic::MessagesEncoder;
+use encode_openai::ChatEncoder;
+use encode_responses::ResponsesEncoder;
+pub use events::Usage;
+use passthrough::{Held, Window};
+use stage::{Action, Encoder, Meter, Stage};
+
+use crate::error::{RelayError, SseError};
+use crate::sse::{SseParser, DEFAULT_MAX_EVENT_BYTES};
+use crate::tokens::Encoding;
+
+/// A streaming protocol, as a client speaks it or an upstream answers in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OpenAI chat completions (`openai.chat`).
+    OpenAiChat,
+    /// Anthropic Messages (`anthropic.messages`).
+    AnthropicMessages,
+    /// OpenAI Responses (`openai.responses`).
+    OpenAiResponses,
+}
+
+impl Protocol {
+    /// The protocol named `name` (`openai.chat`, `anthropic.messages`, `openai.responses`).
+    pub fn from_name(name: &str) -> Result<Self, RelayError> {
+        match name {
+            "openai.chat" => Ok(Self::OpenAiChat),
+            "anthropic.messages" => Ok(Self::AnthropicMessages),
+            "openai.responses" => Ok(Self::OpenAiResponses),
+            _ => Err(RelayError::UnknownProtocol(name.to_owned())),
+        }
+    }
+
+    /// The protocol's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OpenAiChat => "openai.chat",
+            Self::AnthropicMessages => "anthropic.messages",
+            Self::OpenAiResponses => "openai.responses",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How one relay is set up: given once, at construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// The upstream's protocol.
+    pub source: Protocol,
+    /// The client's protocol.
+    pub target: Protocol,
+    /// The encoding completion tokens are counted with when usage must be synthesized.
+    pub encoding: Encoding,
+    /// The OpenAI chat client asked for usage (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// The gateway's request id, in the ids of translated streams (`chatcmpl-<id>`, ...).
+    pub request_id: String,
+    /// The model named when the upstream names none.
+    pub model: String,
+    /// `created` / `created_at` of translated streams (Unix seconds).
+    pub created: u64,
+    /// The caller's count of prompt tokens, for synthesized usage and Anthropic's
+    /// `message_start`.
+    pub prompt_tokens: u64,
+    /// The tool an Anthropic upstream answers JSON mode with: its arguments are the answer.
+    pub json_tool: Option<String>,
+    /// The bound on one SSE event.
+    pub max_event_bytes: usize,
+}
+
+impl RelayConfig {
+    /// A configuration from `source` to `target` with the defaults (o200k_base, no usage for
+    /// the client, empty ids, 1 MiB events).
+    pub fn new(source: Protocol, target: Protocol) -> Self {
+        Self {
+            source,
+            target,
+            encoding: Encoding::O200kBase,
+            include_usage: false,
+            request_id: String::new(),
+            model: String::new(),
+            created: 0,
+            prompt_tokens: 0,
+            json_tool: None,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+}
+
+/// What [`StreamRelay::feed`] has for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relayed<'a> {
+    /// Exactly the chunk fed (passthrough of whole events): send it as it is.
+    Unchanged,
+    /// These bytes (possibly none).
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Relayed<'a> {
+    /// The bytes to send, `None` for [`Relayed::Unchanged`].
+    pub fn bytes(self) -> Option<&'a [u8]> {
+        match self {
+            Self::Unchanged => None,
+            Self::Bytes(bytes) => Some(bytes),
+        }
+    }
+}
+
+/// What a decoder made of one SSE event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Read (or ignored as irrelevant).
+    Kept,
+    /// An OpenAI usage-only chunk (`"choices": []` with a usage).
+    UsageOnly,
+    /// Not an event of the protocol (not JSON, or not the expected shape).
+    Malformed,
+}
+
+/// The decoder of the source protocol.
+#[derive(Debug, Clone)]
+enum Decoder {
+    OpenAi(OpenAiDecoder),
+    Anthropic(AnthropicDecoder),
+    Responses(ResponsesDecoder),
+}
+
+impl Decoder {
+    fn decode(&mut self, data: &str, stage: &mut Stage<'_>) -> Outcome {
+        let outcome = match self {
+            Self::OpenAi(decoder) => decoder.decode(data, stage),
+            Self::Anthropic(decoder) => decoder.decode(data, stage),
+            Self::Responses(decoder) => decoder.decode(data, stage),
+        };
+        if outcome == Outcome::Malformed {
+            stage.meter.malformed += 1;
+        }
+        outcome
+    }
+}
+
+/// Relays one upstream stream to the client. One per response.
+#[derive(Debug, Clone)]
+pub struct StreamRelay {
+    config: RelayConfig,
+    parser: SseParser,
+    decoder: Decoder,
+    /// `None` for a passthrough.
+    encoder: Option<Encoder>,
+    meter: Meter,
+    held: Held,
+    out: Vec<u8>,
+}
+
+impl StreamRelay {
+    /// A relay for `config`; an error for a pair it cannot translate (an OpenAI Responses
+    /// upstream can only be passed through).
+    pub fn new(config: RelayConfig) -> Result<Self, RelayError> {
+        let (source, target) = (config.source, config.target);
+        if source == Protocol::OpenAiResponses && target != source {
+            return Err(RelayError::UnsupportedPair {
+                from: source.name(),
+                to: target.name(),
+            });
+        }
+        let passthrough = source == target;
+        let decoder = match source {
+            Protocol::OpenAiChat => Decoder::OpenAi(OpenAiDecoder::new(passthrough)),
+            Protocol::AnthropicMessages => {
+                Decoder::Anthropic(AnthropicDecoder::new(config.json_tool.clone()))
+            }
+            Protocol::OpenAiResponses => Decoder::Responses(ResponsesDecoder::default()),
+        };
+        Ok(Self {
+            parser: SseParser::new(config.max_event_bytes),
+            decoder,
+            encoder: (!passthrough).then(|| Encoder::new(target)),
+            meter: Meter::default(),
+            held: Held::default(),
+            out: Vec::new(),
+            config,
+        })
+    }
+
+    /// The relay's configuration.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// Feeds the next upstream chunk; returns what to send the client now: only whole events
+    /// (an incomplete trailing event is held until it completes).
+    ///
+    /// Errors when an event breaks the size bound; events completed before it are returned
+    /// first and the error comes with the next call (it is sticky).
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Relayed<'_>, SseError> {
+        self.out.clear();
+        if self.encoder.is_some() {
+            self.translate(chunk).map(Relayed::Bytes)
+        } else {
+            self.pass(chunk)
+        }
+    }
+
+    /// The upstream ended: an unterminated last event is still processed. Returns what is left
+    /// to send; no terminal event is invented when the upstream broke off.
+    pub fn finish(&mut self) -> Result<&[u8], SseError> {
+        self.out.clear();
+        let result = if self.encoder.is_some() {
+            let Self {
+                config,
+                parser,
+                decoder,
+                encoder,
+                meter,
+                out,
+                ..
+            } = self;
+            parser.finish_with(|event| {
+                let mut stage = Stage {
+                    config,
+                    meter: &mut *meter,
+                    encoder: encoder.as_mut(),
+                    out: &mut *out,
+                    action: Action::Keep,
+                };
+                decoder.decode(&event.data, &mut stage);
+            })
+        } else {
+            // Terminate the held event so it reaches the client whole (held line ends only: the
+            // LF of a CRLF split from its CR, sent as it is).
+            let ended = if self.held.bytes.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+                let skip =
+                    usize::from(self.held.lf_pending && self.held.bytes.first() == Some(&b'\n'));
+                self.out.extend_from_slice(&self.held.bytes[skip..]);
+                self.held.bytes.clear();
+                Ok(())
+            } else {
+                match self.pass(b"\n\n") {
+                    Ok(Relayed::Unchanged) => {
+                        self.out.extend_from_slice(b"\n\n");
+                        Ok(())
+                    }
+                    Ok(Relayed::Bytes(_)) => Ok(()),
+                    Err(error) => Err(error),
+                }
+            };
+            ended.and(self.parser.finish_with(|_| {}))
+        };
+        deliver(result, &self.out)
+    }
+
+    /// An error event in the client's protocol (the caller's, e.g. when the upstream broke
+    /// off); it ends the stream.
+    pub fn error_event(&mut self, message: &str, kind: &str, code: Option<&str>) -> &[u8] {
+        self.out.clear();
+        self.meter.done = true;
+        match self.config.target {
+            Protocol::OpenAiChat => ChatEncoder::error(&mut self.out, message, kind, code),
+            Protocol::AnthropicMessages => MessagesEncoder::error(&mut self.out, message, kind),
+            Protocol::OpenAiResponses => {
+                let sequence = match (&mut self.encoder, &mut self.decoder) {
+                    (Some(Encoder::Responses(encoder)), _) => encoder.next_sequence(),
+                    (_, Decoder::Responses(decoder)) => decoder.take_sequence(),
+                    _ => 0,
+                };
+                ResponsesEncoder::error(&mut self.out, sequence, message, kind, code);
+            }
+        }
+        &self.out
+    }
+
+    /// Whether the source's terminal event (or an error) was seen.
+    pub fn done(&self) -> bool {
+        self.meter.done
+    }
+
+    /// The usage as the upstream reported it, or as the relay counted it (see
+    /// [`Self::usage_counted`]).
+    pub fn usage(&self) -> Option<Usage> {
+        self.meter.usage
+    }
+
+    /// Whether the relay synthesized the usage: the client's stream had to carry usage and the
+    /// upstream sent none by its terminal event.
+    pub fn usage_counted(&self) -> bool {
+        self.meter.usage_counted
+    }
+
+    /// The upstream's response model, if it named one.
+    pub fn model(&self) -> Option<&str> {
+        self.meter.model.as_deref()
+    }
+
+    /// The raw JSON of an upstream error object, if one was sent.
+    pub fn error(&self) -> Option<&str> {
+        self.meter.error.as_deref()
+    }
+
+    /// The completion text: answer and reasoning text, tool call names and arguments.
+    pub fn completion_text(&self) -> &str {
+        &self.meter.text
+    }
+
+    /// Counts the tokens of [`Self::completion_text`] with the configured encoding.
+    pub fn count_completion_tokens(&self) -> usize {
+        self.config.encoding.count(&self.meter.text)
+    }
+
+    /// How many data events the source decoder could not read.
+    pub fn malformed_events(&self) -> u64 {
+        self.meter.malformed
+    }
+
+    fn translate(&mut self, chunk: &[u8]) -> Result<&[u8], SseError> {
+        let Self {
+            config,
+            parser,
+            decoder,
+            encoder,
+            meter,
+            out,
+            ..
+        } = self;
+        let result = parser.feed_blocks(chunk, |block| {
+            if let Some(event) = block.event {
+                let mut stage = Stage {
+                    config,
+                    meter: &mut *meter,
+                    encoder: encoder.as_mut(),
+                    out: &mut *out,
+                    action: Action::Keep,
+                };
+                decoder.decode(&event.data, &mut stage);
+            }
+        });
+        deliver(result, &self.out)
+    }
+
+    fn pass(&mut self, chunk: &[u8]) -> Result<Relayed<'_>, SseError> {
+        let Self {
+            config,
+            parser,
+            decoder,
+            meter,
+            held,
+            out,
+            ..
+        } = self;
+        let window = Window {
+            held: &held.bytes,
+            chunk,
+            chunk_start: held.fed,
+        };
+        let drop_usage = config.source == Protocol::OpenAiChat && !config.include_usage;
+        // `sent`: the first byte not yet in `out`; `last`: the end of the last whole block.
+        let (mut sent, mut last) = (window.start(), window.start());
+        let mut modified = false;
+        let result = parser.feed_blocks(chunk, |block| {
+            let start = std::mem::replace(&mut last, block.end);
+            if std::mem::take(&mut held.lf_pending) && window.byte_at(sent) == Some(b'\n') {
+                sent += 1;
+                modified = true;
+            }
+            let Some(event) = block.event else {
+                return;
+            };
+            // An event block starting with LF: the LF ends the CRLF of the block before, split
+            // from it by a chunk boundary; it stays with that block.
+            let start = start + u64::from(window.byte_at(start) == Some(b'\n'));
+            let mut stage = Stage {
+                config,
+                meter: &mut *meter,
+                encoder: None,
+                out: &mut *out,
+                action: Action::Keep,
+            };
+            let outcome = decoder.decode(&event.data, &mut stage);
+            if outcome == Outcome::UsageOnly && drop_usage {
+                window.copy(sent, start, out);
+                sent = block.end;
+                // Dropped up to a CR that ends the chunk: the LF after it goes with it.
+                held.lf_pending =
+                    block.end == window.end() && window.byte_at(block.end - 1) == Some(b'\r');
+                modified = true;
+            } else if stage.action == Action::InsertUsage {
+                window.copy(sent, start, out);
+                if let Some(usage) = meter.usage {
+                    let model = meter.model.as_deref().unwrap_or(&config.model);
+                    ChatEncoder::default().usage_chunk_for(config, model, &usage, out);
+                }
+                sent = start;
+                modified = true;
+            }
+        });
+        let end = window.end();
+        if result.is_ok() && !modified && window.held.is_empty() && last == end {
+            held.fed = end;
+            return Ok(Relayed::Unchanged);
+        }
+        window.copy(sent, last, out);
+        held.keep_after(last, chunk);
+        deliver(result, out).map(Relayed::Bytes)
+    }
+}
+
+/// The bytes to send, or the error when there are none (else it comes with the next call).
+fn deliver(result: Result<(), SseError>, out: &[u8]) -> Result<&[u8], SseError> {
+    match result {
+        Err(error) if out.is_empty() => Err(error),
+        _ => Ok(out),
+    }
+}

@@ -1,0 +1,87 @@
+//! The passthrough fast path (source protocol == target protocol): the upstream's bytes go to
+//! the client unchanged, cut only between whole blocks; an incomplete trailing event is held
+//! until it completes. An OpenAI chat stream may lose its usage-only chunk or gain one before
+//! `data: [DONE]`; nothing else is touched.
+//!
+//! Offsets are those of the raw stream, as [`crate::sse::Block::end`] reports them: the bytes not
+//! yet sent are the held tail of earlier chunks followed by the current chunk.
+
+/// The bytes of the stream not sent yet that precede the current chunk.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Held {
+    /// The held tail (whole blocks are never held).
+    pub(crate) bytes: Vec<u8>,
+    /// Stream offset of the end of the bytes fed so far.
+    pub(crate) fed: u64,
+    /// A block dropped from the stream ended with the CR that ended its chunk: an LF starting
+    /// the next chunk is that CR's and is dropped too.
+    pub(crate) lf_pending: bool,
+}
+
+/// The unsent bytes during one feed: the held tail, then the chunk.
+pub(crate) struct Window<'a> {
+    pub(crate) held: &'a [u8],
+    pub(crate) chunk: &'a [u8],
+    /// Stream offset of the chunk's first byte.
+    pub(crate) chunk_start: u64,
+}
+
+impl Window<'_> {
+    /// Stream offset of the first unsent byte.
+    pub(crate) fn start(&self) -> u64 {
+        self.chunk_start - self.held.len() as u64
+    }
+
+    /// Stream offset of the end of the chunk.
+    pub(crate) fn end(&self) -> u64 {
+        self.chunk_start + self.chunk.len() as u64
+    }
+
+    /// The stream byte at `offset`, if it is in the window.
+    pub(crate) fn byte_at(&self, offset: u64) -> Option<u8> {
+        let held_start = self.start();
+        if offset < self.chunk_start {
+            self.held
+                .get(usize::try_from(offset.checked_sub(held_start)?).ok()?)
+                .copied()
+        } else {
+            self.chunk
+                .get(usize::try_from(offset - self.chunk_start).ok()?)
+                .copied()
+        }
+    }
+
+    /// Appends the stream bytes `from..to` (within the window) to `out`.
+    pub(crate) fn copy(&self, from: u64, to: u64, out: &mut Vec<u8>) {
+        let held_start = self.start();
+        if from < self.chunk_start {
+            let end = to.min(self.chunk_start);
+            out.extend_from_slice(
+                &self.held[(from - held_start) as usize..(end - held_start) as usize],
+            );
+        }
+        if to > self.chunk_start {
+            let begin = from.max(self.chunk_start);
+            out.extend_from_slice(
+                &self.chunk[(begin - self.chunk_start) as usize..(to - self.chunk_start) as usize],
+            );
+        }
+    }
+}
+
+impl Held {
+    /// After a feed whose last whole block ended at `sent_to`: keep the bytes after it.
+    pub(crate) fn keep_after(&mut self, sent_to: u64, chunk: &[u8]) {
+        let chunk_start = self.fed;
+        self.fed += chunk.len() as u64;
+        if sent_to >= chunk_start {
+            self.bytes.clear();
+            self.bytes
+                .extend_from_slice(&chunk[(sent_to - chunk_start) as usize..]);
+        } else {
+            let held_start = chunk_start - self.bytes.len() as u64;
+            self.bytes.drain(..(sent_to - held_start) as usize);
+            self.bytes.extend_from_slice(chunk);
+        }
+    }
+}
