@@ -4,6 +4,8 @@ Routes (any method):
     POST /v1/chat/completions      -> nginx/chat_completion.json (application/json, with usage)
     POST /sse/v1/chat/completions  -> nginx/chat_stream.sse (text/event-stream, one flushed chunk per event
                                       when the echo module is there, otherwise one write)
+    POST /anthropic/v1/messages    -> nginx/anthropic_stream.sse (an Anthropic Messages stream with the same text,
+                                      written like the SSE route; gateway base_url http://127.0.0.1:PORT/anthropic/v1)
     GET  /v1/models, /sse/v1/models -> nginx/models.json
 
 nginx runs in the foreground (daemon off) with one worker, its own prefix, pid file and temp dirs in a
@@ -35,28 +37,30 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
 
 
+def _stream_directives(sse: str, per_event: bool) -> str:
+    """The nginx directives that answer with an SSE stream: one echo + echo_flush per event, or one return."""
+    if not per_event:
+        return f"            return 200 '{_quote(sse)}';"
+    events = [e + "\n\n" for e in sse.split("\n\n") if e]
+    lines = [f"            echo -n '{_quote(e)}';\n            echo_flush;" for e in events]
+    return "            echo_read_request_body;\n" + "\n".join(lines)
+
+
 def render(port: int, prefix: Path, sse_writes: str = "event") -> str:
     """The nginx.conf for this port and prefix, bodies inlined from the payload files.
 
     sse_writes "event" flushes every SSE event as its own chunk (like a real model streaming); "single"
     sends the whole stream in one write (cheaper for nginx, one chunk for the proxy).
     """
-    sse = (HERE / "chat_stream.sse").read_text()
-    if sse_writes == "event" and ECHO_MODULE.exists():
-        load = f"load_module {ECHO_MODULE};"
-        events = [e + "\n\n" for e in sse.split("\n\n") if e]
-        lines = [f"            echo -n '{_quote(e)}';\n            echo_flush;" for e in events]
-        directives = "            echo_read_request_body;\n" + "\n".join(lines)
-    else:
-        load = ""
-        directives = f"            return 200 '{_quote(sse)}';"
+    per_event = sse_writes == "event" and ECHO_MODULE.exists()
     values = {
-        "@LOAD_ECHO_MODULE@": load,
+        "@LOAD_ECHO_MODULE@": f"load_module {ECHO_MODULE};" if per_event else "",
         "@PREFIX@": str(prefix),
         "@PORT@": str(port),
         "@JSON_BODY@": _quote((HERE / "chat_completion.json").read_text().strip()),
         "@MODELS_BODY@": _quote((HERE / "models.json").read_text().strip()),
-        "@SSE_DIRECTIVES@": directives,
+        "@SSE_DIRECTIVES@": _stream_directives((HERE / "chat_stream.sse").read_text(), per_event),
+        "@ANTHROPIC_DIRECTIVES@": _stream_directives((HERE / "anthropic_stream.sse").read_text(), per_event),
     }
     conf = (HERE / "nginx.conf.in").read_text()
     for key, value in values.items():

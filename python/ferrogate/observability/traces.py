@@ -154,8 +154,8 @@ class Tracer:
             span.set_attribute("gen_ai.request.model", ctx.model)
             span.set_attribute("gen_ai.request.stream", ctx.stream)
             payload = ctx.request.payload if ctx.request is not None else {}
-            max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens") or payload.get(
-                "max_output_tokens"
+            max_tokens = (
+                payload.get("max_completion_tokens") or payload.get("max_tokens") or payload.get("max_output_tokens")
             )
             if isinstance(max_tokens, int):
                 span.set_attribute("gen_ai.request.max_tokens", max_tokens)

@@ -222,10 +222,7 @@ async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
                     if fault is None:
                         raise
                     raise fault(exc) from None
-                if chunk is None:
-                    data = relay.finish()
-                else:
-                    data = relay.feed(chunk if type(chunk) is bytes else bytes(chunk))
+                data = relay.finish() if chunk is None else relay.feed(chunk if type(chunk) is bytes else bytes(chunk))
                 if relay.done:  # the frame that ends the stream: the request is recorded before it goes out
                     _book_stream(ctx, relay, books)
                 if data:

@@ -2,7 +2,8 @@
 //!
 //! Hierarchy (all in `ferrogate._core`):
 //! `CoreError(Exception)` > `UnknownEncodingError`, `SseError`, `InvalidBodyError`,
-//! `LimiterError`, `InvalidRateError`.
+//! `LimiterError`, `InvalidRateError`. A stream relay that cannot be set up (an unknown protocol,
+//! a pair it does not translate) is a bad argument: `ValueError`.
 
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;

@@ -20,6 +20,28 @@ struct Item {
     /// The message's text or the call's arguments.
     text: String,
     done: bool,
+    /// `"item_id":...,"output_index":i` (and `"content_index":0` for a message), written into
+    /// every event about the item.
+    reference: Vec<u8>,
+}
+
+impl Item {
+    fn new(config: &RelayConfig, index: usize, call: Option<(String, String)>) -> Self {
+        let mut reference = Vec::with_capacity(80);
+        reference.extend_from_slice(br#""item_id":"#);
+        item_id(&mut reference, config, index, call.is_none());
+        reference.extend_from_slice(br#","output_index":"#);
+        push_u64(&mut reference, index as u64);
+        if call.is_none() {
+            reference.extend_from_slice(br#","content_index":0"#);
+        }
+        Self {
+            call,
+            text: String::new(),
+            done: false,
+            reference,
+        }
+    }
 }
 
 /// Encodes normalised events as an OpenAI Responses stream. One per stream.
@@ -45,7 +67,7 @@ impl ResponsesEncoder {
                 let index = self.message_item(config, out);
                 self.items[index].text.push_str(text);
                 self.begin(out, "response.output_text.delta");
-                item_ref(out, config, index, true);
+                out.extend_from_slice(&self.items[index].reference);
                 out.extend_from_slice(br#","delta":"#);
                 push_str(out, text);
                 out.extend_from_slice(b",\"logprobs\":[]}\n\n");
@@ -54,11 +76,8 @@ impl ResponsesEncoder {
                 self.start(config, "", out);
                 self.close(config, out);
                 let index = self.items.len();
-                self.items.push(Item {
-                    call: Some((id.to_owned(), name.to_owned())),
-                    text: String::new(),
-                    done: false,
-                });
+                let function = Some((id.to_owned(), name.to_owned()));
+                self.items.push(Item::new(config, index, function));
                 self.open = Some(index);
                 self.tool_items.push((call, index));
                 self.begin(out, "response.output_item.added");
@@ -75,7 +94,7 @@ impl ResponsesEncoder {
                 };
                 self.items[index].text.push_str(fragment);
                 self.begin(out, "response.function_call_arguments.delta");
-                item_ref(out, config, index, false);
+                out.extend_from_slice(&self.items[index].reference);
                 out.extend_from_slice(br#","delta":"#);
                 push_str(out, fragment);
                 out.extend_from_slice(b"}\n\n");
@@ -166,16 +185,12 @@ impl ResponsesEncoder {
         }
         self.close(config, out);
         let index = self.items.len();
-        self.items.push(Item {
-            call: None,
-            text: String::new(),
-            done: false,
-        });
+        self.items.push(Item::new(config, index, None));
         self.open = Some(index);
         self.begin(out, "response.output_item.added");
         self.item_event_body(config, index, out);
         self.begin(out, "response.content_part.added");
-        item_ref(out, config, index, true);
+        out.extend_from_slice(&self.items[index].reference);
         out.extend_from_slice(br#","part":"#);
         output_text(out, "");
         out.extend_from_slice(b"}\n\n");
@@ -191,19 +206,19 @@ impl ResponsesEncoder {
         match &item.call {
             None => {
                 self.begin(out, "response.output_text.done");
-                item_ref(out, config, index, true);
+                out.extend_from_slice(&self.items[index].reference);
                 out.extend_from_slice(br#","text":"#);
                 push_str(out, &item.text);
                 out.extend_from_slice(b",\"logprobs\":[]}\n\n");
                 self.begin(out, "response.content_part.done");
-                item_ref(out, config, index, true);
+                out.extend_from_slice(&self.items[index].reference);
                 out.extend_from_slice(br#","part":"#);
                 output_text(out, &item.text);
                 out.extend_from_slice(b"}\n\n");
             }
             Some(_) => {
                 self.begin(out, "response.function_call_arguments.done");
-                item_ref(out, config, index, false);
+                out.extend_from_slice(&self.items[index].reference);
                 out.extend_from_slice(br#","arguments":"#);
                 push_str(out, &item.text);
                 out.extend_from_slice(b"}\n\n");
@@ -337,17 +352,6 @@ fn item_id(out: &mut Vec<u8>, config: &RelayConfig, index: usize, message: bool)
     out.push(b'_');
     push_u64(out, index as u64);
     out.push(b'"');
-}
-
-/// `"item_id":...,"output_index":i` (and `"content_index":0` for a message).
-fn item_ref(out: &mut Vec<u8>, config: &RelayConfig, index: usize, message: bool) {
-    out.extend_from_slice(br#""item_id":"#);
-    item_id(out, config, index, message);
-    out.extend_from_slice(br#","output_index":"#);
-    push_u64(out, index as u64);
-    if message {
-        out.extend_from_slice(br#","content_index":0"#);
-    }
 }
 
 /// An `output_text` content part.

@@ -8,7 +8,7 @@
 //! invalid JSON) returns `None` and the decoder takes its `serde_json` path, which reads the
 //! event the same way (the tests check the two agree).
 
-use memchr::memchr2;
+use super::json::find_stop;
 
 /// A string read by the scanner: a range of the input (no escapes) or of the scratch buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +72,8 @@ impl<'a> Cursor<'a> {
     fn any_key(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        let end = start + memchr2(b'"', b'\\', &self.bytes()[start..])?;
-        if self.bytes()[end] != b'"' || self.bytes()[start..end].iter().any(|&b| b < 0x20) {
+        let end = string_stop(self.bytes(), start)?;
+        if self.bytes()[end] != b'"' {
             return None;
         }
         self.at = end + 1;
@@ -89,10 +89,7 @@ impl<'a> Cursor<'a> {
         let mut run = start;
         let mut scratch_start = None;
         loop {
-            let end = run + memchr2(b'"', b'\\', &bytes[run..])?;
-            if bytes[run..end].iter().any(|&b| b < 0x20) {
-                return None;
-            }
+            let end = string_stop(bytes, run)?;
             if bytes[end] == b'"' {
                 self.at = end + 1;
                 return Some(match scratch_start {
@@ -188,6 +185,13 @@ impl<'a> Cursor<'a> {
     fn end(&mut self) -> Option<()> {
         self.peek().is_none().then_some(())
     }
+}
+
+/// The position of the first `"` or `\` from `at`; `None` at a control character (invalid in a
+/// JSON string) or the end of the input.
+fn string_stop(bytes: &[u8], at: usize) -> Option<usize> {
+    let end = find_stop(bytes, at)?;
+    (bytes[end] >= 0x20).then_some(end)
 }
 
 /// Unescapes the escape at `bytes[at]` (just after its backslash) into `out`; returns how many
@@ -400,6 +404,26 @@ mod tests {
             let want: String = serde_json::from_str(json).unwrap_or_default();
             assert_eq!(text_of(&input), Some(want), "{json}");
         }
+    }
+
+    #[test]
+    fn string_stop_finds_the_first_stop_byte() {
+        let text = "0123456789abcdef0123456789";
+        for at in 0..text.len() {
+            for stop in [b'"', b'\\', b'\n', 0x1f] {
+                let mut bytes = text.as_bytes().to_vec();
+                bytes[at] = stop;
+                // Bytes of 0x80 and up, after the stop or not, do not shift the answer.
+                bytes.extend_from_slice("é".as_bytes());
+                assert_eq!(
+                    string_stop(&bytes, 0),
+                    (stop >= 0x20).then_some(at),
+                    "{at} {stop}"
+                );
+            }
+        }
+        assert_eq!(string_stop(text.as_bytes(), 0), None);
+        assert_eq!(string_stop("éééééé\"".as_bytes(), 0), Some(12));
     }
 
     #[test]

@@ -14,15 +14,36 @@ const ESCAPE: [bool; 256] = {
     table
 };
 
+/// The position of the first byte from `at` that a JSON string must escape (`"`, `\`, a
+/// control character); `None` when there is none. Eight bytes at a time, as `serde_json` skips
+/// strings: the strings of a stream are too short for a vectorised search to pay.
+pub(crate) fn find_stop(bytes: &[u8], mut at: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        // The zero-byte and less-than tests: exact for the lowest byte that matches.
+        let stops = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (word.wrapping_sub(ONES * 0x20) & !word))
+            & HIGH;
+        if stops != 0 {
+            return Some(at + (stops.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let offset = bytes
+        .get(at..)?
+        .iter()
+        .position(|&b| ESCAPE[usize::from(b)])?;
+    Some(at + offset)
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Appends `text` as a JSON string, quotes included.
-///
-/// ```ignore
-/// let mut out = Vec::new();
-/// push_str(&mut out, "a\"b\n");
-/// assert_eq!(out, br#""a\"b\n""#);
-/// ```
+/// Appends `text` as a JSON string, quotes included: `a"b` + newline becomes `"a\"b\n"`.
 pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
     out.reserve(text.len() + 2);
     out.push(b'"');
@@ -35,10 +56,8 @@ pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
 pub(crate) fn push_escaped(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut start = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
-        if !ESCAPE[usize::from(byte)] {
-            continue;
-        }
+    while let Some(at) = find_stop(bytes, start) {
+        let byte = bytes[at];
         out.extend_from_slice(&bytes[start..at]);
         start = at + 1;
         match byte {

@@ -44,7 +44,7 @@ use encode_anthropic::MessagesEncoder;
 use encode_openai::ChatEncoder;
 use encode_responses::ResponsesEncoder;
 pub use events::Usage;
-use passthrough::{Held, Window};
+use passthrough::Held;
 use stage::{Action, Encoder, Meter, Stage};
 
 use crate::error::{RelayError, SseError};
@@ -381,72 +381,6 @@ impl StreamRelay {
             }
         });
         deliver(result, &self.out)
-    }
-
-    fn pass(&mut self, chunk: &[u8]) -> Result<Relayed<'_>, SseError> {
-        let Self {
-            config,
-            parser,
-            decoder,
-            meter,
-            held,
-            out,
-            ..
-        } = self;
-        let window = Window {
-            held: &held.bytes,
-            chunk,
-            chunk_start: held.fed,
-        };
-        let drop_usage = config.source == Protocol::OpenAiChat && !config.include_usage;
-        // `sent`: the first byte not yet in `out`; `last`: the end of the last whole block.
-        let (mut sent, mut last) = (window.start(), window.start());
-        let mut modified = false;
-        let result = parser.feed_blocks(chunk, |block| {
-            let start = std::mem::replace(&mut last, block.end);
-            if std::mem::take(&mut held.lf_pending) && window.byte_at(sent) == Some(b'\n') {
-                sent += 1;
-                modified = true;
-            }
-            let Some(event) = block.event else {
-                return;
-            };
-            // An event block starting with LF: the LF ends the CRLF of the block before, split
-            // from it by a chunk boundary; it stays with that block.
-            let start = start + u64::from(window.byte_at(start) == Some(b'\n'));
-            let mut stage = Stage {
-                config,
-                meter: &mut *meter,
-                encoder: None,
-                out: &mut *out,
-                action: Action::Keep,
-            };
-            let outcome = decoder.decode(&event.data, &mut stage);
-            if outcome == Outcome::UsageOnly && drop_usage {
-                window.copy(sent, start, out);
-                sent = block.end;
-                // Dropped up to a CR that ends the chunk: the LF after it goes with it.
-                held.lf_pending =
-                    block.end == window.end() && window.byte_at(block.end - 1) == Some(b'\r');
-                modified = true;
-            } else if stage.action == Action::InsertUsage {
-                window.copy(sent, start, out);
-                if let Some(usage) = meter.usage {
-                    let model = meter.model.as_deref().unwrap_or(&config.model);
-                    ChatEncoder::default().usage_chunk_for(config, model, &usage, out);
-                }
-                sent = start;
-                modified = true;
-            }
-        });
-        let end = window.end();
-        if result.is_ok() && !modified && window.held.is_empty() && last == end {
-            held.fed = end;
-            return Ok(Relayed::Unchanged);
-        }
-        window.copy(sent, last, out);
-        held.keep_after(last, chunk);
-        deliver(result, out).map(Relayed::Bytes)
     }
 }
 

@@ -6,6 +6,11 @@
 //! Offsets are those of the raw stream, as [`crate::sse::Block::end`] reports them: the bytes not
 //! yet sent are the held tail of earlier chunks followed by the current chunk.
 
+use super::encode_openai::ChatEncoder;
+use super::stage::{Action, Stage};
+use super::{deliver, Outcome, Protocol, Relayed, StreamRelay};
+use crate::error::SseError;
+
 /// The bytes of the stream not sent yet that precede the current chunk.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Held {
@@ -83,5 +88,74 @@ impl Held {
             self.bytes.drain(..(sent_to - held_start) as usize);
             self.bytes.extend_from_slice(chunk);
         }
+    }
+}
+
+impl StreamRelay {
+    /// Feeds one chunk of a passthrough: see the module docs.
+    pub(super) fn pass(&mut self, chunk: &[u8]) -> Result<Relayed<'_>, SseError> {
+        let Self {
+            config,
+            parser,
+            decoder,
+            meter,
+            held,
+            out,
+            ..
+        } = self;
+        let window = Window {
+            held: &held.bytes,
+            chunk,
+            chunk_start: held.fed,
+        };
+        let drop_usage = config.source == Protocol::OpenAiChat && !config.include_usage;
+        // `sent`: the first byte not yet in `out`; `last`: the end of the last whole block.
+        let (mut sent, mut last) = (window.start(), window.start());
+        let mut modified = false;
+        let result = parser.feed_blocks(chunk, |block| {
+            let start = std::mem::replace(&mut last, block.end);
+            if std::mem::take(&mut held.lf_pending) && window.byte_at(sent) == Some(b'\n') {
+                sent += 1;
+                modified = true;
+            }
+            let Some(event) = block.event else {
+                return;
+            };
+            // An event block starting with LF: the LF ends the CRLF of the block before, split
+            // from it by a chunk boundary; it stays with that block.
+            let start = start + u64::from(window.byte_at(start) == Some(b'\n'));
+            let mut stage = Stage {
+                config,
+                meter: &mut *meter,
+                encoder: None,
+                out: &mut *out,
+                action: Action::Keep,
+            };
+            let outcome = decoder.decode(&event.data, &mut stage);
+            if outcome == Outcome::UsageOnly && drop_usage {
+                window.copy(sent, start, out);
+                sent = block.end;
+                // Dropped up to a CR that ends the chunk: the LF after it goes with it.
+                held.lf_pending =
+                    block.end == window.end() && window.byte_at(block.end - 1) == Some(b'\r');
+                modified = true;
+            } else if stage.action == Action::InsertUsage {
+                window.copy(sent, start, out);
+                if let Some(usage) = meter.usage {
+                    let model = meter.model.as_deref().unwrap_or(&config.model);
+                    ChatEncoder::default().usage_chunk_for(config, model, &usage, out);
+                }
+                sent = start;
+                modified = true;
+            }
+        });
+        let end = window.end();
+        if result.is_ok() && !modified && window.held.is_empty() && last == end {
+            held.fed = end;
+            return Ok(Relayed::Unchanged);
+        }
+        window.copy(sent, last, out);
+        held.keep_after(last, chunk);
+        deliver(result, out).map(Relayed::Bytes)
     }
 }
