@@ -982,7 +982,7 @@ def reply_to_chat(body: bytes, request_id: str, model: str, json_mode: bool = Fa
     if calls:
         message["tool_calls"] = calls
     if thoughts:
-        message["reasoning_content"] = "\n\n".join(thoughts)
+        message["reasoning_content"] = "".join(thoughts)  # as a stream's thinking deltas add up
     reason = answer.get("stop_reason")
     finish = "stop" if json_content is not None else _FINISH.get(reason, "stop") if type(reason) is str else "stop"
     prompt, completion, cached, reasoning, _ = _usage(answer)
@@ -1058,11 +1058,12 @@ def reply_from_chat(body: bytes, request_id: str, model: str) -> bytes:
     details = details if type(details) is dict else {}
     prompt, cached = _tokens(usage.get("prompt_tokens")), _tokens(details.get("cached_tokens"))
     written = _tokens(details.get("cache_write_tokens"))
+    answer_model = answer.get("model")
     message_out = {
         "id": f"msg_{request_id}",
         "type": "message",
         "role": "assistant",
-        "model": model,
+        "model": answer_model if type(answer_model) is str and answer_model else model,  # the upstream's, as streams
         "content": content,
         "stop_reason": stop,
         "stop_sequence": None,

@@ -577,7 +577,7 @@ def reply_from_chat(body: bytes, request_id: str, model: str, *, request: dict[s
     output: list[dict[str, Any]] = []
     content = _answer_parts(message)
     if content:
-        item = {"id": f"msg_{request_id}", "type": "message", "status": status, "role": "assistant"}
+        item = {"id": f"msg_{request_id}_0", "type": "message", "status": status, "role": "assistant"}
         output.append({**item, "content": content})
     for call in message.get("tool_calls") or ():
         fn = call.get("function") if type(call) is dict else None
@@ -585,7 +585,7 @@ def reply_from_chat(body: bytes, request_id: str, model: str, *, request: dict[s
             call_id = str(call.get("id") or "")
             output.append(
                 {
-                    "id": f"fc_{call_id}",
+                    "id": f"fc_{request_id}_{len(output)}",  # numbered by output index, as the stream's are
                     "type": "function_call",
                     "status": "completed",
                     "call_id": call_id,
@@ -602,7 +602,7 @@ def reply_from_chat(body: bytes, request_id: str, model: str, *, request: dict[s
         "status": status,
         "error": None,
         "incomplete_details": None if incomplete is None else {"reason": incomplete},
-        "model": model,
+        "model": answer_model if type(answer_model := answer.get("model")) is str and answer_model else model,
         "output": output,
         "parallel_tool_calls": req.get("parallel_tool_calls") is not False,
         "tool_choice": req.get("tool_choice") or "auto",

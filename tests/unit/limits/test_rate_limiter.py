@@ -21,7 +21,7 @@ from ferrogate.limits import Decision, LocalLimiter, default_table_path
         (3, 1.0, 1.0, 3),
         (3, 2.0, 1.0, 3),
         (100, 60.0, 1.0, 100),
-        (10_000, 60.0, 1.0, 10_000),
+        (10_000, 3600.0, 1.0, 10_000),  # an hour: 10,000 checks take well under the 0.36 s one unit refills in
         (1000, 60.0, 250.0, 4),
         (1000, 60.0, 300.0, 3),
         (10, 60.0, 0.5, 20),

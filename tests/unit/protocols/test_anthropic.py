@@ -858,7 +858,7 @@ def test_reply_from_chat_full_answer() -> None:
         "id": "msg_r1",
         "type": "message",
         "role": "assistant",
-        "model": "claude-client",
+        "model": "gpt-x",  # the upstream's own name, as a stream gives it
         "content": [
             {"type": "text", "text": "4"},
             {"type": "tool_use", "id": "call_1", "name": "calc", "input": {"x": 2}},

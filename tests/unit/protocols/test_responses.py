@@ -396,20 +396,20 @@ def test_reply_from_chat_is_an_sdk_response() -> None:
         "resp_abc",
         "response",
         "completed",
-        "my-model",
+        "gpt-4o-mini-2024-07-18",  # the upstream's own name, as a stream gives it
     )
     assert response.created_at == 1_700_000_000
     assert response.output_text == "Let me check."
     assert out["output"] == [
         {
-            "id": "msg_abc",
+            "id": "msg_abc_0",
             "type": "message",
             "status": "completed",
             "role": "assistant",
             "content": [{"type": "output_text", "text": "Let me check.", "annotations": []}],
         },
         {
-            "id": "fc_call_9",
+            "id": "fc_abc_1",
             "type": "function_call",
             "status": "completed",
             "call_id": "call_9",
