@@ -58,7 +58,7 @@ class _Proto:
 class _Canned:
     name = "canned"
 
-    async def chat(self, ctx: Any) -> Reply:
+    async def send(self, request: Any, call: Any) -> Reply:
         return Reply(200, "application/json", body=CANNED)
 
     async def close(self) -> None:

@@ -155,7 +155,9 @@ class StreamRelay:
     Responses upstream can only be passed through (another pair is a ``ValueError``). When source and target are
     the same, the upstream's bytes pass unchanged (an OpenAI chat stream loses its usage-only chunk unless
     ``include_usage``, or gains a counted one before ``[DONE]`` when the upstream sent none). Reasoning is dropped
-    on the way to ``openai.responses``.
+    on the way to ``openai.responses``, and from ``openai.chat`` to ``anthropic.messages`` (a thinking block needs
+    Anthropic's signature); it is still metered. An OpenAI refusal is a text block to Anthropic and a refusal part
+    to Responses.
 
     Example:
         >>> r = StreamRelay("anthropic.messages", "openai.chat", request_id="r1")

@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
     )
     serve.add_argument(
+        "--loop",
+        default=os.environ.get("FERROGATE_LOOP", "auto"),
+        choices=["auto", "asyncio", "uvloop"],
+        help="the workers' event loop (auto: uvloop where installed, else asyncio)",
+    )
+    serve.add_argument(
         "--dev",
         action="store_true",
         help="local use only: no FERROGATE_MASTER_KEY needed, callers without a key get every model",
@@ -115,7 +121,7 @@ def _warn_unpriced(config: Config) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
 
     from ferrogate.observability.logs import logging_config
     from ferrogate.server.settings import Settings, SettingsError
@@ -175,6 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
             log_dictconfig=log_config,
             log_access=False,
             websockets=False,  # no WebSocket route: skip the upgrade handling
+            loop=Loops(args.loop),
             workers_kill_timeout=int(config.server.grace_period_s) + 5,
         )
         server.serve()

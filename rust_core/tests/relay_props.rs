@@ -194,9 +194,12 @@ fn expected(spec: &Spec, source: Protocol, target: Protocol) -> Answer {
             (id.clone(), name.clone(), args)
         })
         .collect();
+    let chat_to_anthropic = source == Protocol::OpenAiChat && target == Protocol::AnthropicMessages;
     let finish = match (target, spec.finish) {
         (Protocol::OpenAiResponses, "stop" | "tool_calls") if !tools.is_empty() => "tool_calls",
         (Protocol::OpenAiResponses, "stop" | "tool_calls") => "stop",
+        // A `stop` after tool calls is Anthropic's `tool_use`.
+        (_, "stop") if chat_to_anthropic && !tools.is_empty() => "tool_calls",
         (_, finish) => finish,
     };
     let usage = match (source, spec.usage) {
@@ -205,7 +208,8 @@ fn expected(spec: &Spec, source: Protocol, target: Protocol) -> Answer {
     };
     Answer {
         text: spec.text.concat(),
-        reasoning: if target == Protocol::OpenAiResponses {
+        // Dropped to Responses, and to Anthropic (a thinking block needs Anthropic's signature).
+        reasoning: if target == Protocol::OpenAiResponses || chat_to_anthropic {
             String::new()
         } else {
             spec.reasoning.concat()

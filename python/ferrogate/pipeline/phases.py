@@ -82,12 +82,8 @@ async def receive(s: Session, ctx: RequestContext) -> None:
     ctx.stream = request.stream
 
 
-def authenticate(s: Session, ctx: RequestContext) -> Awaitable[None]:
+async def authenticate(s: Session, ctx: RequestContext) -> None:
     """Phase 2: resolve the credential to ``ctx.identity`` (401 ``invalid_api_key`` otherwise)."""
-    return _identify(s, ctx)
-
-
-async def _identify(s: Session, ctx: RequestContext) -> None:
     ctx.identity = await s.chain.deps.auth.identify(s.scope)
 
 

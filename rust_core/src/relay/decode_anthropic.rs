@@ -4,7 +4,8 @@
 //! Text and thinking deltas become [`Event::Text`] and [`Event::Reasoning`]; a `tool_use` block
 //! becomes a tool call numbered from 0 (a block closed without argument deltas gets `"{}"`),
 //! except the JSON-mode tool (`json_tool`), whose arguments are the answer's text. Usage is the
-//! `message_start` usage updated by each `message_delta`'s. Text, thinking and argument deltas,
+//! `message_start` usage updated by each `message_delta`'s; its reasoning tokens are
+//! `output_tokens_details.thinking_tokens`. Text, thinking and argument deltas,
 //! nearly all of a stream, take the [`super::fast`] path.
 
 use std::borrow::Cow;
@@ -83,6 +84,14 @@ struct RawUsage {
     cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
+}
+
+#[derive(Deserialize)]
+struct OutputDetails {
+    #[serde(default)]
+    thinking_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +119,7 @@ struct Counters {
     output: u64,
     cache_read: u64,
     cache_creation: u64,
+    thinking: u64,
 }
 
 impl Counters {
@@ -120,6 +130,10 @@ impl Counters {
         self.cache_creation = raw
             .cache_creation_input_tokens
             .unwrap_or(self.cache_creation);
+        let thinking = raw.output_tokens_details.as_ref();
+        self.thinking = thinking
+            .and_then(|details| details.thinking_tokens)
+            .unwrap_or(self.thinking);
     }
 
     fn usage(self) -> Usage {
@@ -127,7 +141,7 @@ impl Counters {
             prompt_tokens: self.input + self.cache_read + self.cache_creation,
             completion_tokens: self.output,
             cached_tokens: self.cache_read,
-            reasoning_tokens: 0,
+            reasoning_tokens: self.thinking,
             cache_creation_tokens: self.cache_creation,
         }
     }

@@ -2,8 +2,8 @@
 //!
 //! Each `data:` event is read in one `serde_json` pass into borrowed fields (text is copied only
 //! when it holds escapes), then emitted as [`Event`]s in a fixed order: an `error` ends the
-//! stream; otherwise `Start` (with the chunk's model), then per choice its text, reasoning, tool
-//! calls and finish reason, then the usage. `data: [DONE]` is [`Event::Done`]. Chunks of text
+//! stream; otherwise `Start` (with the chunk's model), then per choice its reasoning, text,
+//! refusal, tool calls and finish reason, then the usage. `data: [DONE]` is [`Event::Done`]. Chunks of text
 //! only, nearly all of a stream, take the [`super::fast`] path.
 
 use std::borrow::Cow;
@@ -55,6 +55,8 @@ struct Delta<'a> {
     content: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     tool_calls: Option<Vec<ToolCall<'a>>>,
 }
@@ -265,6 +267,9 @@ impl OpenAiDecoder {
             if let Some(text) = delta.content.as_deref().filter(|t| !t.is_empty()) {
                 sink.emit(Event::Text(text));
             }
+            if let Some(text) = delta.refusal.as_deref().filter(|t| !t.is_empty()) {
+                sink.emit(Event::Refusal(text));
+            }
             for call in delta.tool_calls.iter().flatten() {
                 self.tool_call(choice.index, call, sink);
             }
@@ -363,6 +368,7 @@ mod tests {
             r#"{"index":1,"delta":{"content":"other choice"}}"#,
             r#"{"index":0,"delta":{},"logprobs":null,"finish_reason":"length"}"#,
             r#"{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}"#,
+            r#"{"index":0,"delta":{"content":null,"refusal":null},"finish_reason":null}"#,
         ];
         for choice in choices {
             for data in [

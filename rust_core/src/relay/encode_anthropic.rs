@@ -1,8 +1,12 @@
 //! Encoder of Anthropic Messages streams: `event: <type>\ndata: <json>` events.
 //!
-//! Text, thinking and tool calls become content blocks numbered from 0 in the order they open;
-//! a block is closed when another kind of content starts and at the end. The finish reason and
-//! usage are held for the final `message_delta`, then `message_stop`.
+//! Text, a refusal and tool calls become content blocks numbered from 0 in the order they open
+//! (a refusal is a text block of its own, as `protocols.anthropic.reply_from_chat` makes it); a
+//! block is closed when another kind of content starts and at the end. Reasoning is dropped: a
+//! thinking block needs Anthropic's signature, and one without makes the client's next turn fail
+//! on Anthropic (it is still metered). The finish reason and usage are held for the final
+//! `message_delta`, then `message_stop`; a `stop` after tool calls is `tool_use` (some servers say
+//! `stop` after them), after a refusal `refusal`.
 
 use super::events::{Event, FinishReason, UpstreamError, Usage};
 use super::json::{push_escaped, push_str, push_u64};
@@ -12,7 +16,7 @@ use super::RelayConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BlockKind {
     Text,
-    Thinking,
+    Refusal,
     Tool(usize),
 }
 
@@ -26,10 +30,13 @@ pub(crate) struct MessagesEncoder {
     /// Tool call number -> block index.
     tool_blocks: Vec<(usize, u64)>,
     finish: Option<FinishReason>,
+    /// A refusal block was opened.
+    refused: bool,
 }
 
 impl MessagesEncoder {
-    /// Writes the events for one normalised event (the finish reason is held for the end).
+    /// Writes the events for one normalised event (the finish reason is held for the end;
+    /// reasoning is dropped).
     pub(crate) fn event(&mut self, config: &RelayConfig, event: &Event<'_>, out: &mut Vec<u8>) {
         match *event {
             Event::Start { model } => self.start(config, model, out),
@@ -37,9 +44,10 @@ impl MessagesEncoder {
                 let index = self.block(config, BlockKind::Text, out);
                 delta(out, index, b"text_delta", b"text", text);
             }
-            Event::Reasoning(text) => {
-                let index = self.block(config, BlockKind::Thinking, out);
-                delta(out, index, b"thinking_delta", b"thinking", text);
+            Event::Refusal(text) => {
+                self.refused = true;
+                let index = self.block(config, BlockKind::Refusal, out);
+                delta(out, index, b"text_delta", b"text", text);
             }
             Event::ToolStart { call, id, name } => {
                 self.start(config, "", out);
@@ -71,7 +79,7 @@ impl MessagesEncoder {
                 }
             }
             Event::Finish(reason) => self.finish = Some(reason),
-            Event::Usage(_) | Event::Done | Event::Error(_) => {}
+            Event::Reasoning(_) | Event::Usage(_) | Event::Done | Event::Error(_) => {}
         }
     }
 
@@ -80,16 +88,26 @@ impl MessagesEncoder {
     pub(crate) fn end(&mut self, config: &RelayConfig, usage: &Usage, out: &mut Vec<u8>) {
         self.start(config, "", out);
         self.close(out);
-        let reason = self.finish.unwrap_or(FinishReason::Stop);
+        let reason = match self.finish.unwrap_or(FinishReason::Stop) {
+            FinishReason::Stop if !self.tool_blocks.is_empty() => FinishReason::ToolCalls,
+            FinishReason::Stop if self.refused => FinishReason::ContentFilter,
+            reason => reason,
+        };
+        // Anthropic's input_tokens leaves out the tokens read from and written to the cache.
+        let cache = usage
+            .cached_tokens
+            .saturating_add(usage.cache_creation_tokens);
         begin(out, b"message_delta");
         out.extend_from_slice(br#"{"type":"message_delta","delta":{"stop_reason":""#);
         out.extend_from_slice(reason.anthropic().as_bytes());
         out.extend_from_slice(br#"","stop_sequence":null},"usage":{"input_tokens":"#);
-        push_u64(out, usage.prompt_tokens.saturating_sub(usage.cached_tokens));
+        push_u64(out, usage.prompt_tokens.saturating_sub(cache));
         out.extend_from_slice(br#","output_tokens":"#);
         push_u64(out, usage.completion_tokens);
         out.extend_from_slice(br#","cache_read_input_tokens":"#);
         push_u64(out, usage.cached_tokens);
+        out.extend_from_slice(br#","cache_creation_input_tokens":"#);
+        push_u64(out, usage.cache_creation_tokens);
         out.extend_from_slice(b"}}\n\n");
         begin(out, b"message_stop");
         out.extend_from_slice(b"{\"type\":\"message_stop\"}\n\n");
@@ -129,7 +147,10 @@ impl MessagesEncoder {
             br#","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":"#,
         );
         push_u64(out, config.prompt_tokens);
-        out.extend_from_slice(b",\"output_tokens\":0}}}\n\n");
+        out.extend_from_slice(
+            br#","output_tokens":0,"cache_read_input_tokens":0,"cache_creation_input_tokens":0}}}"#,
+        );
+        out.extend_from_slice(b"\n\n");
     }
 
     /// The index of an open block of `kind`, opening one (and closing another) if needed.
@@ -147,13 +168,7 @@ impl MessagesEncoder {
         begin(out, b"content_block_start");
         out.extend_from_slice(br#"{"type":"content_block_start","index":"#);
         push_u64(out, index);
-        out.extend_from_slice(match kind {
-            BlockKind::Thinking => {
-                br#","content_block":{"type":"thinking","thinking":"","signature":""}}"#.as_slice()
-            }
-            _ => br#","content_block":{"type":"text","text":""}}"#.as_slice(),
-        });
-        out.extend_from_slice(b"\n\n");
+        out.extend_from_slice(b",\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
         index
     }
 

@@ -25,6 +25,7 @@ impl ChatEncoder {
             }
             Event::Text(text) => self.text_delta(config, out, b"content", text),
             Event::Reasoning(text) => self.text_delta(config, out, b"reasoning_content", text),
+            Event::Refusal(text) => self.text_delta(config, out, b"refusal", text),
             Event::ToolStart { call, id, name } => {
                 let mut delta = Vec::with_capacity(80 + id.len() + name.len());
                 delta.extend_from_slice(br#"{"tool_calls":[{"index":"#);

@@ -102,6 +102,8 @@ pub enum Event<'a> {
     Text(&'a str),
     /// Reasoning ("thinking") text.
     Reasoning(&'a str),
+    /// Refusal text (OpenAI chat `delta.refusal`): the model declined, in words.
+    Refusal(&'a str),
     /// A tool call begins; `call` numbers the calls of the answer from 0.
     ToolStart {
         /// The call's number.

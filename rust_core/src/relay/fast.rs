@@ -447,6 +447,7 @@ mod tests {
         let mut scratch = String::new();
         for input in [
             r#"{"choices":[{"index":0,"delta":{"tool_calls":[]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"refusal":"no"}}]}"#,
             r#"{"choices":[{"index":0,"delta":{}},{"index":1,"delta":{}}]}"#,
             r#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
             r#"{"error":{"message":"x"}}"#,

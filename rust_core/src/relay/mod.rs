@@ -5,7 +5,8 @@
 //! Built as decoder -> normalised [`events::Event`]s -> [`stage`] (metering) -> encoder:
 //! - decoders: [`decode_openai`] (chat completions), [`decode_anthropic`] (Messages),
 //!   [`decode_responses`] (Responses, metered passthrough only);
-//! - encoders: [`encode_openai`], [`encode_anthropic`], [`encode_responses`];
+//! - encoders: [`encode_openai`], [`encode_anthropic`], [`encode_responses`] (with
+//!   [`responses_output`], the Responses output items and response object);
 //! - when source and target are the same protocol, the [`passthrough`] path sends the upstream's
 //!   bytes on unchanged (the same buffer when a chunk is exactly whole events) and the decoder
 //!   only meters.
@@ -33,6 +34,7 @@ pub mod events;
 mod fast;
 mod json;
 mod passthrough;
+mod responses_output;
 mod stage;
 
 use std::fmt;

@@ -120,7 +120,9 @@ impl Sink for Stage<'_> {
                 }
                 meter.started = true;
             }
-            Event::Text(text) | Event::Reasoning(text) => meter.text.push_str(text),
+            Event::Text(text) | Event::Reasoning(text) | Event::Refusal(text) => {
+                meter.text.push_str(text);
+            }
             Event::ToolStart { name, .. } => meter.text.push_str(name),
             Event::ToolArgs { fragment, .. } => meter.text.push_str(fragment),
             Event::Finish(_) => {}

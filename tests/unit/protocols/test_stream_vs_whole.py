@@ -3,8 +3,9 @@
 Hypothesis draws an answer, builds it both as the whole JSON body and as its SSE stream in the upstream's
 wire format (deltas cut at random points), feeds the stream to ``ferrogate._core.StreamRelay`` in random
 chunks, rebuilds the answer from the relayed events the way a client SDK does, and compares it with what
-``protocols.anthropic`` / ``protocols.responses`` make of the whole body. A mismatch the suite knows of is
-pinned by one ``xfail(strict=True)`` example below the properties, so it stays visible.
+``protocols.anthropic`` / ``protocols.responses`` make of the whole body. A mismatch found (and fixed) keeps one
+example below the properties; one the suite knows of and has not fixed is pinned there by ``xfail(strict=True)``,
+so it stays visible.
 """
 
 from __future__ import annotations
@@ -300,12 +301,15 @@ CALLS = st.lists(st.tuples(IDS.map(lambda id_: f"call_{id_}"), NAMES, ARGUMENTS)
 
 @st.composite
 def chat_answers(draw: st.DrawFn) -> tuple[dict[str, Any], list[bytes]]:
-    """A chat.completion (text or null content, tool calls, a finish reason, usage) and its stream's events.
-
-    A ``stop`` after tool calls is left to :func:`test_stop_after_tool_calls_is_tool_use_streamed_too`."""
+    """A chat.completion (text or null content, maybe reasoning and a refusal, tool calls, a finish reason,
+    usage) and its stream's events."""
     calls = draw(CALLS)
-    finish = draw(st.sampled_from(["length", "tool_calls"] if calls else ["stop", "length", "tool_calls"]))
+    finish = draw(st.sampled_from(["stop", "length", "tool_calls", "content_filter"]))
     completion = chat_completion(draw(st.none() | TEXT), calls, finish, draw(chat_usages()))
+    message = completion["choices"][0]["message"]
+    message["refusal"] = draw(st.none() | TEXT)
+    if reasoning := draw(st.none() | TEXT):
+        message["reasoning_content"] = reasoning
     return completion, chat_stream(completion, lambda text: draw(pieces(text)))
 
 
@@ -323,7 +327,12 @@ def message_view(message: dict[str, Any]) -> dict[str, Any]:
         "id": message["id"],
         "content": message["content"],
         "stop_reason": message["stop_reason"],
-        "usage": (usage["input_tokens"], usage["output_tokens"], usage["cache_read_input_tokens"]),
+        "usage": (
+            usage["input_tokens"],
+            usage["output_tokens"],
+            usage["cache_read_input_tokens"],
+            usage["cache_creation_input_tokens"],
+        ),
     }
 
 
@@ -353,6 +362,7 @@ def message_from_stream(out: bytes) -> dict[str, Any]:
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cache_read_input_tokens": usage.cache_read_input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
         },
     }
 
@@ -377,7 +387,7 @@ def response_view(response: dict[str, Any]) -> dict[str, Any]:
         "id": response["id"],
         "status": response["status"],
         "incomplete_details": response["incomplete_details"],
-        "items": [item["type"] for item in output],
+        "items": [(item["type"], item["status"]) for item in output],
         "text": "".join(part["text"] for part in parts if part["type"] == "output_text"),
         "refusal": "".join(part["refusal"] for part in parts if part["type"] == "refusal"),
         "calls": [(i["call_id"], i["name"], i["arguments"]) for i in output if i["type"] == "function_call"],
@@ -431,7 +441,7 @@ def test_chat_passthrough_only_drops_the_usage_chunk(
     assert relayed(StreamRelay("openai.chat", "openai.chat", include_usage=True), chunks) == stream
 
 
-# ---- known mismatches: one pinned example each ----------------------------------------------------------
+# ---- mismatches found: one example each -----------------------------------------------------------------
 
 CHAT_USAGE = {
     "prompt_tokens": 30,
@@ -454,21 +464,11 @@ def streamed_and_whole(completion: dict[str, Any], target: str) -> tuple[dict[st
     return response_from_stream(relayed(relay, events))[0], orjson.loads(whole)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relay bug: a chat stream whose finish_reason is 'stop' after tool calls becomes stop_reason 'end_turn' "
-    "(reply_from_chat gives 'tool_use': some servers say stop after tool calls)",
-)
 def test_stop_after_tool_calls_is_tool_use_streamed_too() -> None:
     streamed, whole = streamed_and_whole(chat_completion(None, [CALL], "stop", CHAT_USAGE), "anthropic.messages")
     assert streamed["stop_reason"] == whole["stop_reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relay bug: the chat decoder ignores delta.refusal: a streamed refusal is lost (no Anthropic text block "
-    "and end_turn for refusal; no Responses refusal part), while the whole translators keep it",
-)
 @pytest.mark.parametrize("target", ["anthropic.messages", "openai.responses"])
 def test_a_refusal_is_kept_streamed_too(target: str) -> None:
     completion = chat_completion(None, [], "stop", CHAT_USAGE)
@@ -484,11 +484,6 @@ def test_the_answer_names_the_same_model(target: str) -> None:
     assert streamed["model"] == whole["model"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mismatch: anthropic.reply_from_chat drops reasoning_content (a thinking block needs Anthropic's "
-    "signature); the relay streams it as a thinking block with an empty signature",
-)
 def test_reasoning_content_reads_the_same_to_anthropic() -> None:
     completion = chat_completion("hi", [], "stop", CHAT_USAGE)
     completion["choices"][0]["message"]["reasoning_content"] = "Let me think."
@@ -509,14 +504,20 @@ def test_two_thinking_blocks_read_the_same() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relay bug: the Anthropic decoder ignores usage.output_tokens_details.thinking_tokens: the stream's "
-    "reasoning_tokens is 0, the whole answer's the thinking tokens (5)",
-)
 def test_thinking_tokens_read_the_same() -> None:
     usage = {**THINKING_USAGE, "output_tokens_details": {"thinking_tokens": 5}}
     message = anthropic_message([{"type": "thinking", "thinking": "a", "signature": "c2ln"}], "end_turn", usage)
     out = anthropic_to_chat([anthropic_stream(message, lambda text: [text])])
     whole = chat_from_whole(anthropic.reply_to_chat(orjson.dumps(message), "r", "m"))
     assert chat_from_stream(out)["usage"] == whole["usage"]
+
+
+def test_a_message_cut_by_the_limit_is_incomplete_streamed_too() -> None:
+    streamed, whole = streamed_and_whole(chat_completion("hi", [CALL], "length", CHAT_USAGE), "openai.responses")
+    assert response_view(streamed) == response_view(whole)
+    assert [item["status"] for item in streamed["output"]] == ["incomplete", "completed"]
+
+
+def test_cache_creation_tokens_read_as_zero_streamed_too() -> None:
+    streamed, whole = streamed_and_whole(chat_completion("hi", [], "stop", CHAT_USAGE), "anthropic.messages")
+    assert streamed["usage"]["cache_creation_input_tokens"] == whole["usage"]["cache_creation_input_tokens"] == 0
