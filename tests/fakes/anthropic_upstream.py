@@ -39,13 +39,13 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import socket
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.server import FakeServer, Handler
 
 TOOL_INPUT: dict[str, Any] = {"city": "Paris", "unit": "celsius"}
 JSON_INPUT: dict[str, Any] = {"answer": 42}
@@ -246,50 +246,16 @@ def _refusal(headers: Mapping[str, str], body: Any, required: tuple[str, ...]) -
     return None
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
     """Runs the fake server on 127.0.0.1 in a background thread with its own loop."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
         """What the Anthropic SDK's ``base_url`` takes: the server root (the SDK adds ``/v1/messages``)."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(sock), self._loop).result(10)
-
-    async def _start(self, sock: socket.socket) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/messages", self._messages)
-        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _record(self, request: web.Request) -> Any:
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            body = None
-        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
-        return body
+    def routes(self) -> dict[str, Handler]:
+        return {"/v1/messages": self._messages, "/v1/messages/count_tokens": self._count_tokens}
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
         body = await self._record(request)

@@ -33,7 +33,6 @@ import asyncio
 import base64
 import hashlib
 import math
-import socket
 import struct
 import threading
 import time
@@ -41,6 +40,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.server import FakeServer, Handler
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -182,50 +183,25 @@ def _embedding_inputs(body: dict[str, Any]) -> list[str | list[int]]:
     return list(given or [])
 
 
-class FakeUpstream:
+class FakeUpstream(FakeServer):
     """Runs the fake server on 127.0.0.1 in a background thread with its own loop."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
+        super().__init__()
         self.gate = threading.Event()
         self.gate_opened_in_time: bool | None = None
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
         """What the openai SDK's ``base_url`` takes: the server's ``/v1``."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(sock), self._loop).result(10)
-
-    async def _start(self, sock: socket.socket) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/v1/responses", self._responses)
-        app.router.add_post("/v1/embeddings", self._embeddings)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    async def _record(self, request: web.Request) -> dict[str, Any]:
-        body: dict[str, Any] = await request.json(loads=orjson.loads)
-        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
-        return body
+    def routes(self) -> dict[str, Handler]:
+        return {
+            "/v1/chat/completions": self._chat,
+            "/v1/responses": self._responses,
+            "/v1/embeddings": self._embeddings,
+        }
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)

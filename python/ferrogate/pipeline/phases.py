@@ -23,14 +23,13 @@ from ferrogate.pipeline.context import RequestContext, Usage
 from ferrogate.pipeline.limit import check_deployment
 from ferrogate.pipeline.session import Session
 from ferrogate.protocols import ANTHROPIC, EMBEDDINGS, OPENAI_CHAT, RESPONSES
+from ferrogate.protocols.checks import tokens as _tokens
 from ferrogate.protocols.errors import anthropic_type, render, upstream_error
 from ferrogate.protocols.request import Request
 from ferrogate.providers.base import Call, Reply
 
 log = logging.getLogger("ferrogate.request")
 
-#: The largest token count taken from an upstream (beyond it the upstream's number is not believed).
-_MAX_TOKENS = 2**53
 #: The forced tool an Anthropic upstream answers JSON mode with (ferrogate.protocols.anthropic.JSON_TOOL).
 _JSON_TOOL = "json_response"
 
@@ -373,8 +372,3 @@ def _json_usage(body: bytes) -> Usage | None:
         _tokens(cached),
         _tokens(reasoning),
     )
-
-
-def _tokens(value: Any) -> int:
-    """``value`` when it is a token count the store can hold, else 0."""
-    return value if type(value) is int and 0 <= value <= _MAX_TOKENS else 0

@@ -29,7 +29,13 @@ from typing import Any
 
 from ferrogate.config.model import RequestBounds
 from ferrogate.pipeline.validate_messages import PLAIN_ROLES as _PLAIN
-from ferrogate.pipeline.validate_messages import bad, kind, message, string
+from ferrogate.pipeline.validate_messages import message
+from ferrogate.protocols.checks import array as _list
+from ferrogate.protocols.checks import bad, kind, string
+from ferrogate.protocols.checks import boolean as _bool
+from ferrogate.protocols.checks import integer as _int
+from ferrogate.protocols.checks import number as _number
+from ferrogate.protocols.checks import obj as _dict
 
 __all__ = ["validate_chat"]
 
@@ -84,37 +90,6 @@ def validate_chat(payload: Any, bounds: RequestBounds = _DEFAULT) -> None:
 
 
 # ---- numbers -----------------------------------------------------------------------------------
-
-
-def _int(field: str, value: Any, low: int, high: int) -> None:
-    if type(value) is not int or not low <= value <= high:
-        got = f"got {value}" if type(value) in (int, float) else f"got {kind(value)}"
-        raise bad(field, f"'{field}' must be an integer between {low} and {high}, {got}")
-
-
-def _number(field: str, value: Any, low: float, high: float) -> None:
-    if type(value) not in (int, float) or not low <= value <= high:
-        got = f"got {value}" if type(value) in (int, float) else f"got {kind(value)}"
-        raise bad(field, f"'{field}' must be a number between {low:g} and {high:g}, {got}")
-
-
-def _bool(field: str, value: Any) -> None:
-    if type(value) is not bool:
-        raise bad(field, f"'{field}' must be a boolean, got {kind(value)}")
-
-
-def _dict(field: str, value: Any) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise bad(field, f"'{field}' must be an object, got {kind(value)}")
-    return value
-
-
-def _list(field: str, value: Any, most: int) -> list[Any]:
-    if type(value) is not list:
-        raise bad(field, f"'{field}' must be an array, got {kind(value)}")
-    if len(value) > most:
-        raise bad(field, f"'{field}' must hold at most {most} items, got {len(value)}")
-    return value
 
 
 def _max_tokens(value: Any, bounds: RequestBounds, _: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@
 that passes here never makes the counter fail on its types. Other message fields pass untouched.
 
 Example:
+    >>> from ferrogate.errors import GatewayError
     >>> message(0, {"role": "tool", "tool_call_id": "call_1", "content": "42"})
     >>> try:
     ...     message(1, {"role": "assistant", "tool_calls": [None]})
@@ -26,30 +27,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.protocols.checks import bad, kind, string
 
 #: Longest ``name`` and ``tool_call_id``/tool call ``id`` (OpenAI's ids are ~30 characters).
 _MAX_ID = 512
-_JSON_KINDS = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
 _DETAILS = frozenset({"auto", "low", "high"})
-
-
-def bad(param: str, message: str) -> GatewayError:
-    """A 400 ``invalid_value`` naming ``param``."""
-    return GatewayError(ErrorKind.INVALID_FIELD, message, param=param)
-
-
-def kind(value: Any) -> str:
-    """The JSON type name of ``value`` (``null``, ``string``, ``array``...), for messages."""
-    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
-
-
-def string(field: str, value: Any, most: int | None = None) -> None:
-    """``value`` must be a string, of at most ``most`` characters when given."""
-    if type(value) is not str:
-        raise bad(field, f"'{field}' must be a string, got {kind(value)}")
-    if most is not None and len(value) > most:
-        raise bad(field, f"'{field}' must be at most {most} characters, got {len(value)}")
 
 
 def _text_part(where: str, part: dict[str, Any]) -> None:

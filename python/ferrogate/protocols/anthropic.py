@@ -73,6 +73,14 @@ import orjson
 from ferrogate import _core
 from ferrogate.config.model import RequestBounds
 from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.protocols.checks import array as _list
+from ferrogate.protocols.checks import bad as _bad
+from ferrogate.protocols.checks import boolean as _bool
+from ferrogate.protocols.checks import integer as _int
+from ferrogate.protocols.checks import kind as _kind
+from ferrogate.protocols.checks import number as _number
+from ferrogate.protocols.checks import obj as _dict
+from ferrogate.protocols.checks import tokens as _tokens
 
 __all__ = [
     "ANTHROPIC_RULES",
@@ -172,19 +180,9 @@ _MAX_MODEL = 256
 _MAX_USER = 512
 _MAX_STOP = 256
 _INT64 = 2**63
-_MAX_TOKENS = 2**53
 _MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.DOTALL)
-_KINDS = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
-
-
-def _bad(param: str, message: str) -> GatewayError:
-    return GatewayError(ErrorKind.INVALID_FIELD, message, param=param)
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
 
 
 def _str(field: str, value: Any, most: int | None = None, empty: bool = True) -> None:
@@ -194,37 +192,6 @@ def _str(field: str, value: Any, most: int | None = None, empty: bool = True) ->
         raise _bad(field, f"'{field}' must be at most {most} characters, got {len(value)}")
     if not empty and not value:
         raise _bad(field, f"'{field}' must not be empty")
-
-
-def _int(field: str, value: Any, low: int, high: int) -> None:
-    if type(value) is not int or not low <= value <= high:
-        got = value if type(value) in (int, float) else _kind(value)
-        raise _bad(field, f"'{field}' must be an integer between {low} and {high}, got {got}")
-
-
-def _number(field: str, value: Any, low: float, high: float) -> None:
-    if type(value) not in (int, float) or not low <= value <= high:
-        got = value if type(value) in (int, float) else _kind(value)
-        raise _bad(field, f"'{field}' must be a number between {low:g} and {high:g}, got {got}")
-
-
-def _bool(field: str, value: Any) -> None:
-    if type(value) is not bool:
-        raise _bad(field, f"'{field}' must be a boolean, got {_kind(value)}")
-
-
-def _dict(field: str, value: Any) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise _bad(field, f"'{field}' must be an object, got {_kind(value)}")
-    return value
-
-
-def _list(field: str, value: Any, most: int) -> list[Any]:
-    if type(value) is not list:
-        raise _bad(field, f"'{field}' must be an array, got {_kind(value)}")
-    if len(value) > most:
-        raise _bad(field, f"'{field}' must hold at most {most} items, got {len(value)}")
-    return value
 
 
 def _one_of(field: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -919,11 +886,6 @@ _STOP = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-
-
-def _tokens(value: Any) -> int:
-    """``value`` when it is a plausible token count, else 0 (an upstream's bad number must not break the answer)."""
-    return value if type(value) is int and 0 <= value <= _MAX_TOKENS else 0
 
 
 def _answer(body: bytes, what: str) -> dict[str, Any]:

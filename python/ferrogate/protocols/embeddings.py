@@ -33,7 +33,9 @@ import orjson
 
 from ferrogate import _core
 from ferrogate.config.model import RequestBounds
-from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.protocols.checks import bad as _bad
+from ferrogate.protocols.checks import kind as _kind
+from ferrogate.protocols.checks import tokens as _tokens
 
 __all__ = ["MAX_INPUTS", "count_input", "mock_embeddings", "usage_of_embeddings", "validate_embeddings_request"]
 
@@ -45,18 +47,8 @@ MAX_DIMENSIONS: Final = 65536
 _TOKEN_LIMIT = 2**31
 _MAX_MODEL = 256
 _MAX_USER = 512
-_MAX_TOKENS = 2**53
 #: The vector component each byte of the hash stream stands for (before scaling).
 _LEVELS = [byte - 127.5 for byte in range(256)]
-_JSON_KINDS = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
-
-
-def _bad(param: str, message: str) -> GatewayError:
-    return GatewayError(ErrorKind.INVALID_FIELD, message, param=param)
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def validate_embeddings_request(payload: Any, bounds: RequestBounds) -> None:
@@ -67,6 +59,7 @@ def validate_embeddings_request(payload: Any, bounds: RequestBounds) -> None:
         GatewayError: 400 ``invalid_value`` naming the first bad field in ``param``.
 
     Example:
+        >>> from ferrogate.errors import GatewayError
         >>> try:
         ...     validate_embeddings_request({"model": "m", "input": [[1, 2], []]}, RequestBounds())
         ... except GatewayError as err:
@@ -204,5 +197,4 @@ def usage_of_embeddings(body: bytes) -> int | None:
     usage = answer.get("usage") if type(answer) is dict else None
     if type(usage) is not dict:
         return None
-    tokens = usage.get("prompt_tokens")
-    return tokens if type(tokens) is int and 0 <= tokens <= _MAX_TOKENS else 0
+    return _tokens(usage.get("prompt_tokens"))

@@ -58,6 +58,14 @@ import orjson
 
 from ferrogate.config.model import RequestBounds
 from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.protocols.checks import array as _list
+from ferrogate.protocols.checks import bad as _bad
+from ferrogate.protocols.checks import boolean as _bool
+from ferrogate.protocols.checks import kind as _kind
+from ferrogate.protocols.checks import number as _number
+from ferrogate.protocols.checks import obj as _dict
+from ferrogate.protocols.checks import string as _string
+from ferrogate.protocols.checks import tokens as _tokens
 
 __all__ = [
     "CHAT_RULES",
@@ -73,9 +81,7 @@ _MAX_MODEL = 256
 _MAX_USER = 512
 _MAX_ID = 512
 #: The most a token count can be and still be plausible (the store's limit, as pipeline/phases.py reads it).
-_MAX_TOKENS = 2**53
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_JSON_KINDS = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _DETAILS = frozenset({"auto", "low", "high", "original"})
 _TOOL_CHOICES = frozenset({"none", "auto", "required"})
@@ -86,14 +92,6 @@ _SUMMARIES = frozenset({"auto", "concise", "detailed"})
 _TRUNCATION = frozenset({"auto", "disabled"})
 #: Stateful fields: without ``input`` the request continues a stored response, conversation or prompt.
 _STATEFUL = ("previous_response_id", "conversation", "prompt")
-
-
-def _bad(param: str, message: str) -> GatewayError:
-    return GatewayError(ErrorKind.INVALID_FIELD, message, param=param)
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
 
 
 # ---- validation ----------------------------------------------------------------------------------
@@ -124,39 +122,6 @@ def validate_responses_request(payload: Any, bounds: RequestBounds) -> None:
         check = _CHECKS.get(field)
         if check is not None and value is not None:
             check(value, bounds)
-
-
-def _string(field: str, value: Any, most: int | None = None) -> str:
-    if type(value) is not str:
-        raise _bad(field, f"'{field}' must be a string, got {_kind(value)}")
-    if most is not None and len(value) > most:
-        raise _bad(field, f"'{field}' must be at most {most} characters, got {len(value)}")
-    return value
-
-
-def _dict(field: str, value: Any) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise _bad(field, f"'{field}' must be an object, got {_kind(value)}")
-    return value
-
-
-def _list(field: str, value: Any, most: int) -> list[Any]:
-    if type(value) is not list:
-        raise _bad(field, f"'{field}' must be an array, got {_kind(value)}")
-    if len(value) > most:
-        raise _bad(field, f"'{field}' must hold at most {most} items, got {len(value)}")
-    return value
-
-
-def _bool(field: str, value: Any) -> None:
-    if type(value) is not bool:
-        raise _bad(field, f"'{field}' must be a boolean, got {_kind(value)}")
-
-
-def _number(field: str, value: Any, low: float, high: float) -> None:
-    if type(value) not in (int, float) or not low <= value <= high:
-        got = f"got {value}" if type(value) in (int, float) else f"got {_kind(value)}"
-        raise _bad(field, f"'{field}' must be a number between {low:g} and {high:g}, {got}")
 
 
 def _one_of(field: str, value: Any, allowed: frozenset[str]) -> None:
@@ -625,10 +590,6 @@ def _answer_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
     if type(refusal) is str and refusal:
         parts.append({"type": "refusal", "refusal": refusal})
     return parts
-
-
-def _tokens(value: Any) -> int:
-    return value if type(value) is int and 0 <= value <= _MAX_TOKENS else 0
 
 
 def _chat_usage(usage: Any) -> dict[str, Any] | None:
