@@ -55,8 +55,10 @@ def claude() -> Iterator[FakeAnthropic]:
 def gw(upstream: FakeUpstream, claude: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     behaviours = ["echo", "tool", "json", "thinking", "cache", "overloaded", "rate-limited", "bad", "500"]
     behaviours += ["error-mid-stream", "die-mid-stream"]
+    price = "{input: 3, output: 15}"  # USD per million tokens
     groups = "\n".join(
-        f"  - name: claude-{b}\n    deployments: [{{upstream: claude, model: claude-{b}}}]" for b in behaviours
+        f"  - name: claude-{b}\n    deployments: [{{upstream: claude, model: claude-{b}, price: {price}}}]"
+        for b in behaviours
     )
     config = f"""
 upstreams:
@@ -464,3 +466,16 @@ def test_every_route_is_limited_metered_and_audited(gw: Gateway) -> None:
         time.sleep(0.2)
     actions = sorted(r["action"] for r in records)
     assert actions == ["embeddings", "messages", "messages", "messages", "responses"]
+
+
+def test_budgets_hold_on_messages_too(gw: Gateway) -> None:
+    """The worst case of an Anthropic request (its prompt and max_tokens at the deployment's price) is held
+    against the key's budget: one that cannot cover it is refused before the upstream is called."""
+    key = new_key(gw, budget=0.001)  # USD: 64 output tokens at $15 per million fit, 8,192 do not
+    hi: Any = [{"role": "user", "content": "hi"}]
+    with anthropic.Anthropic(base_url=gw.url, api_key=key["key"], max_retries=0) as ant_key:
+        assert ant_key.messages.create(model="claude-echo", max_tokens=64, messages=hi).content
+        with pytest.raises(anthropic.RateLimitError) as refused:
+            ant_key.messages.create(model="claude-echo", max_tokens=8192, messages=hi)
+    assert refused.value.body["type"] == "error"  # type: ignore[index]
+    assert "budget" in refused.value.body["error"]["message"]  # type: ignore[index]
