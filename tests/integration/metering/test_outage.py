@@ -117,7 +117,10 @@ async def test_outage_mid_run_every_record_arrives_exactly_once(pg_url: str, tmp
         by_model = (await direct.usage.summary(group_by="model")).items
         assert [(r.group, r.requests) for r in by_model] == [("gpt-4o", total)]
         stats = recorder.stats
-        assert stats.store_failures >= 1 and stats.spooled >= 900 and stats.replayed == stats.spooled
+        # every spooled record was replayed; a batch whose commit went through but whose answer was lost with the
+        # connection ("closed in the middle of operation") is replayed again, idempotently: the rows above are
+        # exact, the replay count may exceed the spooled one by such batches
+        assert stats.store_failures >= 1 and stats.spooled >= 900 and stats.replayed >= stats.spooled
         assert not any(name.endswith(".jsonl") for name in os.listdir(spool))
     finally:
         task.cancel()
