@@ -20,8 +20,22 @@ Example:
     True
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ferrogate.limits.decision import Decision, Limiter
 from ferrogate.limits.local import LocalLimiter, default_table_path
-from ferrogate.limits.redis import RedisLimiter
+
+if TYPE_CHECKING:
+    from ferrogate.limits.redis import RedisLimiter
+
+
+def __getattr__(name: str) -> Any:
+    """``RedisLimiter`` is imported on first use: redis-py (and the OpenTelemetry API it imports) stays out of a
+    worker that has no Redis configured (about 10 MB of its memory)."""
+    if name == "RedisLimiter":
+        from ferrogate.limits.redis import RedisLimiter
+
+        return RedisLimiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["Decision", "Limiter", "LocalLimiter", "RedisLimiter", "default_table_path"]

@@ -35,7 +35,7 @@ from ferrogate.budgets.notify import WebhookNotifier
 from ferrogate.config import Config, default_config, load_config
 from ferrogate.errors import ErrorKind, GatewayError, store_unavailable
 from ferrogate.journal.requests import RequestJournal
-from ferrogate.limits import Limiter, LocalLimiter, RedisLimiter
+from ferrogate.limits import Limiter, LocalLimiter
 from ferrogate.metering import PriceTable, UsageRecorder
 from ferrogate.metering.prices import standard_prices
 from ferrogate.observability import tracing_enabled
@@ -114,9 +114,12 @@ class Gateway:
         )
         info = logging.getLogger("ferrogate.request").isEnabledFor(logging.INFO)
         self.request_log = RequestLog(config.logging.requests and info)
-        self.limiter: Limiter = (
-            RedisLimiter.from_url(settings.redis_url) if settings.redis_url else LocalLimiter(settings.limits_path)
-        )
+        if settings.redis_url:  # redis-py is imported only then (limits/__init__.py)
+            from ferrogate.limits.redis import RedisLimiter
+
+            self.limiter: Limiter = RedisLimiter.from_url(settings.redis_url)
+        else:
+            self.limiter = LocalLimiter(settings.limits_path)
         prices = price_table(config)
         self.prometheus = Metrics(config, prices, self.recorder, self.audit)  # GET /metrics; flushed every second
         deps = ChainDeps(
