@@ -38,4 +38,5 @@ def __getattr__(name: str) -> Any:
         return RedisLimiter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = ["Decision", "Limiter", "LocalLimiter", "RedisLimiter", "default_table_path"]
