@@ -22,16 +22,13 @@ from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.pipeline.context import RequestContext, Usage
 from ferrogate.pipeline.limit import check_deployment
 from ferrogate.pipeline.session import Session
-from ferrogate.protocols import ANTHROPIC, EMBEDDINGS, OPENAI_CHAT, RESPONSES
+from ferrogate.protocols import ANTHROPIC, EMBEDDINGS, OPENAI_CHAT, RESPONSES, anthropic, embeddings, responses
 from ferrogate.protocols.checks import tokens as _tokens
 from ferrogate.protocols.errors import anthropic_type, render, upstream_error
 from ferrogate.protocols.request import Request
 from ferrogate.providers.base import Call, Reply
 
 log = logging.getLogger("ferrogate.request")
-
-#: The forced tool an Anthropic upstream answers JSON mode with (ferrogate.protocols.anthropic.JSON_TOOL).
-_JSON_TOOL = "json_response"
 
 
 async def read_body(scope: Scope, proto: HTTPProtocol, limit: int) -> bytes:
@@ -202,7 +199,7 @@ async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
         model=ctx.upstream_model,
         created=int(time.time()),
         prompt_tokens=prompt,
-        json_tool=_JSON_TOOL if reply.json_mode else None,
+        json_tool=anthropic.JSON_TOOL if reply.json_mode else None,
     )
     content_type = "text/event-stream; charset=utf-8" if translating else reply.content_type
     transport = s.proto.response_stream(
@@ -311,8 +308,6 @@ def translate_whole(reply: Reply, request: Request, body: bytes, request_id: str
     Raises:
         GatewayError: 502 when the upstream's answer cannot be read.
     """
-    from ferrogate.protocols import anthropic, responses
-
     source, target = reply.protocol, request.protocol
     try:
         if source == ANTHROPIC:
@@ -332,8 +327,6 @@ def whole_usage(protocol: str, body: bytes) -> Usage | None:
     an upstream's bad number must not break the record or the answer)."""
     if protocol == OPENAI_CHAT:
         return _json_usage(body)
-    from ferrogate.protocols import anthropic, embeddings, responses
-
     if protocol == ANTHROPIC:
         found = anthropic.usage_of_message(body)
         return None if found is None else Usage(found[0], found[1], found[2], found[3])

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ferrogate import _core
-from ferrogate.protocols import ANTHROPIC, EMBEDDINGS, OPENAI_CHAT, RESPONSES
+from ferrogate.protocols import ANTHROPIC, EMBEDDINGS, OPENAI_CHAT, RESPONSES, anthropic, embeddings, responses
 
 
 class Request:
@@ -54,12 +54,12 @@ class Request:
         chat = self._chat
         if chat is None:
             if self.protocol == ANTHROPIC:
-                from ferrogate.protocols.anthropic import to_chat
+                chat = anthropic.to_chat(self.payload)
             elif self.protocol == RESPONSES:
-                from ferrogate.protocols.responses import to_chat
+                chat = responses.to_chat(self.payload)
             else:
                 raise ValueError(f"a {self.protocol} request has no chat form")
-            chat = self._chat = to_chat(self.payload)
+            self._chat = chat
         return chat
 
     def max_output(self, default: int) -> int:
@@ -84,13 +84,7 @@ class Request:
         if protocol == OPENAI_CHAT:
             return _core.count_chat_prompt(self.body, encoding)
         if protocol == ANTHROPIC:
-            from ferrogate.protocols.anthropic import count_prompt
-
-            return count_prompt(self.payload, encoding)
+            return anthropic.count_prompt(self.payload, encoding)
         if protocol == RESPONSES:
-            from ferrogate.protocols.responses import prompt_text
-
-            return _core.count_tokens(prompt_text(self.payload), encoding)
-        from ferrogate.protocols.embeddings import count_input
-
-        return count_input(self.payload, encoding)
+            return _core.count_tokens(responses.prompt_text(self.payload), encoding)
+        return embeddings.count_input(self.payload, encoding)
