@@ -75,11 +75,13 @@ def _load(path: str | None) -> Config:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    from ferrogate.guardrails import Guardrails
     from ferrogate.server.app import price_table
 
     try:
         config = load_config(args.file)
         price_table(config)  # server.prices_file, if named, must exist and be valid too
+        Guardrails(config.guardrails)  # every rule compiles (the Gitleaks file's too)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -143,6 +145,9 @@ def _serve(args: argparse.Namespace) -> int:
     logging.config.dictConfig(log_config)  # the workers apply the same (Granian's log_dictconfig)
     try:
         _warn_unpriced(config)  # reads the price table once here, so a bad prices_file stops the start
+        from ferrogate.guardrails import Guardrails
+
+        Guardrails(config.guardrails)  # a rule that does not compile stops the start, naming it
     except ConfigError as exc:
         print(f"ferrogate: {exc}", file=sys.stderr)
         return 1

@@ -59,6 +59,8 @@ class ErrorKind(enum.Enum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_PROTOCOL = "upstream_protocol"
     MODEL_UNPRICED = "model_unpriced"
+    CONTENT_POLICY = "content_policy"
+    CLASSIFICATION_NOT_CLEARED = "classification_not_cleared"
     STORE_UNAVAILABLE = "store_unavailable"
     NOT_READY = "not_ready"
     INTERNAL = "internal"
@@ -82,6 +84,10 @@ KINDS: dict[ErrorKind, KindInfo] = {
     ErrorKind.UPSTREAM_TIMEOUT: KindInfo(504, "upstream_error", "upstream_timeout", True, Source.UPSTREAM),
     ErrorKind.UPSTREAM_PROTOCOL: KindInfo(502, "upstream_error", "upstream_bad_response", True, Source.UPSTREAM),
     ErrorKind.MODEL_UNPRICED: KindInfo(403, "invalid_request_error", "model_not_priced", False, Source.CLIENT),
+    ErrorKind.CONTENT_POLICY: KindInfo(400, "invalid_request_error", "content_policy_violation", False, Source.CLIENT),
+    ErrorKind.CLASSIFICATION_NOT_CLEARED: KindInfo(
+        403, "invalid_request_error", "classification_not_cleared", False, Source.CLIENT
+    ),
     ErrorKind.STORE_UNAVAILABLE: KindInfo(503, "server_error", "store_unavailable", True, Source.INTERNAL),
     ErrorKind.NOT_READY: KindInfo(503, "server_error", "not_ready", True, Source.INTERNAL),
     ErrorKind.INTERNAL: KindInfo(500, "server_error", "internal_error", True, Source.INTERNAL),

@@ -82,3 +82,27 @@ pub enum RelayError {
         to: &'static str,
     },
 }
+
+/// A guardrail rule that does not compile ([`crate::scan::Scanner::new`]): a bad regex (of the rule or of
+/// its allowlist), a secret group the regex does not have, a duplicate id, a bad entropy or length bound.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule {id:?} (index {index}): {message}")]
+pub struct RuleError {
+    /// The rule's position in the list given to the scanner.
+    pub index: usize,
+    /// The rule's id.
+    pub id: String,
+    /// What is wrong (the regex error, verbatim, for a bad regex).
+    pub message: String,
+}
+
+/// Errors of scanning with a guardrail policy ([`crate::scan`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    /// A policy's action bytes do not match the scanner's rules.
+    #[error("invalid guardrail actions: {0}")]
+    InvalidActions(String),
+    /// A request body given to `scan_json` is not a JSON document (or nests deeper than the bound).
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+}

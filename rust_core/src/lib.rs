@@ -10,6 +10,7 @@
 //! - [`tokens`]: OpenAI tokenizers (o200k_base, cl100k_base) and the chat prompt overhead rule.
 //! - [`ratelimit`]: cost-weighted GCRA buckets in a bounded table shared by worker processes,
 //!   used by the *limit* phase.
+//! - [`scan`]: guardrail scanning (secrets, PII, deny patterns) of text, JSON bodies and streams.
 //! - [`audit`]: the audit trail's record hash (canonical JSON, SHA-256).
 //! - [`error`]: one error enum per component.
 
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod error;
 pub mod ratelimit;
 pub mod relay;
+pub mod scan;
 pub mod sse;
 pub mod tokens;
 

@@ -114,6 +114,9 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("POST", "/admin/v1/keys"): lambda w: {"name": unique("walk"), "team_id": w.team_a["id"]},
     ("PATCH", "/admin/v1/keys/{key_id}"): lambda w: {"name": unique("walk")},
     ("POST", "/admin/v1/keys/{key_id}/rotate"): lambda w: {"grace_period_s": 0},
+    ("PUT", "/admin/v1/guardrails"): lambda w: {"responses": False},
+    ("PUT", "/admin/v1/teams/{team_id}/guardrails"): lambda w: {"responses": False},
+    ("PUT", "/admin/v1/keys/{key_id}/guardrails"): lambda w: {"responses": False},
 }
 
 

@@ -10,6 +10,7 @@
 - ``slow-stream``: 5 chunks, 0.3 s apart.
 - ``gated-stream``: one chunk, then waits (up to 10 s) for ``FakeUpstream.gate`` to be set
   before the rest; ``gate_opened_in_time`` records whether it was (proves frame-by-frame relay).
+- ``leak``: the content ``model=leak`` followed by :data:`LEAK`, a made-up token (for answer guardrails).
 
 ``POST /v1/responses`` (the Responses API), with the same ``fail-*`` and ``slow`` models:
 - anything unlisted: a Response with one output message ``model=<model> Hello from the fake upstream.``; streamed, the
@@ -56,6 +57,8 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> byte
 
 
 WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
+#: What model ``leak`` answers after its name: a token of a made-up format (``acme_`` and 16 letters or digits).
+LEAK = "acme_" + "leak" * 4
 
 
 def _failure(model: str) -> web.Response:
@@ -220,7 +223,10 @@ class FakeUpstream(FakeServer):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": f"model={model}"},
+                        "message": {
+                            "role": "assistant",
+                            "content": f"model={model}" + (f" {LEAK}" if model == "leak" else ""),
+                        },
                         "finish_reason": "stop",
                         "logprobs": None,
                     }

@@ -16,8 +16,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class FakeServer:
-    """Start with :meth:`start`, stop with :meth:`stop`; ``requests`` holds each request's path, headers and
-    JSON body (``None`` when the body is not JSON)."""
+    """Start with :meth:`start`, stop with :meth:`stop`; ``requests`` holds each request's path, headers, JSON
+    body (``None`` when the body is not JSON) and the bytes received (``raw``: what the upstream saw)."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -53,9 +53,10 @@ class FakeServer:
         self._loop.close()
 
     async def _record(self, request: web.Request) -> Any:
+        raw = await request.read()
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body, "raw": raw})
         return body

@@ -37,6 +37,8 @@ class Permission(enum.StrEnum):
     LLM_READ = "llm:read"
     USAGE_READ = "usage:read"
     AUDIT_READ = "audit:read"
+    GUARDRAILS_READ = "guardrails:read"
+    GUARDRAILS_WRITE = "guardrails:write"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
@@ -51,9 +53,12 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.KEYS_WRITE,
             Permission.LLM_READ,
             Permission.USAGE_READ,
+            Permission.GUARDRAILS_READ,
         }
     ),
-    Role.AUDITOR: frozenset({Permission.PUBLIC, Permission.USAGE_READ, Permission.AUDIT_READ}),
+    Role.AUDITOR: frozenset(
+        {Permission.PUBLIC, Permission.USAGE_READ, Permission.AUDIT_READ, Permission.GUARDRAILS_READ}
+    ),
     Role.MEMBER: frozenset({Permission.PUBLIC}),
 }
 

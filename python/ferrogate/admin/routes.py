@@ -3,6 +3,7 @@ required), and a test walks every route with every role against :data:`~.rbac.GR
 
 from __future__ import annotations
 
+from ferrogate.admin import guardrails as g
 from ferrogate.admin import models as m
 from ferrogate.admin.rbac import Permission as P
 from ferrogate.admin.service import AdminService as S
@@ -11,6 +12,10 @@ from ferrogate.admin.table import AdminRoute as R
 TEAM = "/admin/v1/teams/{team_id}"
 USER = "/admin/v1/users/{user_id}"
 KEY = "/admin/v1/keys/{key_id}"
+GUARD = "/admin/v1/guardrails"
+TEAM_G = TEAM + "/guardrails"
+KEY_G = KEY + "/guardrails"
+GG, GD, GO = g.GuardrailGlobal, g.GuardrailOverride, g.GuardrailOverrideOut
 
 ROUTES: tuple[R, ...] = (
     R("POST", "/admin/v1/teams", P.TEAMS_WRITE, "Create a team", m.TeamOut, S.create_team, m.TeamCreate, status=201),
@@ -34,4 +39,10 @@ ROUTES: tuple[R, ...] = (
     R("GET", "/admin/v1/audit", P.AUDIT_READ, "Audit trail", m.AuditList, S.list_audit, query=m.AuditQuery),
     R("GET", "/admin/v1/llm/upstreams", P.LLM_READ, "List upstreams", m.UpstreamList, S.list_upstreams),
     R("GET", "/admin/v1/llm/model_groups", P.LLM_READ, "List model groups", m.ModelGroupList, S.list_model_groups),
+    R("GET", GUARD, P.GUARDRAILS_READ, "Global guardrail policy and built-in rules", g.GuardrailsOut, g.get_guardrails),
+    R("PUT", GUARD, P.GUARDRAILS_WRITE, "Replace the global guardrail policy", g.GuardrailsOut, g.put_guardrails, GG),
+    R("GET", TEAM_G, P.GUARDRAILS_READ, "A team's guardrail override", GO, g.get_team_guardrails),
+    R("PUT", TEAM_G, P.GUARDRAILS_WRITE, "Replace a team's guardrail override", GO, g.put_team_guardrails, GD),
+    R("GET", KEY_G, P.GUARDRAILS_READ, "A key's guardrail override", GO, g.get_key_guardrails),
+    R("PUT", KEY_G, P.GUARDRAILS_WRITE, "Replace a key's guardrail override", GO, g.put_key_guardrails, GD),
 )

@@ -4,7 +4,8 @@
 existence is not revealed), lists are filtered to the team, and they may create only
 ``member`` keys and ``member``/``team_admin`` users there.
 
-Every change (create, update, delete of teams, users and keys; key revoke and rotate) leaves an audit
+Every change (create, update, delete of teams, users and keys; key revoke and rotate; guardrail policies, in
+:mod:`ferrogate.admin.guardrails`) leaves an audit
 event (actor, action, target, the object before and after, secrets removed) that is durable, in the store or
 in the audit spool, before the handler answers.
 """
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ferrogate.admin import models as m
+from ferrogate.admin.guardrails import GuardrailPolicies
 from ferrogate.admin.rbac import Principal, Role
 from ferrogate.admin.table import Call
 from ferrogate.audit.events import admin_event
@@ -47,7 +49,8 @@ def _forbidden(message: str) -> GatewayError:
 
 class AdminService:
     """The admin plane's state: the store, the configuration, the key hasher, cache invalidation, the audit
-    writer (``None``: changes are not audited)."""
+    writer (``None``: changes are not audited), the worker's guardrail policies (``None``: documents are stored
+    unchecked by the registry, and running workers pick them up by polling)."""
 
     def __init__(
         self,
@@ -56,12 +59,14 @@ class AdminService:
         hasher: KeyHasher,
         invalidate: Callable[[str | None], Awaitable[None]],
         audit: AuditWriter | None = None,
+        policies: GuardrailPolicies | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.hasher = hasher
         self.invalidate = invalidate  # drop a key hash (or everything) from every auth cache
         self.audit = audit
+        self.policies = policies  # checks guardrail documents and applies a change everywhere (None: store only)
 
     async def _audited(
         self, call: Call, action: str, target: str, team_id: str | None, before: Any, after: Any
@@ -73,7 +78,8 @@ class AdminService:
 
     # ---- scoping ----
 
-    def _scope_team(self, who: Principal, team_id: str | None, entity: str, id: str) -> None:
+    def scope_team(self, who: Principal, team_id: str | None, entity: str, id: str) -> None:
+        """Raise :class:`NotFound` (``entity`` ``id``) when ``who`` may not see objects of ``team_id``."""
         if not who.sees_team(team_id):
             raise NotFound(entity, id)
 
@@ -104,7 +110,7 @@ class AdminService:
 
     async def get_team(self, call: Call) -> m.TeamOut:
         team_id = call.params["team_id"]
-        self._scope_team(call.principal, team_id, "team", team_id)
+        self.scope_team(call.principal, team_id, "team", team_id)
         return m.TeamOut.model_validate(await self.store.teams.get(team_id))
 
     async def update_team(self, call: Call) -> m.TeamOut:
@@ -148,7 +154,7 @@ class AdminService:
     async def _user(self, call: Call) -> Any:
         user_id = call.params["user_id"]
         user = await self.store.users.get(user_id)
-        self._scope_team(call.principal, user.team_id, "user", user_id)
+        self.scope_team(call.principal, user.team_id, "user", user_id)
         return user
 
     async def get_user(self, call: Call) -> m.UserOut:
@@ -184,7 +190,7 @@ class AdminService:
             raise GatewayError(ErrorKind.INVALID_FIELD, f"a {body.role} key needs a team_id", param="team_id")
         if body.user_id is not None:
             user = await self.store.users.get(body.user_id)
-            self._scope_team(who, user.team_id, "user", body.user_id)  # another team's user: 404, as unknown
+            self.scope_team(who, user.team_id, "user", body.user_id)  # another team's user: 404, as unknown
             if user.team_id != body.team_id:
                 raise GatewayError(
                     ErrorKind.INVALID_FIELD, f"user {body.user_id} is not in team {body.team_id}", param="user_id"
@@ -218,20 +224,22 @@ class AdminService:
         )
         return m.KeyList(data=[_key_out(k) for k in page.items], next_cursor=page.next_cursor)
 
-    async def _key(self, call: Call) -> Key:
+    async def scoped_key(self, call: Call) -> Key:
+        """The key of ``call``'s ``key_id``, or :class:`NotFound` when unknown or not the caller's to see (a team
+        admin sees its own team's member keys only)."""
         key_id = call.params["key_id"]
         key = await self.store.keys.get(key_id)
-        self._scope_team(call.principal, key.team_id, "key", key_id)
+        self.scope_team(call.principal, key.team_id, "key", key_id)
         if call.principal.role is Role.TEAM_ADMIN and key.role != "member":
             raise NotFound("key", key_id)
         return key
 
     async def get_key(self, call: Call) -> m.KeyOut:
-        return _key_out(await self._key(call))
+        return _key_out(await self.scoped_key(call))
 
     async def update_key(self, call: Call) -> m.KeyOut:
         body: m.KeyUpdate = call.body
-        old = await self._key(call)
+        old = await self.scoped_key(call)
         changes = body.model_dump(exclude_unset=True)
         if isinstance(changes.get("expires_at"), datetime) and changes["expires_at"].tzinfo is None:
             changes["expires_at"] = changes["expires_at"].replace(tzinfo=UTC)
@@ -241,14 +249,14 @@ class AdminService:
         return _key_out(key)
 
     async def delete_key(self, call: Call) -> m.Deleted:
-        old = await self._key(call)
+        old = await self.scoped_key(call)
         await self.store.keys.delete(old.id)
         await self._forget(old)
         await self._audited(call, "key.delete", old.id, old.team_id, old, None)
         return m.Deleted(id=old.id)
 
     async def revoke_key(self, call: Call) -> m.KeyOut:
-        old = await self._key(call)
+        old = await self.scoped_key(call)
         key = await self.store.keys.revoke(old.id)
         await self._forget(old)
         await self._audited(call, "key.revoke", key.id, key.team_id, old, key)
@@ -256,7 +264,7 @@ class AdminService:
 
     async def rotate_key(self, call: Call) -> m.KeySecret:
         body: m.KeyRotate = call.body
-        old = await self._key(call)
+        old = await self.scoped_key(call)
         if old.revoked_at is not None:
             raise GatewayError(ErrorKind.CONFLICT, f"key {old.id} is revoked; create a new one", param="key_id")
         secret = new_key()

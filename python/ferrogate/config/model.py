@@ -14,6 +14,22 @@ from ferrogate.config.prices import Price
 
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 
+#: What a guardrail rule does with a finding: nothing, count it (audit record and metric), replace it with
+#: ``[REDACTED:<rule id>]`` before the request leaves, or refuse the request (400 content_policy_violation).
+Action = Literal["off", "log", "redact", "block"]
+#: A rule's category: actions are set per category or per rule id.
+RuleCategory = Literal["secret", "pii", "injection", "custom"]
+#: A request's classification and a deployment's clearance, from the least to the most sensitive.
+Classification = Literal["public", "internal", "confidential", "restricted"]
+#: :data:`Classification` values in order: a deployment serves a request whose classification is at most its
+#: clearance (``CLASSIFICATIONS.index``).
+CLASSIFICATIONS: tuple[Classification, ...] = ("public", "internal", "confidential", "restricted")
+#: A guardrail rule's id: it names the rule in refusals, redactions (``[REDACTED:<id>]``), metrics and audit.
+RuleId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+#: The actions of the categories when nothing sets them: secrets redacted, PII untouched, prompt-injection
+#: phrases logged, user rules blocking.
+DEFAULT_ACTIONS: dict[str, Action] = {"secret": "redact", "pii": "off", "injection": "log", "custom": "block"}
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -85,6 +101,10 @@ class Deployment(_Strict):
     rpm: int | None = Field(None, gt=0, description="requests per minute sent to this deployment, all keys together")
     tpm: int | None = Field(
         None, gt=0, description="tokens per minute (prompt + max output, settled to usage) for this deployment"
+    )
+    clearance: Classification = Field(
+        "restricted",
+        description="the most sensitive request classification this deployment may serve (default: every one)",
     )
 
 
@@ -208,6 +228,71 @@ class LoggingSettings(_Strict):
     requests: bool = Field(True, description="one JSON line per data-plane request (at info level)")
 
 
+class UserRule(_Strict):
+    """A guardrail rule of the configuration: a regex (Rust ``regex`` syntax), with the checks that make a match a
+    finding. ``action`` (default: the category's) is the rule's own; ``guardrails.actions`` may set it again by
+    id."""
+
+    id: RuleId
+    regex: str = Field(min_length=1)
+    category: RuleCategory = "custom"
+    action: Action | None = Field(None, description="the rule's action (None: its category's)")
+    description: str = ""
+    keywords: list[str] = Field(
+        default_factory=list, description="case-insensitive literals every match contains (a fast prefilter)"
+    )
+    entropy: float | None = Field(None, ge=0, le=8, description="minimum Shannon entropy (bits per char) of the secret")
+    secret_group: int = Field(0, ge=0, le=99, description="the capture group that is the secret (0: the whole match)")
+    allowlist: list[str] = Field(default_factory=list, description="regexes: a secret matching one is not a finding")
+    stopwords: list[str] = Field(default_factory=list, description="a secret containing one is not a finding")
+
+
+class DenyPattern(_Strict):
+    """A phrase or pattern requests must not carry (category ``injection``), refused by default."""
+
+    id: RuleId
+    regex: str = Field(min_length=1)
+    action: Action = "block"
+    description: str = ""
+
+
+class GuardrailSettings(_Strict):
+    """Guardrails: secrets, PII and deny patterns found in every request (docs/guardrails.md).
+
+    ``actions`` is keyed by category (secret, pii, injection, custom) or rule id (a rule id wins); the
+    categories it leaves out keep their defaults (:data:`DEFAULT_ACTIONS`). Teams and keys override it through
+    the admin API.
+    """
+
+    enabled: bool = Field(True, description="off: nothing is scanned (x-ferrogate-guardrails: off)")
+    responses: bool = Field(False, description="scan answers too, whole and streamed (masked, never blocked)")
+    actions: dict[str, Action] = Field(default_factory=lambda: dict(DEFAULT_ACTIONS))
+    rules: list[UserRule] = Field(default_factory=list)
+    gitleaks_rules: str | None = Field(
+        None,
+        description="a Gitleaks rule file (TOML) whose rules are added as secrets; a relative path is relative"
+        " to the working directory",
+    )
+    deny_patterns: list[DenyPattern] = Field(default_factory=list)
+    default_classification: Classification = Field(
+        "internal", description="a request's classification when it sends no x-ferrogate-classification header"
+    )
+
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, value: dict[str, Action]) -> dict[str, Action]:
+        for name in value:
+            if not name or len(name) > 128 or not (name[0].isalnum() and name.isascii()):
+                raise ValueError(f"{name!r} is neither a category nor a rule id")
+        return {**DEFAULT_ACTIONS, **value}
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> GuardrailSettings:
+        _unique([r.id for r in self.rules], "rules", "id")
+        _unique([p.id for p in self.deny_patterns], "deny_patterns", "id")
+        return self
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -218,6 +303,7 @@ class Config(_Strict):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     upstreams: list[Upstream] = Field(default_factory=list)
     model_groups: list[ModelGroup] = Field(default_factory=list)
 
@@ -236,9 +322,9 @@ class Config(_Strict):
         return self
 
 
-def _unique(names: list[str], where: str) -> None:
+def _unique(names: list[str], where: str, field: str = "name") -> None:
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
-            raise ValueError(f"{where}[{i}].name: duplicate name {name!r}")
+            raise ValueError(f"{where}[{i}].{field}: duplicate {field} {name!r}")
         seen.add(name)

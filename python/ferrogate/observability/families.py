@@ -187,6 +187,16 @@ UPSTREAM_ERRORS = counter(
     "reason",
 )
 
+# ---- guardrails ------------------------------------------------------------------------------------------------
+GUARDRAIL_FINDINGS = counter(
+    "ferrogate_guardrail_findings_total",
+    "Guardrail findings in requests (and in answers, when they are scanned), by rule id, category (secret, pii, "
+    "injection, custom) and action (log, redact, block).",
+    "rule",
+    "category",
+    "action",
+)
+
 # ---- the usage recorder (collected at each flush) ------------------------------------------------------------
 USAGE_RECORDS = counter(
     "ferrogate_usage_records_total",

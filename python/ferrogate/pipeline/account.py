@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 from time import perf_counter
 
-from ferrogate.audit.events import facts_of
+from ferrogate.audit.events import facts_of, guarded_event
 from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.identity import Identity
 from ferrogate.journal.requests import RequestJournal
@@ -135,5 +135,9 @@ def _record(ctx: RequestContext, identity: Identity, books: Books, latency_ms: f
         # no budget on the chain: the budget phase took no hold for the insert to release
         recorder.take(usage_of(facts, hold=bool(identity.budgets)), journaled)
     if audit is not None:
-        audit.take(facts, journaled)
+        findings = ctx.guard_findings
+        if findings:  # rare: an event with the guardrails' findings, journaled by the audit writer itself
+            audit.take(guarded_event(facts, findings), False)
+        else:
+            audit.take(facts, journaled)
     return cost

@@ -32,7 +32,7 @@ _unpriced_warned: set[str] = set()
 
 
 def budget(s: Session, ctx: RequestContext) -> Awaitable[None] | None:
-    """Phase 6: reserve the worst-case cost (429 ``insufficient_quota`` when a budget cannot cover it; 403
+    """Phase 7: reserve the worst-case cost (429 ``insufficient_quota`` when a budget cannot cover it; 403
     ``model_not_priced`` when the model has no price and ``budgets.unpriced`` is ``refuse``). Nothing to do
     (``None``) when no budget is on the key's chain, or metering is off (no spend to hold against)."""
     deps = s.chain.deps

@@ -21,6 +21,7 @@ from ferrogate.auth.authenticator import Authenticator
 from ferrogate.budgets.ledger import BudgetLedger
 from ferrogate.config.model import RequestBounds
 from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.guardrails import Guardrails
 from ferrogate.journal.requests import RequestJournal
 from ferrogate.limits import Limiter
 from ferrogate.metering import PriceTable, UsageRecorder
@@ -29,6 +30,7 @@ from ferrogate.observability.metrics import Metrics
 from ferrogate.pipeline.account import Books, account
 from ferrogate.pipeline.budget import budget
 from ferrogate.pipeline.context import RequestContext
+from ferrogate.pipeline.guard import guard
 from ferrogate.pipeline.limit import limit
 from ferrogate.pipeline.phases import authenticate, authorize, count_tokens, forward, receive, respond, route
 from ferrogate.pipeline.router import Router
@@ -52,7 +54,7 @@ _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 #: One phase: ``(session, ctx)``; ``None`` when it finished synchronously, else what the chain awaits.
 Phase = Callable[[Session, RequestContext], Awaitable[None] | None]
 #: Every phase but account, in order (account always runs, after them).
-PHASES: tuple[Phase, ...] = (receive, authenticate, authorize, limit, route, budget, forward, respond)
+PHASES: tuple[Phase, ...] = (receive, authenticate, authorize, limit, guard, route, budget, forward, respond)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +68,10 @@ class Ingress:
     route: str  # the path: the metrics' route label
 
 
-#: ``POST /v1/messages/count_tokens``: no limits, budget or upstream call of the model (it costs nothing).
+#: ``POST /v1/messages/count_tokens``: no limits, budget or upstream call of the model (it costs nothing); its
+#: body is guarded like any other (an Anthropic upstream counts it itself: it leaves the gateway).
 COUNT_TOKENS = Ingress(ANTHROPIC, "messages.count_tokens", validate_count_tokens_request, "/v1/messages/count_tokens")
-COUNT_PHASES: tuple[Phase, ...] = (receive, authenticate, authorize, route, count_tokens)
+COUNT_PHASES: tuple[Phase, ...] = (receive, authenticate, authorize, guard, route, count_tokens)
 
 #: The data-plane routes' ingresses.
 INGRESSES: dict[str, Ingress] = {
@@ -96,11 +99,12 @@ class ChainDeps:
     bounds: RequestBounds  # requests.*: ceilings on what a request may ask for
     default_max_tokens: int
     journal: RequestJournal | None = None  # the request journal both writers consume (None: server.journal off)
+    guardrails: Guardrails | None = None  # the worker's scanner and policies (None: no guard phase work, "off")
 
 
 class Chain:
-    """One data-plane route: receive -> authenticate -> authorize -> limit -> route -> budget -> forward ->
-    respond; account always.
+    """One data-plane route: receive -> authenticate -> authorize -> limit -> guard -> route -> budget -> forward
+    -> respond; account always.
 
     ``budget`` runs after ``route`` (the design lists it before): the worst-case cost needs the price
     of the deployment that will serve, and a deployment may override the price table.

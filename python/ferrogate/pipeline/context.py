@@ -35,18 +35,21 @@ class RequestContext:
     """State of one data-plane request as it moves through the phases.
 
     Filled in phase order: ``receive`` sets ``request`` (the typed request: protocol, body, payload) and
-    ``model``/``stream`` (the request's, kept here for the observers); ``route`` sets
-    ``upstream_model``/``provider``; ``forward`` sets ``reply``; ``respond`` sets ``status`` and ``usage``;
-    ``account`` reads everything, ``error`` included.
+    ``model``/``stream`` (the request's, kept here for the observers); ``guard`` sets ``classification``,
+    ``guard_findings`` and ``answer_guard``; ``route`` sets ``upstream_model``/``provider``; ``forward`` sets
+    ``reply``; ``respond`` sets ``status`` and ``usage``; ``account`` reads everything, ``error`` included.
     """
 
     __slots__ = (
+        "answer_guard",
         "booked",
+        "classification",
         "client_request_id",
         "cost",
         "deployment_index",
         "error",
         "group",
+        "guard_findings",
         "identity",
         "model",
         "prompt_tokens",
@@ -98,6 +101,10 @@ class RequestContext:
         self.error: BaseException | None = None
         self.booked = False  # its usage record and audit facts are queued (journaled): pipeline.account.Books
         self.cost: float | None = None  # priced when booked (None: unpriced or not recorded)
+        self.classification = ""  # public .. restricted, set by guard ("": none given; every deployment serves)
+        #: What the guardrails found: ``(rule id, category, action, path)`` each, never the text (the audit record).
+        self.guard_findings: tuple[tuple[str, str, str, str], ...] = ()
+        self.answer_guard: Any = None  # _core.GuardPolicy masking the answer (None: answers are not scanned)
 
     def fail(self, error: BaseException) -> None:
         """Record the error the request ended with (its traceback dropped: no reference cycle)."""

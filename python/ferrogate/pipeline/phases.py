@@ -1,9 +1,11 @@
 """The request phases, one function each, in chain order, for every ingress.
 
-receive -> authenticate -> authorize -> limit -> route -> budget -> forward -> respond, then account, which
-always runs (also on errors); see docs/ARCHITECTURE.md for the chart. Every phase has the signature
-``phase(session, ctx) -> Awaitable[None] | None`` (:mod:`ferrogate.pipeline.session`); one that finishes
-synchronously returns ``None``. A phase answers early by raising :class:`ferrogate.errors.GatewayError`.
+receive -> authenticate -> authorize -> limit -> guard -> route -> budget -> forward -> respond, then account,
+which always runs (also on errors); see docs/ARCHITECTURE.md for the chart. ``limit`` (:mod:`.limit`), ``guard``
+(:mod:`.guard`), ``budget`` (:mod:`.budget`) and ``account`` (:mod:`.account`) have modules of their own.
+Every phase has the signature ``phase(session, ctx) -> Awaitable[None] | None``
+(:mod:`ferrogate.pipeline.session`); one that finishes synchronously returns ``None``. A phase answers early by
+raising :class:`ferrogate.errors.GatewayError`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError, Scope
 
 from ferrogate import _core
 from ferrogate.errors import ErrorKind, GatewayError
+from ferrogate.guardrails.policy import ACTION_NAMES
+from ferrogate.observability.families import GUARDRAIL_FINDINGS
 from ferrogate.pipeline.context import RequestContext, Usage
+from ferrogate.pipeline.guard import GUARD_HEADER, mask_answer
 from ferrogate.pipeline.limit import check_deployment
 from ferrogate.pipeline.session import Session
 from ferrogate.protocols import ANTHROPIC, EMBEDDINGS, OPENAI_CHAT, RESPONSES, anthropic, embeddings, responses
@@ -92,7 +97,8 @@ def authorize(s: Session, ctx: RequestContext) -> None:
 
 
 def route(s: Session, ctx: RequestContext) -> Awaitable[None] | None:
-    """Phase 5: pick the deployment that serves ``ctx.model`` (404 if no group has that name).
+    """Phase 6: pick the deployment that serves ``ctx.model`` (404 if no group has that name), the first cleared
+    for the request's classification (403 ``classification_not_cleared`` if none is).
 
     A deployment with ``rpm``/``tpm`` limits then takes the request's cost from its buckets (429
     ``deployment_rpm_exceeded``/``deployment_tpm_exceeded`` otherwise; see
@@ -100,18 +106,14 @@ def route(s: Session, ctx: RequestContext) -> Awaitable[None] | None:
     (deployment limits kept in Redis): without deployment limits the phase stays synchronous.
     """
     deps = s.chain.deps
-    router = deps.router
-    router.pick(ctx)
-    if not router.limited:
-        return None
-    limits = router.limited.get(ctx.group)
+    limits = deps.router.pick(ctx)
     if limits is None:
         return None
     return check_deployment(ctx, deps.limiter, limits, s.headers, deps.default_max_tokens)
 
 
 async def forward(s: Session, ctx: RequestContext) -> None:
-    """Phase 7: the provider adapter sends the request upstream (502/504 on faults); sets ``ctx.reply``.
+    """Phase 8: the provider adapter sends the request upstream (502/504 on faults); sets ``ctx.reply``.
 
     The tracer, when on, is called around it as hooks (a CLIENT span whose ``traceparent`` goes upstream).
     """
@@ -134,7 +136,7 @@ async def forward(s: Session, ctx: RequestContext) -> None:
 
 
 def respond(s: Session, ctx: RequestContext) -> Awaitable[None] | None:
-    """Phase 8: write the upstream's answer to the client, in the client's protocol.
+    """Phase 9: write the upstream's answer to the client, in the client's protocol.
 
     A whole body is sent at once (:func:`_respond_whole`, synchronous); a stream goes through the Rust
     ``StreamRelay`` (:func:`_relay`). ``books`` records the request (usage and audit, journaled) just before
@@ -166,27 +168,35 @@ def _respond_whole(s: Session, ctx: RequestContext, reply: Reply) -> None:
         s.proto.response_bytes(ctx.status, [("content-type", "application/json"), *headers], body)
         return
     content_type = reply.content_type
+    headers = s.headers
     if reply.status == 200:
         ctx.usage = whole_usage(reply.protocol, body)
         if reply.protocol != request.protocol:
             body = translate_whole(reply, request, body, ctx.request_id, ctx.upstream_model)
             content_type = "application/json"
+        if ctx.answer_guard is not None:  # guardrails.responses: the answer is masked too
+            body, masked = mask_answer(ctx, body, s.chain.deps.metrics)
+            if masked:
+                headers = [(k, f"{v}; answer-redacted={masked}" if k == GUARD_HEADER else v) for k, v in headers]
     books(ctx)
-    s.proto.response_bytes(reply.status, [("content-type", content_type), *s.headers], body)
+    s.proto.response_bytes(reply.status, [("content-type", content_type), *headers], body)
 
 
 async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
     """A stream, relayed chunk by chunk as it arrives by one ``StreamRelay`` (parse, meter, translate, strip or
-    add the usage chunk: one Rust call per chunk). A stream that breaks upstream ends with an error event in
-    the client's protocol; a client that goes away stops the upstream read."""
+    add the usage chunk, and mask the answer when answers are scanned: one Rust call per chunk). A stream that
+    breaks upstream ends with an error event in the client's protocol; a client that goes away stops the
+    upstream read."""
     request: Request = ctx.request
     books = s.chain.books
+    guard = ctx.answer_guard  # guardrails.responses: the relay masks the stream as it goes (and translates)
+    metrics = s.chain.deps.metrics
     read = reply.read
     assert read is not None
     fault = reply.fault
     relay_start = perf_counter()
     encoding = _core.encoding_for_model(ctx.upstream_model)
-    translating = reply.protocol != request.protocol
+    translating = reply.protocol != request.protocol or guard is not None
     prompt = ctx.prompt_tokens
     if prompt < 0 and (translating or request.include_usage):  # the relay may need the gateway's count
         prompt = ctx.prompt_tokens = _prompt_count(request, encoding)
@@ -200,6 +210,7 @@ async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
         created=int(time.time()),
         prompt_tokens=prompt,
         json_tool=anthropic.JSON_TOOL if reply.json_mode else None,
+        guard=guard,
     )
     content_type = "text/event-stream; charset=utf-8" if translating else reply.content_type
     transport = s.proto.response_stream(
@@ -216,7 +227,7 @@ async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
                     raise fault(exc) from None
                 data = relay.finish() if chunk is None else relay.feed(chunk if type(chunk) is bytes else bytes(chunk))
                 if relay.done:  # the frame that ends the stream: the request is recorded before it goes out
-                    _book_stream(ctx, relay, books)
+                    _book_stream(ctx, relay, books, metrics)
                 if data:
                     if ctx.ttft_s < 0.0:
                         ctx.ttft_s = perf_counter() - ctx.started
@@ -225,17 +236,19 @@ async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
                     break
         except GatewayError as err:
             ctx.fail(err)
-            _book_stream(ctx, relay, books)
-            await transport.send_bytes(_error_event(relay, err, request.protocol))
+            frame = _error_event(relay, err, request.protocol)  # first: a guarded relay sends its held text
+            _book_stream(ctx, relay, books, metrics)
+            await transport.send_bytes(frame)
         except _core.SseError as exc:
             ctx.fail(exc)
-            _book_stream(ctx, relay, books)
             bad = GatewayError(ErrorKind.UPSTREAM_PROTOCOL, f"upstream sent a malformed stream: {exc}")
-            await transport.send_bytes(_error_event(relay, bad, request.protocol))
+            frame = _error_event(relay, bad, request.protocol)
+            _book_stream(ctx, relay, books, metrics)
+            await transport.send_bytes(frame)
     except (ProtocolClosed, ProtocolError) as exc:
         ctx.fail(exc)  # the client went away; stop reading upstream
     finally:
-        _book_stream(ctx, relay, books)  # a stream that stopped without its end: recorded before it ends
+        _book_stream(ctx, relay, books, metrics)  # a stream that stopped without its end: recorded before it ends
         # Granian ends the response when the transport is dropped: drop it now, not when a
         # traceback that still references this frame is collected.
         del transport
@@ -272,9 +285,13 @@ def _error_event(relay: Any, err: GatewayError, protocol: str) -> bytes:
     return frame
 
 
-def _book_stream(ctx: RequestContext, relay: Any, books: Callable[[RequestContext], None]) -> None:
-    """Take the stream's usage and model from the relay and record the request (once)."""
+def _book_stream(
+    ctx: RequestContext, relay: Any, books: Callable[[RequestContext], None], metrics: Metrics | None
+) -> None:
+    """Take the stream's usage, model and guardrail findings from the relay and record the request (once)."""
     if not ctx.booked:
+        if ctx.answer_guard is not None:
+            _stream_findings(ctx, relay.guard_findings(), metrics)
         found = relay.usage
         if found is not None:
             prompt, completion, cached, reasoning, _ = found
@@ -288,6 +305,22 @@ def _book_stream(ctx: RequestContext, relay: Any, books: Callable[[RequestContex
             ctx.usage = Usage(prompt, relay.count_completion_tokens(), counted=True)
         ctx.response_model = relay.model
         books(ctx)
+
+
+def _stream_findings(
+    ctx: RequestContext, findings: list[tuple[str, str, int, int]], metrics: Metrics | None
+) -> None:
+    """A guarded stream's findings, counted by the relay per rule ``(rule, category, action, count)``: each is one
+    ``ferrogate_guardrail_findings_total`` and one entry of the request's audit findings, at path
+    ``answer:stream`` (as :func:`~ferrogate.pipeline.guard.mask_answer` records a whole answer's)."""
+    if findings:
+        found = list(ctx.guard_findings)
+        for rule, category, action, count in findings:
+            name = ACTION_NAMES[action]
+            found += [(rule, category, name, "answer:stream")] * count
+            if metrics is not None:
+                metrics.add(GUARDRAIL_FINDINGS, (rule, category, name), count)
+        ctx.guard_findings = tuple(found)
 
 
 def _prompt_count(request: Request, encoding: str) -> int:

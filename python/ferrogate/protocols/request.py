@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from ferrogate import _core
 from ferrogate.protocols import ANTHROPIC, EMBEDDINGS, OPENAI_CHAT, RESPONSES, anthropic, embeddings, responses
 
@@ -43,6 +45,18 @@ class Request:
         else:
             self.include_usage = protocol != EMBEDDINGS
         self._chat: dict[str, Any] | None = payload if protocol == OPENAI_CHAT else None
+
+    def replace_body(self, body: bytes) -> None:
+        """Send ``body`` instead of the client's (the guard phase's redacted copy: the same JSON document with
+        some strings changed). Its payload is parsed again and the cached chat form dropped.
+
+        Example:
+            >>> r = Request(OPENAI_CHAT, b'{"model": "m", "messages": []}', {"model": "m", "messages": []})
+            >>> r.replace_body(b'{"model": "m", "messages": [{"role": "user", "content": "[REDACTED:x]"}]}')
+            >>> r.chat()["messages"][0]["content"]
+            '[REDACTED:x]'
+        """
+        Request.__init__(self, self.protocol, body, orjson.loads(body))  # model, stream, include_usage again
 
     def chat(self) -> dict[str, Any]:
         """The request in OpenAI chat form (the payload itself for a chat request; translated once otherwise).

@@ -34,6 +34,8 @@ from ferrogate.budgets.ledger import BudgetLedger
 from ferrogate.budgets.notify import WebhookNotifier
 from ferrogate.config import Config, default_config, load_config
 from ferrogate.errors import ErrorKind, GatewayError, store_unavailable
+from ferrogate.guardrails import Guardrails
+from ferrogate.guardrails.sync import PolicySync
 from ferrogate.journal.requests import RequestJournal
 from ferrogate.limits import Limiter, LocalLimiter
 from ferrogate.metering import PriceTable, UsageRecorder
@@ -68,6 +70,9 @@ class Gateway:
         self.store = store
         self.settings = settings
         self.router = Router(config, config.server.default_max_tokens)
+        #: The worker's one scanner and the policies of every team and key; the admin API's change feed calls
+        #: ``guardrails.apply(docs)`` with the stored policy documents.
+        self.guardrails = Guardrails(config.guardrails)
         hasher = KeyHasher(settings.master_key.encode())
         self.store_health = StoreHealth()  # this worker's view of the store: probed every second
         self.auth = Authenticator(
@@ -136,13 +141,24 @@ class Gateway:
             bounds=config.requests,
             default_max_tokens=config.server.default_max_tokens,
             journal=self.journal,
+            guardrails=self.guardrails,
         )
         #: One chain per data-plane route, over the same phases (pipeline/chain.py INGRESSES).
         self.chains = {path: Chain(deps, ingress) for path, ingress in INGRESSES.items()}
         self.chat = self.chains["/v1/chat/completions"]
         self.count_tokens = Chain(deps, COUNT_TOKENS, COUNT_PHASES)
         self.invalidator = Invalidator(self.auth.forget, settings.redis_url, self.auth.expire)
-        self.admin = AdminApi(AdminService(store, config, hasher, self.invalidator, self.audit), settings.master_key)
+        #: The stored policy documents, applied to ``guardrails`` at start and within a second of every change
+        #: (a change made here at once; others through Redis and the store's version poll).
+        self.policies = PolicySync(
+            self.guardrails,
+            store,
+            settings.redis_url,
+            poll_s=settings.guardrails_poll_s,
+            timeout_s=settings.store_timeout_s,
+        )
+        service = AdminService(store, config, hasher, self.invalidator, self.audit, self.policies)
+        self.admin = AdminApi(service, settings.master_key)
         self.tracer: Tracer | None = None  # set per worker in __rsgi_init__ when an OTLP endpoint is configured
         self.in_flight = 0
         self._rid_prefix = os.urandom(6).hex()
@@ -186,9 +202,13 @@ class Gateway:
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Worker start (Granian calls it once per worker, before serving): warm the tokenizers the configured
-        models use (each costs 30-65 MB; another is loaded on first use)."""
+        models use (each costs 30-65 MB; another is loaded on first use), load the stored guardrail policies,
+        and start the background jobs (among them the policies' version poll and Redis listener)."""
         for encoding in sorted(encodings_used(self.config)):
             _core.count_tokens("warm up", encoding)
+        loop.run_until_complete(self.policies.load())  # the stored policies before the first request (or logged)
+        self._tasks.append(loop.create_task(self.policies.poll()))
+        self._tasks.append(loop.create_task(self.policies.listen()))
         self._tasks.append(loop.create_task(self._every(5.0, self.auth.flush_last_used)))
         self._tasks.append(loop.create_task(self.invalidator.listen()))
         self._tasks.append(loop.create_task(self.recorder.run()))
@@ -235,6 +255,7 @@ class Gateway:
             task.cancel()
         loop.run_until_complete(self.auth.flush_last_used())
         loop.run_until_complete(self.invalidator.close())
+        loop.run_until_complete(self.policies.close())
         loop.run_until_complete(self.router.close())
         loop.run_until_complete(self.store.close())
 

@@ -30,6 +30,7 @@ class Settings:
     limits_path: str | None = None  # the instance's shared limiter table (set by `ferrogate serve`)
     auth_stale_if_error_s: float = 900.0
     store_timeout_s: float = 2.0
+    guardrails_poll_s: float = 0.5
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -39,7 +40,8 @@ class Settings:
         without delay; default 5), ``FERROGATE_AUTH_STALE_IF_ERROR_S`` (how long past its expiry a cached key
         lookup keeps answering while the store cannot be reached; default 900 s, 0: not at all) and
         ``FERROGATE_STORE_TIMEOUT_S`` (the longest a data-plane request waits on the store before it counts as
-        an outage; default 2 s).
+        an outage; default 2 s) and ``FERROGATE_GUARDRAILS_POLL_S`` (how often each worker reads the store's
+        guardrail policy version; default 0.5 s).
 
         Raises:
             SettingsError: no master key and not in dev mode, or a master key under 16 characters.
@@ -59,13 +61,16 @@ class Settings:
             free = int(env.get("FERROGATE_AUTH_FREE_FAILURES") or 5)
             stale = float(env.get("FERROGATE_AUTH_STALE_IF_ERROR_S") or 900.0)
             timeout = float(env.get("FERROGATE_STORE_TIMEOUT_S") or 2.0)
+            poll = float(env.get("FERROGATE_GUARDRAILS_POLL_S") or 0.5)
         except ValueError:
             raise SettingsError(
-                "FERROGATE_AUTH_CACHE_TTL_S, FERROGATE_AUTH_FREE_FAILURES, FERROGATE_AUTH_STALE_IF_ERROR_S and "
-                "FERROGATE_STORE_TIMEOUT_S must be numbers"
+                "FERROGATE_AUTH_CACHE_TTL_S, FERROGATE_AUTH_FREE_FAILURES, FERROGATE_AUTH_STALE_IF_ERROR_S, "
+                "FERROGATE_STORE_TIMEOUT_S and FERROGATE_GUARDRAILS_POLL_S must be numbers"
             ) from None
         if not (stale >= 0 and timeout > 0):  # also refuses NaN
             raise SettingsError("FERROGATE_AUTH_STALE_IF_ERROR_S must be >= 0 and FERROGATE_STORE_TIMEOUT_S > 0")
+        if not poll > 0:
+            raise SettingsError("FERROGATE_GUARDRAILS_POLL_S must be > 0")
         redis_url = env.get("FERROGATE_REDIS_URL") or None
         database_url = env.get("FERROGATE_DATABASE_URL") or None
         return cls(
@@ -78,4 +83,5 @@ class Settings:
             env.get("FERROGATE_LIMITS_PATH") or None,
             auth_stale_if_error_s=stale,
             store_timeout_s=timeout,
+            guardrails_poll_s=poll,
         )

@@ -9,14 +9,17 @@ Example:
 
 from __future__ import annotations
 
-from ferrogate.store.base import Keys, Store, Teams, Usage, Users
+from ferrogate.store.base import Guardrails, Keys, Store, Teams, Usage, Users
 from ferrogate.store.errors import Conflict, InUse, InvalidReference, InvalidValue, NotFound, SchemaError, StoreError
+from ferrogate.store.guardrails import GuardrailPolicy
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
 from ferrogate.store.usage import UsageRecord, UsageRow
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "Conflict",
+    "GuardrailPolicy",
+    "Guardrails",
     "InUse",
     "InvalidReference",
     "InvalidValue",

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ferrogate.store.audit import AuditEvent, AuditRecord, RequestFacts
 from ferrogate.store.budgets import Balance, Hold, Reservation
+from ferrogate.store.guardrails import GuardrailPolicy
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
 from ferrogate.store.usage import GroupBy, UsageRecord, UsageRow
 
@@ -171,6 +172,20 @@ class Audit(Protocol):
     async def scan(self, after: int | None = None, limit: int = 1000) -> Sequence[AuditRecord]: ...
 
 
+class Guardrails(Protocol):
+    """``store.guardrails``: guardrail policy documents by scope (see
+    :class:`~ferrogate.store.guardrails.SqlGuardrails`).
+
+    A scope is ``global``, ``team:<team id>`` or ``key:<key id>``; every ``put`` and ``delete`` raises ``version``.
+    """
+
+    async def all(self) -> dict[str, dict[str, Any]]: ...
+    async def get(self, scope: str) -> GuardrailPolicy | None: ...
+    async def put(self, scope: str, doc: Mapping[str, Any], actor: str) -> GuardrailPolicy: ...
+    async def delete(self, scope: str) -> bool: ...
+    async def version(self) -> int: ...
+
+
 class Store(Protocol):
     """A store backend: entity repositories, schema management and health."""
 
@@ -205,6 +220,11 @@ class Store(Protocol):
     @property
     def audit(self) -> Audit:
         """The hash-chained audit trail: appends, filtered pages, the whole chain in order."""
+        ...
+
+    @property
+    def guardrails(self) -> Guardrails:
+        """Guardrail policy overrides (global, per team, per key) and their change counter."""
         ...
 
     async def ping(self) -> str | None:

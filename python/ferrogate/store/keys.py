@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferrogate.store.errors import Conflict, InvalidValue
 from ferrogate.store.fields import UPDATABLE, check, json_value, when
+from ferrogate.store.guardrails import drop_statements, scope_of
 from ferrogate.store.records import Key, KeyMatch, Page, new_id
 from ferrogate.store.sql import Row, Table
 from ferrogate.store.teams import name_prefix_filter
@@ -277,7 +278,8 @@ class SqlKeys:
         await self._db.write(KEYS, {}, lambda tx: tx.executemany(sql, args))
 
     async def delete(self, key_id: str) -> None:
-        """Delete a key for good (prefer :meth:`revoke`, which keeps the audit trail).
+        """Delete a key for good (prefer :meth:`revoke`, which keeps the audit trail), and its guardrail
+        override (one transaction).
 
         Raises:
             NotFound: no such key.
@@ -285,4 +287,4 @@ class SqlKeys:
         Example:
             >>> # await store.keys.delete(key.id)
         """
-        await self._db.delete(KEYS, key_id)
+        await self._db.delete(KEYS, key_id, drop_statements(scope_of("key", key_id)))

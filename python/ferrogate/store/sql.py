@@ -115,14 +115,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class SqlStore(ABC):
-    """The store over SQL: repositories (``teams``, ``users``, ``keys``, ``usage``, ``budgets``) plus schema
-    management."""
+    """The store over SQL: repositories (``teams``, ``users``, ``keys``, ``usage``, ``budgets``, ``audit``,
+    ``guardrails``) plus schema management."""
 
     kind: str
 
     def __init__(self, migrations: Sequence[Migration]) -> None:
         from ferrogate.store.audit import SqlAudit
         from ferrogate.store.budgets import SqlBudgets
+        from ferrogate.store.guardrails import SqlGuardrails
         from ferrogate.store.keys import SqlKeys
         from ferrogate.store.teams import SqlTeams
         from ferrogate.store.usage import SqlUsage
@@ -135,6 +136,7 @@ class SqlStore(ABC):
         self.usage = SqlUsage(self)
         self.budgets = SqlBudgets(self)
         self.audit = SqlAudit(self)
+        self.guardrails = SqlGuardrails(self)
 
     # ---- what a backend provides -------------------------------------------------------------------------
     @abstractmethod
@@ -289,11 +291,17 @@ class SqlStore(ABC):
             raise NotFound(table.entity, id)
         return rows[0]
 
-    async def delete(self, table: Table, id: str) -> None:
-        """Delete the row with ``id``: :class:`NotFound` if absent, :class:`InUse` if still referenced."""
+    async def delete(self, table: Table, id: str, also: Sequence[Statement] = ()) -> None:
+        """Delete the row with ``id``: :class:`NotFound` if absent, :class:`InUse` if still referenced.
+
+        ``also``: statements run in the same transaction once the row is gone (dropping what hangs off it).
+        """
         try:
             async with self.transaction() as tx:
                 count = await tx.execute(f"DELETE FROM {table.name} WHERE id = ?", id)  # noqa: S608
+                if count:
+                    for sql, args in also:
+                        await tx.execute(sql, *args)
         except IntegrityFault as fault:
             if fault.kind == "fk":
                 raise InUse(table.entity, id) from None

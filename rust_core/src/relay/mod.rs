@@ -9,7 +9,10 @@
 //!   [`responses_output`], the Responses output items and response object);
 //! - when source and target are the same protocol, the [`passthrough`] path sends the upstream's
 //!   bytes on unchanged (the same buffer when a chunk is exactly whole events) and the decoder
-//!   only meters.
+//!   only meters;
+//! - a relay built with a guard [`Policy`] ([`StreamRelay::with_guard`]) always translates (also
+//!   between the same protocols), and the [`redact`] stage between the meter and the encoder masks
+//!   answer text, reasoning, refusals and tool call arguments as they stream.
 //!
 //! Every translation is incremental (nothing is held beyond the current event, except what the
 //! target protocol repeats at its end) and gives the same output under any split of the input.
@@ -34,6 +37,7 @@ pub mod events;
 mod fast;
 mod json;
 mod passthrough;
+mod redact;
 mod responses_output;
 mod stage;
 
@@ -47,9 +51,11 @@ use encode_openai::ChatEncoder;
 use encode_responses::ResponsesEncoder;
 pub use events::Usage;
 use passthrough::Held;
+use redact::Redact;
 use stage::{Action, Encoder, Meter, Stage};
 
 use crate::error::{RelayError, SseError};
+use crate::scan::{Category, Policy};
 use crate::sse::{SseParser, DEFAULT_MAX_EVENT_BYTES};
 use crate::tokens::Encoding;
 
@@ -188,14 +194,29 @@ impl Decoder {
     }
 }
 
+/// Findings of a guarded relay's redaction, for one rule ([`StreamRelay::guard_findings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardCount {
+    /// The rule's id.
+    pub rule: String,
+    /// The rule's category.
+    pub category: Category,
+    /// The rule's action byte in the guard policy (1 log, 2 redact, 3 block: masked like redact).
+    pub action: u8,
+    /// How many findings (masked or logged) the stream had.
+    pub count: u64,
+}
+
 /// Relays one upstream stream to the client. One per response.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StreamRelay {
     config: RelayConfig,
     parser: SseParser,
     decoder: Decoder,
     /// `None` for a passthrough.
     encoder: Option<Encoder>,
+    /// The redaction stage of a guarded relay.
+    redact: Option<Redact>,
     meter: Meter,
     held: Held,
     out: Vec<u8>,
@@ -205,14 +226,49 @@ impl StreamRelay {
     /// A relay for `config`; an error for a pair it cannot translate (an OpenAI Responses
     /// upstream can only be passed through).
     pub fn new(config: RelayConfig) -> Result<Self, RelayError> {
+        Self::build(config, None)
+    }
+
+    /// A relay for `config` whose answer text, reasoning, refusals and tool call arguments are
+    /// masked with `guard` as they stream (redact and block rules mask, log rules count; see
+    /// [`Self::guard_findings`]). It always decodes and encodes, also between the same protocols
+    /// (an OpenAI chat stream then keeps only choice 0). A policy with every rule off makes a
+    /// relay like [`Self::new`]'s. An error for a pair it cannot translate: an OpenAI Responses
+    /// upstream (only ever passed through) cannot be guarded.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use _core::relay::{Protocol, RelayConfig, StreamRelay};
+    /// use _core::scan::{Category, Policy, RuleDef, Scanner};
+    /// let mut rule = RuleDef::new("demo-token", Category::Secret, r"\bdemo_[a-z0-9]{8}\b");
+    /// rule.keywords = vec!["demo_".to_owned()];
+    /// let policy = Policy::new(Arc::new(Scanner::new(vec![rule])?), vec![2])?;
+    /// let config = RelayConfig::new(Protocol::OpenAiChat, Protocol::OpenAiChat);
+    /// let mut relay = StreamRelay::with_guard(config, policy)?;
+    /// let mut out = Vec::new();
+    /// for part in ["key demo_a1b2", "c3d4 ok"] {
+    ///     let chunk = format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{part}\"}}}}]}}\n\n");
+    ///     out.extend_from_slice(relay.feed(chunk.as_bytes())?.bytes().unwrap_or_default());
+    /// }
+    /// out.extend_from_slice(relay.feed(b"data: [DONE]\n\n")?.bytes().unwrap_or_default());
+    /// let out = String::from_utf8(out)?;
+    /// assert!(out.contains("[REDACTED:demo-token]") && !out.contains("a1b2"));
+    /// assert_eq!(relay.guard_findings()[0].count, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_guard(config: RelayConfig, guard: Policy) -> Result<Self, RelayError> {
+        Self::build(config, Some(guard).filter(Policy::active))
+    }
+
+    fn build(config: RelayConfig, guard: Option<Policy>) -> Result<Self, RelayError> {
         let (source, target) = (config.source, config.target);
-        if source == Protocol::OpenAiResponses && target != source {
+        if source == Protocol::OpenAiResponses && (target != source || guard.is_some()) {
             return Err(RelayError::UnsupportedPair {
                 from: source.name(),
                 to: target.name(),
             });
         }
-        let passthrough = source == target;
+        let passthrough = source == target && guard.is_none();
         let decoder = match source {
             Protocol::OpenAiChat => Decoder::OpenAi(OpenAiDecoder::new(passthrough)),
             Protocol::AnthropicMessages => {
@@ -224,6 +280,7 @@ impl StreamRelay {
             parser: SseParser::new(config.max_event_bytes),
             decoder,
             encoder: (!passthrough).then(|| Encoder::new(target)),
+            redact: guard.map(Redact::new),
             meter: Meter::default(),
             held: Held::default(),
             out: Vec::new(),
@@ -260,20 +317,24 @@ impl StreamRelay {
                 parser,
                 decoder,
                 encoder,
+                redact,
                 meter,
                 out,
                 ..
             } = self;
-            parser.finish_with(|event| {
+            let result = parser.finish_with(|event| {
                 let mut stage = Stage {
                     config,
                     meter: &mut *meter,
                     encoder: encoder.as_mut(),
+                    redact: redact.as_mut(),
                     out: &mut *out,
                     action: Action::Keep,
                 };
                 decoder.decode(&event.data, &mut stage);
-            })
+            });
+            self.flush_held();
+            result
         } else {
             // Terminate the held event so it reaches the client whole (held line ends only: the
             // LF of a CRLF split from its CR, sent as it is).
@@ -302,6 +363,7 @@ impl StreamRelay {
     /// off); it ends the stream.
     pub fn error_event(&mut self, message: &str, kind: &str, code: Option<&str>) -> &[u8] {
         self.out.clear();
+        self.flush_held();
         self.meter.done = true;
         match self.config.target {
             Protocol::OpenAiChat => ChatEncoder::error(&mut self.out, message, kind, code),
@@ -360,12 +422,52 @@ impl StreamRelay {
         self.meter.malformed
     }
 
+    /// Whether the relay redacts with a guard policy.
+    pub fn guarded(&self) -> bool {
+        self.redact.is_some()
+    }
+
+    /// A guarded relay's findings so far, per rule with any (in rule order): masked ones (redact
+    /// and block rules) and logged ones. Empty without a guard.
+    pub fn guard_findings(&self) -> Vec<GuardCount> {
+        let Some(redact) = &self.redact else {
+            return Vec::new();
+        };
+        let policy = redact.policy();
+        let scanner = policy.scanner();
+        redact
+            .counts()
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, count)| count > 0)
+            .map(|(rule, count)| GuardCount {
+                rule: scanner.rule_id(rule).to_owned(),
+                category: scanner.category(rule),
+                action: policy.action(rule),
+                count,
+            })
+            .collect()
+    }
+
+    /// A guarded relay whose stream ended without its terminal event (it broke off, or the
+    /// caller ends it with an error): the text its redactors hold goes to the client, redacted.
+    fn flush_held(&mut self) {
+        if self.meter.done {
+            return;
+        }
+        if let (Some(redact), Some(encoder)) = (self.redact.as_mut(), self.encoder.as_mut()) {
+            let (config, out) = (&self.config, &mut self.out);
+            redact.flush(&mut |event| encoder.event(config, event, out));
+        }
+    }
+
     fn translate(&mut self, chunk: &[u8]) -> Result<&[u8], SseError> {
         let Self {
             config,
             parser,
             decoder,
             encoder,
+            redact,
             meter,
             out,
             ..
@@ -376,6 +478,7 @@ impl StreamRelay {
                     config,
                     meter: &mut *meter,
                     encoder: encoder.as_mut(),
+                    redact: redact.as_mut(),
                     out: &mut *out,
                     action: Action::Keep,
                 };

@@ -128,6 +128,7 @@ impl StreamRelay {
                 config,
                 meter: &mut *meter,
                 encoder: None,
+                redact: None,
                 out: &mut *out,
                 action: Action::Keep,
             };

@@ -1,11 +1,14 @@
 //! The relay's middle stage: meters every normalised event (text, usage, model, errors), ends
 //! the stream on the source's terminal event (synthesizing usage when the client's stream must
-//! carry it and the upstream sent none), and hands the events to the target's encoder.
+//! carry it and the upstream sent none), and hands the events to the target's encoder, through
+//! the [`super::redact`] stage when the relay has a guard (the meter counts what the upstream
+//! produced; the client gets the redacted text).
 
 use super::encode_anthropic::MessagesEncoder;
 use super::encode_openai::ChatEncoder;
 use super::encode_responses::ResponsesEncoder;
 use super::events::{Event, Sink, Usage};
+use super::redact::Redact;
 use super::{Protocol, RelayConfig};
 
 /// What a stream has said so far, for accounting.
@@ -56,6 +59,15 @@ impl Encoder {
             Protocol::OpenAiResponses => Self::Responses(ResponsesEncoder::default()),
         }
     }
+
+    /// Writes one event.
+    pub(crate) fn event(&mut self, config: &RelayConfig, event: &Event<'_>, out: &mut Vec<u8>) {
+        match self {
+            Self::Chat(encoder) => encoder.event(config, event, out),
+            Self::Messages(encoder) => encoder.event(config, event, out),
+            Self::Responses(encoder) => encoder.event(config, event, out),
+        }
+    }
 }
 
 /// What a passthrough does with the event just decoded.
@@ -67,16 +79,34 @@ pub(crate) enum Action {
     InsertUsage,
 }
 
-/// The sink the decoder writes to: meter, then encoder (when translating).
+/// The sink the decoder writes to: meter, then redaction (with a guard), then encoder (when
+/// translating).
 pub(crate) struct Stage<'s> {
     pub(crate) config: &'s RelayConfig,
     pub(crate) meter: &'s mut Meter,
     pub(crate) encoder: Option<&'s mut Encoder>,
+    pub(crate) redact: Option<&'s mut Redact>,
     pub(crate) out: &'s mut Vec<u8>,
     pub(crate) action: Action,
 }
 
 impl Stage<'_> {
+    /// Hands `event` to the encoder, through the redaction stage if there is one (which, for
+    /// `Done` and `Error`, only flushes the held text).
+    fn forward(&mut self, event: &Event<'_>) {
+        let Some(encoder) = self.encoder.as_deref_mut() else {
+            return;
+        };
+        let (config, out) = (self.config, &mut *self.out);
+        match self.redact.as_deref_mut() {
+            Some(redact) => redact.event(event, &mut |e| encoder.event(config, e, out)),
+            None if !matches!(event, Event::Done | Event::Error(_)) => {
+                encoder.event(config, event, out);
+            }
+            None => {}
+        }
+    }
+
     /// Whether the client's stream must carry usage.
     fn usage_needed(&self) -> bool {
         match self.config.target {
@@ -131,12 +161,14 @@ impl Sink for Stage<'_> {
                 return;
             }
             Event::Done => {
+                self.forward(&event);
                 self.end();
                 return;
             }
             Event::Error(error) => {
                 meter.error = Some(error.raw.to_owned());
                 meter.done = true;
+                self.forward(&event);
                 match self.encoder.as_deref_mut() {
                     Some(Encoder::Chat(_)) => ChatEncoder::upstream_error(&error, self.out),
                     Some(Encoder::Messages(_)) => MessagesEncoder::upstream_error(&error, self.out),
@@ -146,12 +178,6 @@ impl Sink for Stage<'_> {
                 return;
             }
         }
-        let config = self.config;
-        match self.encoder.as_deref_mut() {
-            Some(Encoder::Chat(encoder)) => encoder.event(config, &event, self.out),
-            Some(Encoder::Messages(encoder)) => encoder.event(config, &event, self.out),
-            Some(Encoder::Responses(encoder)) => encoder.event(config, &event, self.out),
-            None => {}
-        }
+        self.forward(&event);
     }
 }

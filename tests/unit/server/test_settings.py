@@ -33,3 +33,11 @@ def test_outage_values_are_read() -> None:
 def test_bad_outage_values_are_refused(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({**BASE, name: value})
+
+
+def test_guardrail_poll_period() -> None:
+    assert Settings.from_env(BASE).guardrails_poll_s == 0.5
+    assert Settings.from_env({**BASE, "FERROGATE_GUARDRAILS_POLL_S": "30"}).guardrails_poll_s == 30.0
+    for bad in ("0", "-1", "nan", "often"):
+        with pytest.raises(SettingsError, match="FERROGATE_GUARDRAILS_POLL_S"):
+            Settings.from_env({**BASE, "FERROGATE_GUARDRAILS_POLL_S": bad})
