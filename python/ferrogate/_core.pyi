@@ -18,10 +18,14 @@ from typing import ClassVar, final
 __all__ = [
     "ChatStreamMeter",
     "CoreError",
+    "GuardPolicy",
     "InvalidBodyError",
     "InvalidRateError",
     "LimiterError",
     "RateLimiter",
+    "RuleError",
+    "ScanResult",
+    "Scanner",
     "SseError",
     "SseEvent",
     "SseParser",
@@ -59,6 +63,9 @@ class LimiterError(CoreError):
 
 class InvalidRateError(CoreError):
     """A rate limit, period or cost that is not a usable number."""
+
+class RuleError(ValueError):
+    """A guardrail rule that does not compile; the message names the rule's id and index."""
 
 @final
 class SseEvent:
@@ -159,6 +166,14 @@ class StreamRelay:
     Anthropic's signature); it is still metered. An OpenAI refusal is a text block to Anthropic and a refusal part
     to Responses.
 
+    With a ``guard`` (a :class:`GuardPolicy` with any rule on), the answer is masked as it streams: answer text,
+    reasoning, refusals and each tool call's arguments, exactly as each would be redacted whole, however the
+    upstream splits them (a channel's text is held back only as long as the longest match of the policy's rules
+    needs, and sent when the channel ends). Redact and block rules mask, log rules count
+    (:meth:`guard_findings`); the usage is metered on the upstream's text. Such a relay always translates, also
+    between the same protocols (an OpenAI chat stream then keeps only choice 0), except a Responses stream, masked
+    in place (the same events, with their text masked).
+
     Example:
         >>> r = StreamRelay("anthropic.messages", "openai.chat", request_id="r1")
         >>> r.feed(b'event: message_start\ndata: {"type":"message_start","message":{"model":"claude"}}\n\n')[:32]
@@ -180,6 +195,7 @@ class StreamRelay:
         prompt_tokens: int = -1,
         json_tool: str | None = None,
         max_event_bytes: int = 1048576,
+        guard: GuardPolicy | None = None,
     ) -> StreamRelay: ...
     def feed(self, data: bytes) -> bytes:
         """Feeds raw upstream bytes; returns the whole events to send now (``b""`` when none is complete).
@@ -220,6 +236,12 @@ class StreamRelay:
         """How many data events the source decoder could not read."""
     def count_completion_tokens(self) -> int:
         """Counts the tokens of :attr:`completion_text` with the relay's encoding."""
+    @property
+    def guarded(self) -> bool:
+        """Whether the relay masks the stream with a guard policy."""
+    def guard_findings(self) -> list[tuple[str, str, int, int]]:
+        """A guarded relay's findings so far, per rule that has any: ``(rule id, category, action, count)``
+        (action 1 log, 2 redact, 3 block: masked like redact); ``[]`` without a guard."""
 
 def audit_block(
     first_seq: int,
@@ -350,3 +372,71 @@ class RateLimiter:
     @property
     def path(self) -> str | None:
         """The shared file's path, or ``None`` for process-local memory."""
+
+@final
+class Scanner:
+    """Compiled guardrail rules: one per worker, shared by every :class:`GuardPolicy` made from it.
+
+    A rule is a dict with the keys ``id`` and ``regex`` (Rust ``regex`` syntax) and optionally
+    ``category`` (``"secret"``, ``"pii"``, ``"injection"``, ``"custom"``; default ``"custom"``),
+    ``description``, ``keywords`` (case-insensitive literals, one of which every match contains),
+    ``entropy`` (minimum Shannon bits per character of the secret), ``secret_group`` (the capture
+    group that is the secret), ``allowlist`` (regexes of non-secrets), ``stopwords``,
+    ``validator`` (``"none"``, ``"luhn"``, ``"iban"``) and ``max_len``. Raises :class:`RuleError`
+    for the first rule that does not compile.
+
+    Example:
+        >>> scanner = Scanner([{"id": "demo", "regex": r"demo_[a-z0-9]{8}", "keywords": ["demo_"]}])
+        >>> scanner.policy(bytes([2])).redact_text("key demo_a1b2c3d4")
+        'key [REDACTED:demo]'
+    """
+
+    def __new__(cls, rules: list[dict[str, object]]) -> Scanner: ...
+    @staticmethod
+    def builtin_rules() -> list[dict[str, object]]:
+        """The built-in rules (secrets, PII, prompt injection), as dicts a ``Scanner`` takes."""
+    @property
+    def rule_ids(self) -> list[str]:
+        """The rules' ids, in order."""
+    @property
+    def categories(self) -> list[str]:
+        """The rules' categories, in order."""
+    def policy(self, actions: bytes) -> GuardPolicy:
+        """The policy of ``actions``: one byte per rule, 0 off, 1 log, 2 redact, 3 block (``ValueError`` otherwise)."""
+
+@final
+class GuardPolicy:
+    """A :class:`Scanner` with one action per rule; immutable and cheap to keep per team and key."""
+
+    @property
+    def active(self) -> bool:
+        """Whether any rule is not off."""
+    def scan_json(self, body: bytes) -> ScanResult | None:
+        """Scans every string value of a JSON request body; ``None`` when nothing is found.
+
+        Paths name each finding's string (``messages[1].content[0].text``); strings starting
+        with ``data:`` and the strings of keys ``data``, ``file_data``, ``signature`` and
+        ``encrypted_content`` are skipped. Raises :class:`InvalidBodyError` for a body that is
+        not JSON. Runs with the GIL released.
+        """
+    def scan_text(self, text: str) -> ScanResult | None:
+        """Scans a text (MCP tool arguments and results); ``None`` when nothing is found."""
+    def redact_text(self, text: str) -> str:
+        """``text`` with every redact and block finding replaced by ``[REDACTED:<rule id>]``."""
+
+@final
+class ScanResult:
+    """What a scan found."""
+
+    @property
+    def findings(self) -> list[tuple[str, str, int, str, int, int]]:
+        """Every finding: (rule id, category, action, path, start, end); UTF-8 byte spans in the unescaped string."""
+    @property
+    def body(self) -> bytes | None:
+        """``scan_json``: the redacted body (only its redacted strings re-encoded), if some redact and no block."""
+    @property
+    def text(self) -> str | None:
+        """``scan_text``: the redacted text, when some finding is redact and none is block."""
+    @property
+    def blocked(self) -> tuple[str, str, int, str, int, int] | None:
+        """The first finding whose action is block."""

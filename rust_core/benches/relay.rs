@@ -2,8 +2,8 @@
 //! deltas and a tool call), fed one SSE event per chunk as upstreams send them: the three
 //! translations and the OpenAI passthrough (beside `ChatStreamMeter`, the meter it replaces),
 //! each also guarded (`*_guarded`: every built-in secret rule redacts; the guarded passthrough
-//! pair translates OpenAI chat to itself), and two translations of long streams (`*_long`,
-//! 1000 deltas) with and without a guard.
+//! pair translates OpenAI chat to itself; a guarded Responses passthrough masks in place), and
+//! two translations of long streams (`*_long`, 1000 deltas) with and without a guard.
 //! Run: `cargo bench -p ferrogate_core --bench relay`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -118,6 +118,17 @@ fn bench_relay(c: &mut Criterion) {
     let anthropic = anthropic_stream(DELTAS);
     let openai_long = openai_stream(LONG_DELTAS);
     let anthropic_long = anthropic_stream(LONG_DELTAS);
+    let responses = {
+        let mut relay = relay(Protocol::OpenAiChat, Protocol::OpenAiResponses, None);
+        let mut out = relay
+            .feed(openai.as_bytes())
+            .unwrap()
+            .bytes()
+            .unwrap()
+            .to_vec();
+        out.extend_from_slice(relay.finish().unwrap());
+        String::from_utf8(out).unwrap()
+    };
     let cases = [
         (
             "anthropic_to_openai_chat",
@@ -142,6 +153,12 @@ fn bench_relay(c: &mut Criterion) {
             Protocol::OpenAiChat,
             Protocol::OpenAiChat,
             &openai,
+        ),
+        (
+            "openai_responses_passthrough",
+            Protocol::OpenAiResponses,
+            Protocol::OpenAiResponses,
+            &responses,
         ),
         (
             "anthropic_to_openai_chat_long",

@@ -2,7 +2,7 @@
 #[path = "../benches/support/scan_corpus.rs"]
 mod scan_corpus;
 use std::time::Instant;
-use aho_corasick::packed;
+use aho_corasick::{packed, Span};
 use _core::scan::{builtin, Category};
 
 fn best<F: FnMut() -> usize>(mut f: F) -> (f64, usize) {
@@ -14,21 +14,19 @@ fn best<F: FnMut() -> usize>(mut f: F) -> (f64, usize) {
 fn main() {
     let text = scan_corpus::corpus();
     let lower = text.to_ascii_lowercase();
-    let mut kws: Vec<String> = builtin::rules().iter().filter(|r| r.category == Category::Secret).flat_map(|r| r.keywords.clone()).collect();
+    let b = lower.as_bytes();
+    let mut kws: Vec<Vec<u8>> = builtin::rules().iter().filter(|r| r.category == Category::Secret).flat_map(|r| r.keywords.clone()).map(|k| k.into_bytes()).collect();
     kws.sort(); kws.dedup();
-    println!("{kws:?}");
-    for all in [false, true] {
-    let mut kws: Vec<String> = builtin::rules().iter().filter(|r| all || r.category == Category::Secret).flat_map(|r| r.keywords.clone()).collect();
-    kws.sort(); kws.dedup();
-    for g in [8usize, 12, 16, 24, 32] {
-        let searchers: Vec<packed::Searcher> = kws.chunks(g).map(|set| {
-            let mut cfg = packed::Config::new();
-            cfg.match_kind(packed::MatchKind::LeftmostFirst).heuristic_pattern_limits(false);
-            let mut b = cfg.builder(); b.extend(set.iter()); b.build().unwrap()
-        }).collect();
-        let (t, c) = best(|| { let l = text.to_ascii_lowercase(); searchers.iter().map(|s| s.find_iter(&l).count()).sum() });
-        let per: Vec<String> = searchers.iter().map(|s| { let (t, _) = best(|| s.find_iter(&lower).count()); format!("{t:.2}") }).collect();
-        println!("all={all} groups of {g}: {} passes {t:.3} ms ({c} hits) per pass {per:?}", searchers.len());
+    kws.sort_by(|a, c| c.len().min(3).cmp(&a.len().min(3)).then_with(|| a.cmp(c)));
+    let mut total = 0.0;
+    for chunk in kws.chunks(16) {
+        let mut cfg = packed::Config::new();
+        cfg.match_kind(packed::MatchKind::LeftmostFirst);
+        let s = cfg.builder().extend(chunk).build().unwrap();
+        let (t, n) = best(|| { let mut c = 0; let mut at = 0; while let Some(m) = s.find_in(b, Span::from(at..b.len())) { c += 1; at = m.start() + 1; } c });
+        let (t2, _) = best(|| s.find_iter(b).count());
+        total += t;
+        println!("{t:.3} ms (iter {t2:.3}) {n} hits: {:?}", chunk.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect::<Vec<_>>());
     }
-    }
+    println!("total {total:.3}");
 }

@@ -1,6 +1,7 @@
 //! Properties of the guardrail scanner, with tricky test rules (word boundaries, anchors,
 //! secret groups, empty matches, an unbounded regex, an entropy-only rule) and with the built-in
-//! rules: scanning any text never panics, a redacted text ([`Policy::redact_text`]) has no
+//! rules: each rule alone finds what its definition says (the regex over the whole text: the
+//! prefilter only skips text where it cannot match), scanning any text never panics, a redacted text ([`Policy::redact_text`]) has no
 //! finding left, and streamed redaction gives the whole text's redaction for every split.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,7 +9,7 @@ mod common;
 
 use std::sync::{Arc, LazyLock};
 
-use _core::scan::{builtin, Category, Policy, RuleDef, Scanner};
+use _core::scan::{builtin, entropy, validate, Category, Policy, RuleDef, Scanner};
 use proptest::prelude::*;
 
 fn rule(id: &str, regex: &str, keywords: &[&str]) -> RuleDef {
@@ -36,12 +37,22 @@ static TEST_RULES: LazyLock<Arc<Scanner>> = LazyLock::new(|| {
             entropy,
             stop,
             rule("uni", r"\béé[a-zé]{1,3}\b", &[]),
+            rule("mail", r"[a-z]{2,6}@[a-z]{2,8}\.(?:com|org)", &["@"]),
+            rule("unit", r"\b[0-9]{2,4}(?:px|em)\b", &["px", "EM"]),
         ])
         .unwrap(),
     )
 });
 
 static BUILTIN: LazyLock<Arc<Scanner>> = LazyLock::new(|| Arc::new(Scanner::new(builtin::rules()).unwrap()));
+
+/// Every test and built-in rule, each alone in a scanner.
+static SINGLES: LazyLock<Vec<(RuleDef, Scanner)>> = LazyLock::new(|| {
+    let defs = (0..TEST_RULES.len())
+        .map(|i| TEST_RULES.rule(i).clone())
+        .chain((0..BUILTIN.len()).map(|i| BUILTIN.rule(i).clone()));
+    defs.map(|def| (def.clone(), Scanner::new(vec![def]).unwrap())).collect()
+});
 
 /// Pieces of text that the rules find, nearly find, or that sit at their edges.
 const FRAGMENTS: &[&str] = &[
@@ -109,8 +120,42 @@ fn check_stream(scanner: &Arc<Scanner>, text: &str, actions: Vec<u8>, cuts: &[us
     Ok(())
 }
 
+/// The candidates of `def` in `text` by definition: the regex's leftmost-first matches over the
+/// whole text, each containing a keyword, with a non-empty secret that passes the checks.
+fn reference(def: &RuleDef, text: &str) -> Vec<(usize, usize)> {
+    let regex = regex::Regex::new(&def.regex).unwrap();
+    let allow: Vec<regex::Regex> = def.allowlist.iter().map(|a| regex::Regex::new(a).unwrap()).collect();
+    regex
+        .captures_iter(text)
+        .filter_map(|caps| {
+            let whole = caps.get(0)?;
+            let lower = whole.as_str().to_ascii_lowercase();
+            if !def.keywords.is_empty() && !def.keywords.iter().any(|k| lower.contains(&k.to_ascii_lowercase())) {
+                return None;
+            }
+            let secret = caps.get(def.secret_group)?;
+            let value = secret.as_str();
+            let passes = !value.is_empty()
+                && def.entropy.is_none_or(|e| entropy::shannon(value) >= e)
+                && !def.stopwords.iter().any(|w| value.to_lowercase().contains(w.as_str()))
+                && !allow.iter().any(|a| a.is_match(value))
+                && validate::check(def.validator, value);
+            passes.then_some((secret.start(), secret.end()))
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(common::config(96))]
+
+    #[test]
+    fn each_rule_finds_what_its_definition_says(text in text()) {
+        let text = text.replace("[REDACTED:", "[");
+        for (def, alone) in SINGLES.iter() {
+            let spans: Vec<(usize, usize)> = alone.find(&text, &[2]).iter().map(|f| (f.start, f.end)).collect();
+            prop_assert_eq!(spans, reference(def, &text), "rule {}", def.id);
+        }
+    }
 
     #[test]
     fn finding_never_panics_and_spans_are_sorted_char_boundaries(input in any::<String>(), text in text()) {

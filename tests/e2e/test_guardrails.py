@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import string
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import openai
 import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.openai_upstream import LEAK, FakeUpstream
+from tests.fakes.openai_upstream import LEAK, WORDS, FakeUpstream
 from tests.support import Gateway
 
 MASTER = "guardrails-master-key-0123456789"
@@ -185,7 +186,7 @@ def test_chat_every_message_part_is_redacted(oai: openai.OpenAI, upstream: FakeU
         text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)  # type: ignore[union-attr]
     else:
         text = raw.parse().choices[0].message.content or ""  # type: ignore[union-attr]
-    assert text.startswith("model=echo")
+    assert text == ("".join(WORDS) if stream else "model=echo")
     (sent,) = received(upstream, since)
     only_redacted(sent, 5)
     messages = sent["body"]["messages"]
@@ -296,6 +297,23 @@ def test_embeddings_input(oai: openai.OpenAI, upstream: FakeUpstream) -> None:
     only_redacted(sent, 1)
 
 
+def test_built_in_secret_rules(oai: openai.OpenAI, upstream: FakeUpstream) -> None:
+    """The built-in rules are on by default (secrets redacted): an AWS access key id and a GitHub token, made up
+    here, never reach the upstream."""
+    alnum = string.ascii_uppercase + string.digits
+    aws = "AKIA" + "".join(secrets.choice(alnum) for _ in range(16))
+    github = "ghp_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36))
+    since = len(upstream.requests)
+    raw = oai.chat.completions.with_raw_response.create(
+        model="gpt-echo", messages=[{"role": "user", "content": f"keys {aws} and {github}"}], stream=True
+    )
+    assert raw.headers[GUARD] == "scanned; redacted=2"
+    assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)  # type: ignore[union-attr]
+    (sent,) = received(upstream, since)
+    assert sent["body"]["messages"][0]["content"] == "keys [REDACTED:aws-access-key-id] and [REDACTED:github-pat]"
+    assert aws.encode() not in sent["raw"] and github.encode() not in sent["raw"]
+
+
 # --- block, log, headers ---------------------------------------------------------------------------------------
 
 
@@ -396,10 +414,14 @@ def test_classification_refusals(oai: openai.OpenAI, ant: anthropic.Anthropic) -
     assert "'internal'" in body["message"]
     with pytest.raises(anthropic.PermissionDeniedError) as refused_ant:
         ant.messages.create(
-            model="tiered", max_tokens=8, messages=hi, extra_headers={"x-ferrogate-classification": "restricted"}
+            model="public-only", max_tokens=8, messages=hi, extra_headers={"x-ferrogate-classification": "restricted"}
         )
     assert refused_ant.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
     assert "'restricted'" in refused_ant.value.body["error"]["message"]  # type: ignore[index]
+    restricted = oai.chat.completions.create(
+        model="tiered", messages=hi, extra_headers={"x-ferrogate-classification": "restricted"}
+    )
+    assert restricted.choices[0].message.content == "model=echo-restricted"  # its second deployment is cleared
     with pytest.raises(openai.BadRequestError) as bad:
         oai.chat.completions.create(
             model="tiered", messages=hi, extra_headers={"x-ferrogate-classification": "secret!"}

@@ -37,7 +37,7 @@ class Conn:
         self.port: int = self.http.sock.getsockname()[1]
 
     def call(self, method: str, path: str, body: Any, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        self.http.request(method, path, body=json.dumps(body), headers=headers)
+        self.http.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
         resp = self.http.getresponse()
         data = resp.read()
         assert resp.getheader("connection", "").lower() != "close", "the worker closed the connection"
@@ -99,6 +99,7 @@ def takes_effect_within_a_second(writer: Conn, reader: Conn, key: str) -> float:
 
 @contextmanager
 def gateway(tmp: Path, env: dict[str, str], workers: int = 2, database_url: str | None = None) -> Iterator[Gateway]:
+    tmp.mkdir(parents=True, exist_ok=True)
     gw = Gateway(tmp, None, workers=workers, dev=False, env={**GATEWAY_ENV, **env}, database_url=database_url)
     try:
         yield gw.wait_ready()

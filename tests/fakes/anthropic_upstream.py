@@ -21,6 +21,9 @@ output tokens from the answer's; a text streams one word per delta. By model:
 - ``claude-error-mid-stream``: two text deltas, then ``event: error`` (overloaded_error) and the end of the stream.
 - ``claude-die-mid-stream``: two text deltas, then the connection drops.
 - ``claude-slow-stream``: the 5 text deltas 0.3 s apart.
+- ``claude-leak``: the text ``Your key is <LEAK>, keep it.`` (:data:`tests.fakes.openai_upstream.LEAK`, a made-up
+  token), streamed in 5-character deltas (the token cut across them), then with ``tools`` a tool_use calling the
+  first tool with ``{"ref": LEAK}`` (stop_reason ``tool_use``).
 
 ``POST /v1/messages/count_tokens`` (same headers) answers ``{"input_tokens": n}`` with the same estimate.
 Every request is recorded in ``FakeAnthropic.requests`` (path, headers and JSON body).
@@ -45,6 +48,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.openai_upstream import LEAK
 from tests.fakes.server import FakeServer, Handler
 
 TOOL_INPUT: dict[str, Any] = {"city": "Paris", "unit": "celsius"}
@@ -140,6 +144,11 @@ def _answer(model: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str
             return [_text(f"The tool said: {result}")], "end_turn"
         if tools:
             return [_text(f"Let me call {tools[0]['name']}."), _tool_use(tools[0]["name"], TOOL_INPUT)], "tool_use"
+    if model == "claude-leak":
+        leak = [_text(f"Your key is {LEAK}, keep it.")]
+        if tools:
+            return [*leak, _tool_use(tools[0]["name"], {"ref": LEAK})], "tool_use"
+        return leak, "end_turn"
     if model == "claude-json" and choice.get("type") == "tool":
         return [_tool_use(choice["name"], JSON_INPUT)], "tool_use"
     blocks, stop = _echo(model, body)
@@ -177,9 +186,11 @@ def message(model: str, body: dict[str, Any], message_id: str) -> dict[str, Any]
     }
 
 
-def _deltas(block: dict[str, Any]) -> list[dict[str, Any]]:
+def _deltas(block: dict[str, Any], cut: int) -> list[dict[str, Any]]:
     if block["type"] == "text":
-        return [{"type": "text_delta", "text": w} for w in words(block["text"])]
+        text: str = block["text"]
+        cuts = [text[i : i + cut] for i in range(0, len(text), cut)] if cut else words(text)
+        return [{"type": "text_delta", "text": w} for w in cuts]
     if block["type"] == "thinking":
         pieces = [{"type": "thinking_delta", "thinking": w} for w in words(block["thinking"])]
         return [*pieces, {"type": "signature_delta", "signature": block["signature"]}]
@@ -194,8 +205,9 @@ def _started(block: dict[str, Any]) -> dict[str, Any]:
     return {k: empty.get(k, v) for k, v in block.items()}
 
 
-def stream_events(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    """The SSE events (their ``data``; ``data["type"]`` is the event name) that stream ``answer``."""
+def stream_events(answer: dict[str, Any], cut: int = 0) -> list[dict[str, Any]]:
+    """The SSE events (their ``data``; ``data["type"]`` is the event name) that stream ``answer`` (its texts in
+    ``cut``-character deltas, or one word each when ``cut`` is 0)."""
     usage = answer["usage"]
     start = {**answer, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
     events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
@@ -203,7 +215,7 @@ def stream_events(answer: dict[str, Any]) -> list[dict[str, Any]]:
         events.append({"type": "content_block_start", "index": index, "content_block": _started(block)})
         if index == 0:
             events.append({"type": "ping"})
-        events += [{"type": "content_block_delta", "index": index, "delta": d} for d in _deltas(block)]
+        events += [{"type": "content_block_delta", "index": index, "delta": d} for d in _deltas(block, cut)]
         events.append({"type": "content_block_stop", "index": index})
     final_usage = {k: v for k, v in usage.items() if k != "service_tier"}
     delta = {"stop_reason": answer["stop_reason"], "stop_sequence": None}
@@ -279,7 +291,7 @@ class FakeAnthropic(FakeServer):
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", **_IDS})
         await resp.prepare(request)
         text_deltas = 0
-        for event in stream_events(answer):
+        for event in stream_events(answer, 5 if model == "claude-leak" else 0):
             if model == "claude-slow-stream" and event["type"] == "content_block_delta":
                 await asyncio.sleep(0.3)
             await resp.write(sse(event))

@@ -10,7 +10,9 @@
 - ``slow-stream``: 5 chunks, 0.3 s apart.
 - ``gated-stream``: one chunk, then waits (up to 10 s) for ``FakeUpstream.gate`` to be set
   before the rest; ``gate_opened_in_time`` records whether it was (proves frame-by-frame relay).
-- ``leak``: the content ``model=leak`` followed by :data:`LEAK`, a made-up token (for answer guardrails).
+- ``leak``: the content ``model=leak`` followed by :data:`LEAK`, a made-up token (for answer guardrails);
+  streamed, the words then :data:`LEAK` cut across three chunks, and (with ``tools``) a call of the first tool with
+  the arguments ``{"ref": LEAK}`` in 5-character fragments (finish ``tool_calls``).
 
 ``POST /v1/responses`` (the Responses API), with the same ``fail-*`` and ``slow`` models:
 - anything unlisted: a Response with one output message ``model=<model> Hello from the fake upstream.``; streamed, the
@@ -19,6 +21,7 @@
   response.output_item.done and response.completed (which carries the usage), numbered by ``sequence_number``.
 - ``tool`` with ``tools``: a function_call item calling the first tool with ``{"city": "Paris", "unit": "celsius"}``
   (streamed as response.function_call_arguments.delta fragments, then .done).
+- ``leak``: the message's text ends with `` <LEAK> done.``, the token cut across three deltas.
 Usage: input tokens estimated from the input's text (4 characters each), output tokens one per word (or fragment).
 
 ``POST /v1/embeddings`` (the same ``fail-*`` models): a deterministic unit vector per input (a hash of it;
@@ -99,6 +102,8 @@ def _output_item(model: str, body: dict[str, Any]) -> tuple[dict[str, Any], list
         call = {"id": "fc_fake", "type": "function_call", "call_id": "call_fake", "name": tools[0]["name"]}
         return {**call, "arguments": TOOL_ARGUMENTS, "status": "completed"}, deltas
     deltas = [f"model={model} ", *WORDS]
+    if model == "leak":
+        deltas += [" ", LEAK[:3], LEAK[3:11], LEAK[11:], " done."]
     text = {"type": "output_text", "text": "".join(deltas), "annotations": [], "logprobs": []}
     message = {"id": "msg_fake", "type": "message", "role": "assistant", "status": "completed", "content": [text]}
     return message, deltas
@@ -239,6 +244,8 @@ class FakeUpstream(FakeServer):
         await resp.prepare(request)
         await resp.write(_chunk(model, {"role": "assistant", "content": ""}))
         words = WORDS if model != "slow-stream" else WORDS[:5]
+        if model == "leak":
+            words = [*WORDS, " ", LEAK[:3], LEAK[3:11], LEAK[11:], " done."]
         for i, word in enumerate(words):
             if model == "gated-stream" and i == 1:
                 opened = await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10)
@@ -251,7 +258,16 @@ class FakeUpstream(FakeServer):
                 assert request.transport is not None
                 request.transport.abort()
                 return resp
-        await resp.write(_chunk(model, {}, "stop"))
+        tools = body.get("tools") or []
+        if model == "leak" and tools:
+            name = tools[0]["function"]["name"]
+            call = {"index": 0, "id": "call_leak", "type": "function", "function": {"name": name, "arguments": ""}}
+            await resp.write(_chunk(model, {"tool_calls": [call]}))
+            arguments = orjson.dumps({"ref": LEAK}).decode()
+            for at in range(0, len(arguments), 5):
+                fragment = {"index": 0, "function": {"arguments": arguments[at : at + 5]}}
+                await resp.write(_chunk(model, {"tool_calls": [fragment]}))
+        await resp.write(_chunk(model, {}, "tool_calls" if model == "leak" and tools else "stop"))
         include = (body.get("stream_options") or {}).get("include_usage")
         if include and model != "no-usage":
             final = {

@@ -262,21 +262,6 @@ def facts_of(
     )
 
 
-def guarded_event(facts: RequestFacts, findings: tuple[tuple[str, str, str, str], ...]) -> AuditEvent:
-    """The audit record of a request the guardrails found something in: its facts as an event whose ``data``
-    also lists the findings, ``guardrails``: ``{rule, category, action, path}`` each (never the text found).
-
-    Example:
-        >>> facts = RequestFacts(("req_1", datetime(2025, 1, 1, tzinfo=UTC), "key_1", "chat.completions", "m",
-        ...     None, None, None, None, "up", "m", 200, None, False, 10, 2, 0, 0, False, None, 1.5))
-        >>> guarded_event(facts, (("aws-access-key", "secret", "redact", "messages[0].content"),)).data["guardrails"]
-        [{'rule': 'aws-access-key', 'category': 'secret', 'action': 'redact', 'path': 'messages[0].content'}]
-    """
-    event = facts.event()
-    listed = [{"rule": r, "category": c, "action": a, "path": p} for r, c, a, p in findings]
-    return dataclasses.replace(event, data={**event.data, "guardrails": listed})
-
-
 def request_event(ctx: RequestContext, **options: Any) -> AuditEvent:
     """The same record as :func:`request_facts` (same options) as an :class:`AuditEvent`, its ``data`` a dict:
     for reading and tests (the account phase queues the facts).

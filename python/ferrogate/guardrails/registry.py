@@ -258,7 +258,7 @@ def _compile(rules: Sequence[Rule]) -> _core.Scanner:
             try:
                 _core.Scanner([rule.core])
             except _core.RuleError as exc:
-                raise _BadRule(rule, f"rule {rule.id!r} does not compile: {_reason(exc, rule)}") from None
+                raise _BadRule(rule, f"rule {rule.name or rule.id!r} does not compile: {_reason(exc, rule)}") from None
         raise _BadRule(rules[0], str(whole)) from None
 
 
@@ -298,7 +298,7 @@ def _config_error(rule: Rule, message: str, settings: GuardrailSettings) -> Conf
     """The start-up error for a rule of the configuration: a Gitleaks rule names the file and its line."""
     if rule.line:
         return ConfigError(str(settings.gitleaks_rules), [(rule.where, message)])
-    return ConfigError("the configuration", [(rule.where or rule.id, message)])
+    return ConfigError("the configuration file", [(rule.where or rule.id, message)])
 
 
 def _where(rule: Rule) -> str:

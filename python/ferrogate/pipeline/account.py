@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any, cast
 from time import perf_counter
 
-from ferrogate.audit.events import facts_of, guarded_event
+from ferrogate.audit.events import facts_of
 from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.identity import Identity
 from ferrogate.journal.requests import RequestJournal
@@ -23,6 +24,7 @@ from ferrogate.observability.logs import RequestLog
 from ferrogate.observability.metrics import Metrics
 from ferrogate.pipeline.context import RequestContext
 from ferrogate.pipeline.limit import settle
+from ferrogate.store.audit import GuardedFacts
 from ferrogate.store.usage import usage_of
 
 log = logging.getLogger("ferrogate.request")
@@ -125,6 +127,8 @@ def _record(ctx: RequestContext, identity: Identity, books: Books, latency_ms: f
     journaled = False
     tokens = (prompt, completion, cached, reasoning, counted)
     facts = facts_of(ctx, now, identity, upstream, upstream_model, tokens, cost, latency_ms, books.action)
+    if ctx.guard_findings:  # rare: the findings join the facts, so the journal line holds them too
+        facts = GuardedFacts(cast(Any, (*facts, ctx.guard_findings)))
     if journal is not None:
         try:
             journal.write(facts)  # one line for both writers: from here on a kill loses nothing
@@ -135,9 +139,5 @@ def _record(ctx: RequestContext, identity: Identity, books: Books, latency_ms: f
         # no budget on the chain: the budget phase took no hold for the insert to release
         recorder.take(usage_of(facts, hold=bool(identity.budgets)), journaled)
     if audit is not None:
-        findings = ctx.guard_findings
-        if findings:  # rare: an event with the guardrails' findings, journaled by the audit writer itself
-            audit.take(guarded_event(facts, findings), False)
-        else:
-            audit.take(facts, journaled)
+        audit.take(facts, journaled)
     return cost

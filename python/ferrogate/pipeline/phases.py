@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError, Scope
@@ -32,6 +32,9 @@ from ferrogate.protocols.checks import tokens as _tokens
 from ferrogate.protocols.errors import anthropic_type, render, upstream_error
 from ferrogate.protocols.request import Request
 from ferrogate.providers.base import Call, Reply
+
+if TYPE_CHECKING:
+    from ferrogate.observability.metrics import Metrics
 
 log = logging.getLogger("ferrogate.request")
 
@@ -307,9 +310,7 @@ def _book_stream(
         books(ctx)
 
 
-def _stream_findings(
-    ctx: RequestContext, findings: list[tuple[str, str, int, int]], metrics: Metrics | None
-) -> None:
+def _stream_findings(ctx: RequestContext, findings: list[tuple[str, str, int, int]], metrics: Metrics | None) -> None:
     """A guarded stream's findings, counted by the relay per rule ``(rule, category, action, count)``: each is one
     ``ferrogate_guardrail_findings_total`` and one entry of the request's audit findings, at path
     ``answer:stream`` (as :func:`~ferrogate.pipeline.guard.mask_answer` records a whole answer's)."""

@@ -27,6 +27,7 @@ import base64
 import binascii
 import builtins
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -259,10 +260,48 @@ class RequestFacts(
         try:
             raw = orjson.loads(data)
             raw[1] = datetime.fromisoformat(raw[1]).astimezone(UTC)
-            facts = cls(raw)
+            if len(raw) == len(RequestFacts.FIELDS) + 1:  # a guarded request's: its findings come last
+                raw[-1] = tuple(tuple(str(part) for part in finding) for finding in raw[-1])
+                facts: RequestFacts = GuardedFacts(raw)
+            else:
+                facts = cls(raw)
         except (orjson.JSONDecodeError, TypeError, KeyError, IndexError, ValueError):
             raise InvalidValue("request facts", data, "a JSON array of request facts") from None
         return check_facts(facts)
+
+
+class GuardedFacts(RequestFacts):
+    """The facts of a request the guardrails found something in: the 21 facts of :class:`RequestFacts` and,
+    22nd, its findings (``(rule, category, action, path)`` each, never the text found).
+
+    The request journal holds them as one line like any request's, so a killed process loses neither the
+    request nor its findings; the audit writer stores them as an event (:meth:`event`), whose ``data`` adds
+    ``guardrails``, not through the Rust core's compact request records.
+
+    Example:
+        >>> facts = RequestFacts(("req_1", datetime(2025, 1, 1, tzinfo=UTC), "key_1", "chat.completions", "m",
+        ...     None, None, None, None, "up", "m", 200, None, False, 10, 2, 0, 0, False, None, 1.5))
+        >>> guarded = GuardedFacts((*facts, (("aws-access-key-id", "secret", "redact", "messages[0].content"),)))
+        >>> guarded.event().data["guardrails"][0]["rule"], RequestFacts.from_json(guarded.to_json()) == guarded
+        ('aws-access-key-id', True)
+    """
+
+    __slots__ = ()
+
+    @property
+    def findings(self) -> tuple[tuple[str, str, str, str], ...]:
+        """The guardrails' findings."""
+        return cast("tuple[tuple[str, str, str, str], ...]", tuple.__getitem__(self, -1))
+
+    def plain(self) -> RequestFacts:
+        """The request's facts without the findings."""
+        return RequestFacts(cast(Any, self[: len(RequestFacts.FIELDS)]))
+
+    def event(self) -> AuditEvent:
+        """The request as an :class:`AuditEvent` whose ``data`` also lists the findings, ``guardrails``."""
+        event = self.plain().event()
+        listed = [{"rule": r, "category": c, "action": a, "path": p} for r, c, a, p in self.findings]
+        return dataclasses.replace(event, data={**event.data, "guardrails": listed})
 
 
 #: The keys of a request record's ``data`` in order (sorted: the facts' own and ``content``): a compact block
@@ -278,7 +317,7 @@ def check_facts(facts: RequestFacts) -> RequestFacts:
         InvalidValue: naming the field.
     """
     try:
-        audit_request_data(facts)
+        audit_request_data(facts.plain() if isinstance(facts, GuardedFacts) else facts)
     except (TypeError, ValueError, UnicodeEncodeError, OverflowError) as exc:
         raise InvalidValue("request facts", facts[0] if facts else facts, str(exc)) from None
     if facts.action not in REQUEST_ACTIONS:
@@ -521,6 +560,8 @@ class SqlAudit:
         data: dict[str, str] = {}  # the canonical data of events (the core encodes that of facts)
         only_facts = True  # the usual batch of the account phase's: one block
         for event in events:
+            if isinstance(event, GuardedFacts):  # stored as the event it is (its data lists the findings)
+                event = event.event()
             if isinstance(event, RequestFacts):  # the account phase's: indexed, not through the properties
                 eid = event[0]
                 if validate or event[3] not in REQUEST_ACTIONS:

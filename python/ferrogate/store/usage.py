@@ -139,6 +139,10 @@ class UsageRecord:
         return record
 
 
+#: The fields of a request's facts (``RequestFacts.FIELDS``).
+_FACTS = 21
+
+
 def usage_of(facts: Any, *, hold: bool = True) -> UsageRecord:
     """The usage record of a request's audit facts (:class:`~ferrogate.store.audit.RequestFacts`): what the
     request journal holds once for both, and what the account phase builds the record from. ``hold``: the
@@ -151,6 +155,8 @@ def usage_of(facts: Any, *, hold: bool = True) -> UsageRecord:
         >>> r = usage_of(f); (r.request_id, r.key_id, r.model, r.stream, r.prompt_tokens, r.cost_usd)
         ('req_1', 'key_1', 'gpt-4o', True, 10, 0.5)
     """
+    if len(facts) != _FACTS:  # a guarded request's facts: its findings come last
+        facts = facts[:_FACTS]
     (rid, created_at, actor, _action, model, team_id, _client, _trace, user_id, upstream, upstream_model, status,
      _error, stream, prompt, completion, cached, reasoning, counted, cost, latency) = facts  # fmt: skip
     return UsageRecord(

@@ -2,7 +2,9 @@
 //!
 //! Hierarchy (all in `ferrogate._core`):
 //! `CoreError(Exception)` > `UnknownEncodingError`, `SseError`, `InvalidBodyError`,
-//! `LimiterError`, `InvalidRateError`. A stream relay that cannot be set up (an unknown protocol,
+//! `LimiterError`, `InvalidRateError`; `RuleError(ValueError)` for a guardrail rule that does not
+//! compile (a request body `scan_json` cannot read is an `InvalidBodyError`, bad action bytes a
+//! `ValueError`). A stream relay that cannot be set up (an unknown protocol,
 //! a pair it does not translate) is a bad argument: `ValueError`.
 
 use pyo3::exceptions::{PyException, PyValueError};
@@ -42,6 +44,12 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     ferrogate._core,
+    RuleError,
+    PyValueError,
+    "A guardrail rule that does not compile; the message names the rule's id and index."
+);
+pyo3::create_exception!(
+    ferrogate._core,
     InvalidRateError,
     CoreError,
     "A rate limit, period or cost that is not a usable number (limit and period must be positive and finite, cost finite and >= 0)."
@@ -59,12 +67,29 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidBodyError", py.get_type::<InvalidBodyError>())?;
     m.add("LimiterError", py.get_type::<LimiterError>())?;
     m.add("InvalidRateError", py.get_type::<InvalidRateError>())?;
+    m.add("RuleError", py.get_type::<RuleError>())?;
     Ok(())
 }
 
 impl From<core_error::SseError> for PyErr {
     fn from(error: core_error::SseError) -> Self {
         SseError::new_err(error.to_string())
+    }
+}
+
+impl From<core_error::RuleError> for PyErr {
+    fn from(error: core_error::RuleError) -> Self {
+        RuleError::new_err(error.to_string())
+    }
+}
+
+impl From<core_error::ScanError> for PyErr {
+    fn from(error: core_error::ScanError) -> Self {
+        let message = error.to_string();
+        match error {
+            core_error::ScanError::InvalidActions(_) => PyValueError::new_err(message),
+            core_error::ScanError::InvalidJson(_) => InvalidBodyError::new_err(message),
+        }
     }
 }
 

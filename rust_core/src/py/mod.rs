@@ -13,6 +13,7 @@ mod errors;
 mod meter;
 mod ratelimit;
 mod relay;
+mod scan;
 mod sse;
 mod tokens;
 
@@ -45,6 +46,7 @@ pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<meter::PyChatStreamMeter>()?;
     m.add_class::<ratelimit::PyRateLimiter>()?;
     m.add_class::<relay::PyStreamRelay>()?;
+    scan::register(m)?;
     m.add_function(wrap_pyfunction!(audit::audit_hash, m)?)?;
     m.add_function(wrap_pyfunction!(audit::audit_block, m)?)?;
     m.add_function(wrap_pyfunction!(audit::audit_request_data, m)?)?;

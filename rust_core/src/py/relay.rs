@@ -1,10 +1,12 @@
-//! `StreamRelay` for Python: the respond phase's per-stream relay (parse, meter, translate).
+//! `StreamRelay` for Python: the respond phase's per-stream relay (parse, meter, translate, and
+//! mask the answer with a `GuardPolicy`).
 
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::scan::PyGuardPolicy;
 use super::{lock, DETACH_MIN_BYTES};
 use crate::relay::{Protocol, RelayConfig, Relayed, StreamRelay};
 use crate::tokens::Encoding;
@@ -30,9 +32,10 @@ impl PyStreamRelay {
         prompt_tokens = -1,
         json_tool = None,
         max_event_bytes = 1048576,
+        guard = None,
     ))]
     #[pyo3(
-        text_signature = "(source, target, *, encoding='o200k_base', include_usage=False, request_id='', model='', created=0, prompt_tokens=-1, json_tool=None, max_event_bytes=1048576)"
+        text_signature = "(source, target, *, encoding='o200k_base', include_usage=False, request_id='', model='', created=0, prompt_tokens=-1, json_tool=None, max_event_bytes=1048576, guard=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -46,6 +49,7 @@ impl PyStreamRelay {
         prompt_tokens: i64,
         json_tool: Option<String>,
         max_event_bytes: usize,
+        guard: Option<PyRef<'_, PyGuardPolicy>>,
     ) -> PyResult<Self> {
         let mut config =
             RelayConfig::new(Protocol::from_name(source)?, Protocol::from_name(target)?);
@@ -57,8 +61,12 @@ impl PyStreamRelay {
         config.prompt_tokens = u64::try_from(prompt_tokens).unwrap_or(0);
         config.json_tool = json_tool;
         config.max_event_bytes = max_event_bytes;
+        let relay = match guard {
+            Some(guard) => StreamRelay::with_guard(config, guard.policy().clone())?,
+            None => StreamRelay::new(config)?,
+        };
         Ok(Self {
-            inner: Mutex::new(StreamRelay::new(config)?),
+            inner: Mutex::new(relay),
         })
     }
 
@@ -161,5 +169,21 @@ impl PyStreamRelay {
     /// Counts the tokens of the completion text (GIL released).
     fn count_completion_tokens(&self, py: Python<'_>) -> usize {
         py.detach(|| lock(&self.inner).count_completion_tokens())
+    }
+
+    /// Whether the relay masks the stream with a guard policy.
+    #[getter]
+    fn guarded(&self) -> bool {
+        lock(&self.inner).guarded()
+    }
+
+    /// A guarded relay's findings so far, per rule that has any: `(rule id, category, action,
+    /// count)`.
+    fn guard_findings(&self) -> Vec<(String, &'static str, u8, u64)> {
+        lock(&self.inner)
+            .guard_findings()
+            .into_iter()
+            .map(|found| (found.rule, found.category.name(), found.action, found.count))
+            .collect()
     }
 }

@@ -12,7 +12,8 @@
 //!   only meters;
 //! - a relay built with a guard [`Policy`] ([`StreamRelay::with_guard`]) always translates (also
 //!   between the same protocols), and the [`redact`] stage between the meter and the encoder masks
-//!   answer text, reasoning, refusals and tool call arguments as they stream.
+//!   answer text, reasoning, refusals and tool call arguments as they stream; a Responses stream,
+//!   which has no translating decoder, is masked in place instead ([`redact_responses`]).
 //!
 //! Every translation is incremental (nothing is held beyond the current event, except what the
 //! target protocol repeats at its end) and gives the same output under any split of the input.
@@ -38,6 +39,7 @@ mod fast;
 mod json;
 mod passthrough;
 mod redact;
+mod redact_responses;
 mod responses_output;
 mod stage;
 
@@ -52,6 +54,7 @@ use encode_responses::ResponsesEncoder;
 pub use events::Usage;
 use passthrough::Held;
 use redact::Redact;
+use redact_responses::ResponsesRedact;
 use stage::{Action, Encoder, Meter, Stage};
 
 use crate::error::{RelayError, SseError};
@@ -215,8 +218,10 @@ pub struct StreamRelay {
     decoder: Decoder,
     /// `None` for a passthrough.
     encoder: Option<Encoder>,
-    /// The redaction stage of a guarded relay.
+    /// The redaction stage of a guarded translating relay.
     redact: Option<Redact>,
+    /// The in-place redaction of a guarded Responses relay.
+    responses: Option<ResponsesRedact>,
     meter: Meter,
     held: Held,
     out: Vec<u8>,
@@ -232,9 +237,9 @@ impl StreamRelay {
     /// A relay for `config` whose answer text, reasoning, refusals and tool call arguments are
     /// masked with `guard` as they stream (redact and block rules mask, log rules count; see
     /// [`Self::guard_findings`]). It always decodes and encodes, also between the same protocols
-    /// (an OpenAI chat stream then keeps only choice 0). A policy with every rule off makes a
-    /// relay like [`Self::new`]'s. An error for a pair it cannot translate: an OpenAI Responses
-    /// upstream (only ever passed through) cannot be guarded.
+    /// (an OpenAI chat stream then keeps only choice 0), except a Responses stream, masked in
+    /// place. A policy with every rule off makes a relay like [`Self::new`]'s. An error for a
+    /// pair it cannot translate (as [`Self::new`]).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -262,12 +267,18 @@ impl StreamRelay {
 
     fn build(config: RelayConfig, guard: Option<Policy>) -> Result<Self, RelayError> {
         let (source, target) = (config.source, config.target);
-        if source == Protocol::OpenAiResponses && (target != source || guard.is_some()) {
+        if source == Protocol::OpenAiResponses && target != source {
             return Err(RelayError::UnsupportedPair {
                 from: source.name(),
                 to: target.name(),
             });
         }
+        let (guard, responses) = match guard {
+            Some(policy) if source == Protocol::OpenAiResponses => {
+                (None, Some(ResponsesRedact::new(policy)))
+            }
+            guard => (guard, None),
+        };
         let passthrough = source == target && guard.is_none();
         let decoder = match source {
             Protocol::OpenAiChat => Decoder::OpenAi(OpenAiDecoder::new(passthrough)),
@@ -279,8 +290,9 @@ impl StreamRelay {
         Ok(Self {
             parser: SseParser::new(config.max_event_bytes),
             decoder,
-            encoder: (!passthrough).then(|| Encoder::new(target)),
+            encoder: (!passthrough && responses.is_none()).then(|| Encoder::new(target)),
             redact: guard.map(Redact::new),
+            responses,
             meter: Meter::default(),
             held: Held::default(),
             out: Vec::new(),
@@ -300,7 +312,7 @@ impl StreamRelay {
     /// first and the error comes with the next call (it is sticky).
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Relayed<'_>, SseError> {
         self.out.clear();
-        if self.encoder.is_some() {
+        if self.encoder.is_some() || self.responses.is_some() {
             self.translate(chunk).map(Relayed::Bytes)
         } else {
             self.pass(chunk)
@@ -311,13 +323,14 @@ impl StreamRelay {
     /// to send; no terminal event is invented when the upstream broke off.
     pub fn finish(&mut self) -> Result<&[u8], SseError> {
         self.out.clear();
-        let result = if self.encoder.is_some() {
+        let result = if self.encoder.is_some() || self.responses.is_some() {
             let Self {
                 config,
                 parser,
                 decoder,
                 encoder,
                 redact,
+                responses,
                 meter,
                 out,
                 ..
@@ -332,6 +345,9 @@ impl StreamRelay {
                     action: Action::Keep,
                 };
                 decoder.decode(&event.data, &mut stage);
+                if let Some(responses) = responses.as_mut() {
+                    responses.event(event.event, &event.data, out);
+                }
             });
             self.flush_held();
             result
@@ -424,19 +440,19 @@ impl StreamRelay {
 
     /// Whether the relay redacts with a guard policy.
     pub fn guarded(&self) -> bool {
-        self.redact.is_some()
+        self.redact.is_some() || self.responses.is_some()
     }
 
     /// A guarded relay's findings so far, per rule with any (in rule order): masked ones (redact
     /// and block rules) and logged ones. Empty without a guard.
     pub fn guard_findings(&self) -> Vec<GuardCount> {
-        let Some(redact) = &self.redact else {
-            return Vec::new();
+        let (policy, counts) = match (&self.redact, &self.responses) {
+            (Some(redact), _) => (redact.policy(), redact.counts()),
+            (None, Some(responses)) => (responses.policy(), responses.counts()),
+            (None, None) => return Vec::new(),
         };
-        let policy = redact.policy();
         let scanner = policy.scanner();
-        redact
-            .counts()
+        counts
             .into_iter()
             .enumerate()
             .filter(|&(_, count)| count > 0)
@@ -452,6 +468,9 @@ impl StreamRelay {
     /// A guarded relay whose stream ended without its terminal event (it broke off, or the
     /// caller ends it with an error): the text its redactors hold goes to the client, redacted.
     fn flush_held(&mut self) {
+        if let Some(responses) = self.responses.as_mut() {
+            responses.flush(&mut self.out);
+        }
         if self.meter.done {
             return;
         }
@@ -461,6 +480,8 @@ impl StreamRelay {
         }
     }
 
+    /// Decodes, meters and encodes (or, for a guarded Responses relay, masks in place) the
+    /// events of `chunk`.
     fn translate(&mut self, chunk: &[u8]) -> Result<&[u8], SseError> {
         let Self {
             config,
@@ -468,6 +489,7 @@ impl StreamRelay {
             decoder,
             encoder,
             redact,
+            responses,
             meter,
             out,
             ..
@@ -483,6 +505,9 @@ impl StreamRelay {
                     action: Action::Keep,
                 };
                 decoder.decode(&event.data, &mut stage);
+                if let Some(responses) = responses.as_mut() {
+                    responses.event(event.event, &event.data, out);
+                }
             }
         });
         deliver(result, &self.out)

@@ -53,13 +53,59 @@ impl Channel {
     }
 }
 
+/// A redactor that is handed its channel's text in batches (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Batched {
+    redactor: StreamRedactor,
+    /// Text of the channel not yet handed to the redactor.
+    pending: String,
+    /// The text goes to the redactor once the two hold this much.
+    batch: usize,
+}
+
+impl Batched {
+    /// A redactor of `policy`'s rules.
+    pub(crate) fn new(policy: &Policy) -> Self {
+        let scanner = policy.scanner();
+        let hold = (0..scanner.len())
+            .filter(|&rule| policy.action(rule) != OFF)
+            .map(|rule| scanner.max_len(rule))
+            .max()
+            .unwrap_or(0);
+        Self {
+            redactor: StreamRedactor::new(policy),
+            pending: String::new(),
+            batch: hold + hold / 8,
+        }
+    }
+
+    /// Takes the next piece of the channel; appends to `out` what is safe to send.
+    pub(crate) fn push(&mut self, text: &str, out: &mut String) {
+        self.pending.push_str(text);
+        if self.redactor.held() + self.pending.len() >= self.batch {
+            self.redactor.push(&self.pending, out);
+            self.pending.clear();
+        }
+    }
+
+    /// Ends the channel: appends the rest of it, redacted, to `out`.
+    pub(crate) fn finish(&mut self, out: &mut String) {
+        self.redactor.push(&self.pending, out);
+        self.pending.clear();
+        self.redactor.finish(out);
+    }
+
+    /// Findings so far per rule index.
+    pub(crate) fn counts(&self) -> &[u64] {
+        self.redactor.counts()
+    }
+}
+
 /// One redactor and the channel it serves while it holds text.
 #[derive(Debug)]
 struct Slot {
     channel: Channel,
-    redactor: StreamRedactor,
-    /// Text of the channel not yet handed to the redactor.
-    pending: String,
+    redactor: Batched,
     /// The channel received text since its redactor was last finished.
     open: bool,
 }
@@ -73,24 +119,15 @@ pub(crate) struct Redact {
     slots: Vec<Slot>,
     /// Reused buffer for what a redactor lets through.
     safe: String,
-    /// A channel's text goes to its redactor once the two hold this much.
-    batch: usize,
 }
 
 impl Redact {
     /// A stage masking with `policy`.
     pub(crate) fn new(policy: Policy) -> Self {
-        let scanner = policy.scanner();
-        let hold = (0..scanner.len())
-            .filter(|&rule| policy.action(rule) != OFF)
-            .map(|rule| scanner.max_len(rule))
-            .max()
-            .unwrap_or(0);
         Self {
             policy,
             slots: Vec::new(),
             safe: String::new(),
-            batch: hold + hold / 8,
         }
     }
 
@@ -108,7 +145,9 @@ impl Redact {
             Event::Text(text) => self.fragment(Channel::Text, text, next),
             Event::Reasoning(text) => self.fragment(Channel::Reasoning, text, next),
             Event::Refusal(text) => self.fragment(Channel::Refusal, text, next),
-            Event::ToolArgs { call, fragment } => self.fragment(Channel::Tool(call), fragment, next),
+            Event::ToolArgs { call, fragment } => {
+                self.fragment(Channel::Tool(call), fragment, next)
+            }
             Event::ToolStart { .. } | Event::Finish(_) => {
                 self.flush(next);
                 next(event);
@@ -144,14 +183,9 @@ impl Redact {
         let index = self.slot(channel);
         let slot = &mut self.slots[index];
         slot.open = true;
-        slot.pending.push_str(text);
-        if slot.redactor.held() + slot.pending.len() < self.batch {
-            return;
-        }
         let mut safe = std::mem::take(&mut self.safe);
         safe.clear();
-        slot.redactor.push(&slot.pending, &mut safe);
-        slot.pending.clear();
+        slot.redactor.push(text, &mut safe);
         if !safe.is_empty() {
             next(&channel.event(&safe));
         }
@@ -175,8 +209,7 @@ impl Redact {
             },
             None => Slot {
                 channel,
-                redactor: StreamRedactor::new(&self.policy),
-                pending: String::new(),
+                redactor: Batched::new(&self.policy),
                 open: false,
             },
         };
@@ -192,8 +225,6 @@ impl Redact {
         let mut tail = std::mem::take(&mut self.safe);
         for slot in self.slots.iter_mut().filter(|s| s.open && ends(s.channel)) {
             tail.clear();
-            slot.redactor.push(&slot.pending, &mut tail);
-            slot.pending.clear();
             slot.redactor.finish(&mut tail);
             slot.open = false;
             if !tail.is_empty() {

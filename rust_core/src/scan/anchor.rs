@@ -2,9 +2,9 @@
 //!
 //! - [`keyword_prefixed`]: every match starts with one of the rule's keywords, so the regex can
 //!   run anchored at each keyword occurrence instead of in a window around it.
-//! - [`required_bytes`]: a small set of bytes one of which every match contains (the digits of a
-//!   phone number), so a rule without keywords runs only around those bytes instead of over the
-//!   whole text. [`ByteSet`] finds them fast.
+//! - [`required_bytes`]: a set of bytes of which every match holds a least number (the ten
+//!   digits of a phone number), so a rule without keywords runs only where that many fall within
+//!   its longest match instead of over the whole text. [`ByteSet`] finds them fast.
 //!
 //! Both are exact: they only skip text where the regex cannot match.
 
@@ -101,11 +101,19 @@ fn prefixes(hir: &Hir) -> Option<Vec<Prefix>> {
     })
 }
 
+/// The two non-ASCII characters whose simple case folding is an ASCII letter: `ſ` (s) and the
+/// Kelvin sign (k). `(?i)s` matches them, but keywords are ASCII case-insensitive, so a match
+/// spelled with them holds no keyword there; anchoring ignores them.
+const ASCII_FOLDS: [u32; 2] = [0x017f, 0x212a];
+
 /// The bytes (ASCII-lowercased) a class matches, when it matches only a few single ASCII bytes
 /// (`[aA]`, `[-_.]`).
 fn folded_bytes(class: &Class) -> Option<Vec<u8>> {
     let mut bytes: Vec<u8> = Vec::new();
     let mut add = |lo: u32, hi: u32| -> Option<()> {
+        if lo == hi && ASCII_FOLDS.contains(&lo) {
+            return Some(());
+        }
         if hi > 0x7f || hi - lo > 4 {
             return None;
         }
@@ -174,93 +182,167 @@ impl ByteSet {
             .sum()
     }
 
-    fn union(&self, other: &ByteSet) -> Option<ByteSet> {
-        ByteSet::new(self.ranges.iter().chain(&other.ranges).copied().collect())
+    /// Whether every byte of `self` is in `other`.
+    fn is_subset(&self, other: &ByteSet) -> bool {
+        self.ranges
+            .iter()
+            .all(|&(lo, hi)| (lo..=hi).all(|b| other.contains(b)))
+    }
+
+    /// Whether `byte` is in the set.
+    #[inline]
+    pub fn contains(&self, byte: u8) -> bool {
+        self.mask(byte) != 0
     }
 
     #[inline]
-    fn contains(&self, byte: u8) -> bool {
-        let mut hit = false;
+    fn mask(&self, byte: u8) -> u8 {
+        let mut hit = 0u8;
         for i in 0..MAX_RANGES {
-            hit |= byte.wrapping_sub(self.lo[i]) <= self.span[i];
+            hit |= u8::from(byte.wrapping_sub(self.lo[i]) <= self.span[i]);
         }
         hit
     }
 
-    /// Calls `found(i)` for every offset `i` of `text` whose byte is in the set, in order.
-    pub fn for_each(&self, text: &[u8], mut found: impl FnMut(usize)) {
+    /// Appends `base + i` to `out` for every offset `i` of `text` whose byte is in the set, in
+    /// order (64 bytes are checked at a time, which the compiler vectorises).
+    pub fn positions(&self, text: &[u8], base: usize, out: &mut Vec<usize>) {
         const BLOCK: usize = 64;
-        let mut at = 0;
-        for block in text.chunks(BLOCK) {
-            let any = block.iter().fold(false, |acc, &b| acc | self.contains(b));
-            if any {
-                for (i, &b) in block.iter().enumerate() {
-                    if self.contains(b) {
-                        found(at + i);
-                    }
-                }
+        let mut blocks = text.chunks_exact(BLOCK);
+        let mut at = base;
+        for block in blocks.by_ref() {
+            let mut any = 0u8;
+            for &b in block {
+                any |= self.mask(b);
             }
-            at += block.len();
+            if any != 0 {
+                out.extend(
+                    block
+                        .iter()
+                        .enumerate()
+                        .filter(|&(_, &b)| self.contains(b))
+                        .map(|(i, _)| at + i),
+                );
+            }
+            at += BLOCK;
+        }
+        for (i, &b) in blocks.remainder().iter().enumerate() {
+            if self.contains(b) {
+                out.push(at + i);
+            }
         }
     }
 }
 
-/// A rough frequency of `byte` in prose, source code and JSON, per 1000 bytes.
+/// A rough frequency of `byte` in mixed prose, source code and JSON, per 1000 bytes.
 fn frequency(byte: u8) -> u32 {
     match byte {
         b' ' => 150,
         b'e' | b't' | b'a' | b'o' | b'i' | b'n' | b's' | b'r' => 50,
         b'a'..=b'z' => 15,
-        b'\n' | b'"' | b',' | b'.' | b'_' | b'(' | b')' => 10,
-        b'A'..=b'Z' | b'0'..=b'9' | b'=' | b':' | b'/' | b'-' | b'{' | b'}' => 5,
+        b'\n' | b'"' => 20,
+        b'.' => 15,
+        b',' | b'_' | b':' => 10,
+        b'(' | b')' => 8,
+        b'-' | b'=' => 6,
+        b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'{' | b'}' => 5,
         0x80..=0xff => 1,
         _ => 2,
     }
 }
 
-/// Above this [`ByteSet::score`], a set is too common to be worth a prefilter pass.
-const MAX_SCORE: u32 = 120;
-
-/// A small set of bytes one of which every match of `hir` contains, if there is a useful one.
-pub fn required_bytes(hir: &Hir) -> Option<ByteSet> {
-    required(hir).filter(|set| set.score() <= MAX_SCORE)
+/// A set of bytes and how many of them every match holds at least (`count` >= 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Required {
+    /// The bytes.
+    pub set: ByteSet,
+    /// The least number of them in a match.
+    pub count: usize,
 }
 
-fn required(hir: &Hir) -> Option<ByteSet> {
+/// Bound on the counts [`required_bytes`] computes.
+const MAX_COUNT: usize = 64;
+
+/// The most selective set of bytes of which every match of `hir` (at most `max_len` bytes long)
+/// holds some least number: a class or literal byte of the regex, rated by how rarely `count` of
+/// its bytes fall within `max_len` bytes of text (e.g. the ten digits of a phone number).
+pub fn required_bytes(hir: &Hir, max_len: usize) -> Option<Required> {
+    let mut candidates: Vec<ByteSet> = Vec::new();
+    collect_sets(hir, &mut candidates);
+    candidates
+        .into_iter()
+        .filter_map(|set| {
+            let count = min_count(hir, &set);
+            (count > 0).then_some(Required { set, count })
+        })
+        .min_by(|a, b| rarity(a, max_len).total_cmp(&rarity(b, max_len)))
+}
+
+/// The log of the expected number of windows of `max_len` bytes holding `count` bytes of the set
+/// (Poisson): lower is more selective.
+fn rarity(required: &Required, max_len: usize) -> f64 {
+    let per_byte = f64::from(required.set.score()) / 1000.0;
+    let expected = (per_byte * max_len as f64).max(1e-9);
+    let log_factorial: f64 = (1..=required.count).map(|k| (k as f64).ln()).sum();
+    required.count as f64 * expected.ln() - log_factorial
+}
+
+/// The byte sets of the classes and literal bytes of `hir`.
+fn collect_sets(hir: &Hir, out: &mut Vec<ByteSet>) {
+    let mut push = |set: Option<ByteSet>| {
+        if let Some(set) = set {
+            if !out.contains(&set) {
+                out.push(set);
+            }
+        }
+    };
     match hir.kind() {
-        HirKind::Empty | HirKind::Look(_) => None,
+        HirKind::Empty | HirKind::Look(_) => {}
         HirKind::Literal(literal) => {
-            let rarest = literal.0.iter().copied().min_by_key(|&b| frequency(b))?;
-            ByteSet::new(vec![(rarest, rarest)])
+            for &b in literal.0.iter() {
+                push(ByteSet::new(vec![(b, b)]));
+            }
         }
-        HirKind::Class(Class::Bytes(class)) => {
-            ByteSet::new(class.iter().map(|r| (r.start(), r.end())).collect())
+        HirKind::Class(class) => push(class_set(class)),
+        HirKind::Capture(capture) => collect_sets(&capture.sub, out),
+        HirKind::Repetition(repetition) => collect_sets(&repetition.sub, out),
+        HirKind::Alternation(parts) | HirKind::Concat(parts) => {
+            parts.iter().for_each(|part| collect_sets(part, out));
         }
-        HirKind::Class(Class::Unicode(class)) => ByteSet::new(
+    }
+}
+
+/// The bytes a class's characters start with.
+fn class_set(class: &Class) -> Option<ByteSet> {
+    match class {
+        Class::Bytes(class) => ByteSet::new(class.iter().map(|r| (r.start(), r.end())).collect()),
+        Class::Unicode(class) => ByteSet::new(
             class
                 .iter()
                 .map(|r| (lead_byte(r.start()), lead_byte(r.end())))
                 .collect(),
         ),
-        HirKind::Capture(capture) => required(&capture.sub),
+    }
+}
+
+/// The least number of bytes of `set` in any match of `hir`.
+fn min_count(hir: &Hir, set: &ByteSet) -> usize {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 0,
+        HirKind::Literal(literal) => literal.0.iter().filter(|&&b| set.contains(b)).count(),
+        HirKind::Class(class) => class_set(class).is_some_and(|c| c.is_subset(set)).into(),
+        HirKind::Capture(capture) => min_count(&capture.sub, set),
         HirKind::Repetition(repetition) => {
-            if repetition.min == 0 {
-                None
-            } else {
-                required(&repetition.sub)
-            }
+            let times = usize::try_from(repetition.min).unwrap_or(MAX_COUNT);
+            min_count(&repetition.sub, set)
+                .saturating_mul(times)
+                .min(MAX_COUNT)
         }
-        HirKind::Alternation(branches) => {
-            let mut set = required(branches.first()?)?;
-            for branch in &branches[1..] {
-                set = set.union(&required(branch)?)?;
-            }
-            Some(set)
-        }
+        HirKind::Alternation(parts) => parts.iter().map(|p| min_count(p, set)).min().unwrap_or(0),
         HirKind::Concat(parts) => parts
             .iter()
-            .filter_map(required)
-            .min_by_key(ByteSet::score),
+            .map(|p| min_count(p, set))
+            .fold(0, |a, c| a.saturating_add(c).min(MAX_COUNT)),
     }
 }
 
@@ -294,18 +376,17 @@ mod tests {
     }
 
     #[test]
-    fn required_bytes_are_the_rarest_class_every_match_has() {
-        let digits = required_bytes(&hir(r"(?:^|[^0-9A-Za-z])([0-9]{3}-[0-9]{4})\b"));
-        assert_eq!(digits.map(|s| s.ranges), Some(vec![(b'-', b'-')]));
-        let set = required_bytes(&hir(r"\b[0-9]{3}[ .][0-9]{4}\b"));
-        assert_eq!(set.map(|s| s.ranges), Some(vec![(b'0', b'9')]));
-        assert_eq!(required_bytes(&hir(r"[a-z]+")), None, "letters are too common");
-        assert_eq!(required_bytes(&hir(r"a*")), None);
+    fn required_bytes_are_the_rarest_set_with_its_least_count() {
+        let phone = required_bytes(&hir(r"(?:^|[^0-9A-Za-z])([0-9]{3}-[0-9]{4})\b"), 9);
+        assert_eq!(phone.map(|r| (r.set.ranges, r.count)), Some((vec![(b'0', b'9')], 7)));
+        let alternation = required_bytes(&hir(r"x[0-9]{2}|y[0-9]{3}"), 4);
+        assert_eq!(alternation.map(|r| (r.set.ranges, r.count)), Some((vec![(b'0', b'9')], 2)));
+        assert_eq!(required_bytes(&hir(r"a*"), 10), None);
         let mut found = Vec::new();
-        if let Some(set) = required_bytes(&hir(r"[0-9]")) {
-            set.for_each("ab1c".repeat(40).as_bytes(), |i| found.push(i));
+        if let Some(required) = required_bytes(&hir(r"[0-9]"), 1) {
+            required.set.positions("ab1c".repeat(40).as_bytes(), 100, &mut found);
         }
         assert_eq!(found.len(), 40);
-        assert_eq!(found[..2], [2, 6]);
+        assert_eq!(found[..2], [102, 106]);
     }
 }

@@ -8,7 +8,9 @@
 //!
 //! How every rule is written, so the scanner stays fast and the stream hold-back small:
 //! - Each secret rule has keywords, lowercase literals one of which every match contains (the
-//!   aho-corasick prefilter); a PII rule has a cheap one (`@`, `:`, `-`) or none.
+//!   aho-corasick prefilter). Of the PII rules only `email` has one (`@`): a keyword as common
+//!   as `.`, `:` or `-` would cost the prefilter more than it saves, so the number rules run
+//!   over the whole text.
 //! - Every repetition is bounded, so each rule's longest match (its `max_len`, what a stream
 //!   holds back) is finite and small, except in the three rules for long credentials of variable
 //!   length: the PEM private key, the Google service-account key and the JWT. Their bodies are

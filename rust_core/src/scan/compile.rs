@@ -9,7 +9,7 @@ use aho_corasick::AhoCorasick;
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
 
-use super::anchor::{keyword_prefixed, required_bytes, ByteSet};
+use super::anchor::{keyword_prefixed, required_bytes, Required};
 use super::rule::RuleDef;
 use crate::error::RuleError;
 
@@ -41,9 +41,9 @@ pub struct CompiledRule {
     pub folded_keywords: Vec<Vec<u8>>,
     /// Every match starts with a keyword: the regex runs anchored at each occurrence.
     pub anchored: bool,
-    /// For a rule without keywords: bytes one of which every match holds (`None`: the regex runs
-    /// over the whole text).
-    pub required: Option<ByteSet>,
+    /// For a rule without keywords: bytes of which every match holds a least number (`None`: the
+    /// regex runs over the whole text).
+    pub required: Option<Required>,
 }
 
 /// Compiles rule `index` of a scanner's list.
@@ -125,7 +125,7 @@ pub fn compile(index: usize, def: RuleDef) -> Result<CompiledRule, RuleError> {
         .collect();
     let anchored = !folded_keywords.is_empty() && keyword_prefixed(&hir, &folded_keywords);
     let required = if folded_keywords.is_empty() {
-        required_bytes(&hir)
+        required_bytes(&hir, max_len)
     } else {
         None
     };

@@ -4,9 +4,11 @@
 //!   16 keywords with the SIMD "Teddy" searcher of `aho-corasick` over an ASCII-lowercased copy of
 //!   the text (one Aho-Corasick DFA over all keywords costs a table lookup per byte, several times
 //!   slower). Every occurrence of every keyword is found, overlapping ones too.
-//! - Required bytes: a rule without keywords whose every match holds a byte of a small set
-//!   ([`super::anchor::required_bytes`], e.g. the digits of a phone number) runs only around
-//!   those bytes; rules with the same set share one pass.
+//! - Required bytes: a rule without keywords whose every match holds `count` bytes of a set
+//!   ([`super::anchor::required_bytes`], e.g. the ten digits of a phone number) runs only where
+//!   `count` of them fall within its longest match; rules with the same set share one pass.
+
+use std::collections::VecDeque;
 
 use aho_corasick::{packed, AhoCorasick, Input, MatchKind, Span};
 
@@ -85,10 +87,10 @@ impl Prefilter {
                     rules_of[slot].push(index);
                 }
             }
-            if let Some(set) = &rule.required {
-                match sets.iter_mut().find(|(s, _)| s == set) {
+            if let Some(required) = &rule.required {
+                match sets.iter_mut().find(|(s, _)| *s == required.set) {
                     Some((_, users)) => users.push(index),
-                    None => sets.push((set.clone(), vec![index])),
+                    None => sets.push((required.set.clone(), vec![index])),
                 }
             }
         }
@@ -155,20 +157,46 @@ impl Prefilter {
         }
     }
 
-    /// Calls `found(rule, at)` for every byte at absolute offset `at` of `text` (held from absolute
-    /// `base`) that is in the required set of an enabled rule, rule by rule in order of offsets.
-    pub fn byte_hits(&self, text: &[u8], base: usize, actions: &[u8], mut found: impl FnMut(usize, usize)) {
+    /// Calls `found(rule, first, end)` for each enabled rule with required bytes and each run of
+    /// its `count` last required bytes that fits in its `max_len`: `first` is the run's first
+    /// byte's absolute offset and `end` is just past its last (a window as of a keyword
+    /// occurrence `first..end`), in order. `text` is held from absolute `base`; `recent` keeps
+    /// each rule's last required bytes between calls (a stream's pieces); `positions` is scratch.
+    pub fn byte_hits(
+        &self,
+        rules: &[CompiledRule],
+        text: &[u8],
+        base: usize,
+        actions: &[u8],
+        positions: &mut Vec<usize>,
+        recent: &mut [VecDeque<usize>],
+        mut found: impl FnMut(usize, usize, usize),
+    ) {
+        let enabled = |rule: usize| actions.get(rule).is_some_and(|&a| a != 0);
         for (set, users) in &self.sets {
-            if !users.iter().any(|&r| actions.get(r).is_some_and(|&a| a != 0)) {
+            if !users.iter().any(|&r| enabled(r)) {
                 continue;
             }
-            set.for_each(text, |at| {
-                for &rule in users {
-                    if actions.get(rule).is_some_and(|&a| a != 0) {
-                        found(rule, base + at);
+            positions.clear();
+            set.positions(text, base, positions);
+            for &rule in users.iter().filter(|&&r| enabled(r)) {
+                let Some(required) = &rules[rule].required else {
+                    continue;
+                };
+                let max_len = rules[rule].max_len;
+                let last = &mut recent[rule];
+                for &at in positions.iter() {
+                    last.push_back(at);
+                    if last.len() > required.count {
+                        last.pop_front();
+                    }
+                    if let Some(&first) = last.front() {
+                        if last.len() == required.count && at - first < max_len {
+                            found(rule, first, at + 1);
+                        }
                     }
                 }
-            });
+            }
         }
     }
 }

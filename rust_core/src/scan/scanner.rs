@@ -1,6 +1,8 @@
 //! [`Scanner`]: every rule compiled once, the keyword prefilter over all of them, and the
 //! whole-text scan ([`Scanner::find`]) and redaction ([`Scanner::redact`]).
 
+use std::collections::VecDeque;
+
 use super::compile::{compile, CompiledRule};
 use super::merge;
 use super::prefilter::{add_window, fold_into, window, Hit, Prefilter};
@@ -35,6 +37,8 @@ pub struct Scratch {
     candidates: Vec<Candidate>,
     folded: Vec<u8>,
     hits: Vec<Hit>,
+    positions: Vec<usize>,
+    recent: Vec<VecDeque<usize>>,
 }
 
 impl Scanner {
@@ -131,10 +135,12 @@ impl Scanner {
     /// [`Scanner::find`] with reused buffers, appending to `out`.
     pub fn find_with(&self, text: &str, actions: &[u8], scratch: &mut Scratch, out: &mut Vec<Finding>) {
         let action = |rule: usize| actions.get(rule).copied().unwrap_or(OFF);
-        let Scratch { regions, last, candidates, folded, hits } = scratch;
+        let Scratch { regions, last, candidates, folded, hits, positions, recent } = scratch;
         regions.clear();
         last.clear();
         last.resize(self.rules.len(), usize::MAX);
+        recent.resize_with(self.rules.len(), VecDeque::new);
+        recent.iter_mut().for_each(VecDeque::clear);
         let mut keyworded = false;
         for (index, rule) in self.rules.iter().enumerate() {
             if action(index) == OFF {
@@ -154,7 +160,9 @@ impl Scanner {
                 regions.push((rule, region));
             }
         };
-        self.prefilter.byte_hits(text.as_bytes(), 0, actions, |rule, at| open(rule, at, at + 1));
+        let bytes = text.as_bytes();
+        self.prefilter
+            .byte_hits(&self.rules, bytes, 0, actions, positions, recent, &mut open);
         if keyworded {
             fold_into(text.as_bytes(), folded);
             hits.clear();

@@ -54,6 +54,9 @@ pub struct StreamRedactor {
     keyworded: bool,
     folded: Vec<u8>,
     hits: Vec<Hit>,
+    positions: Vec<usize>,
+    /// Per rule, its last required bytes (see [`super::prefilter::Prefilter::byte_hits`]).
+    history: Vec<VecDeque<usize>>,
     masks: Vec<Candidate>,
     logs: Vec<Candidate>,
     /// The masking finding being built (more candidates may still join it).
@@ -101,6 +104,8 @@ impl StreamRedactor {
             keyworded,
             folded: Vec::new(),
             hits: Vec::new(),
+            positions: Vec::new(),
+            history: vec![VecDeque::new(); scanner.len()],
             masks: Vec::new(),
             logs: Vec::new(),
             group: None,
@@ -153,9 +158,15 @@ impl StreamRedactor {
                 }
             }
         };
-        scanner
-            .prefilter()
-            .byte_hits(&bytes[previous - self.base..], previous, &self.tiers, |rule, at| open(rule, at, at + 1));
+        scanner.prefilter().byte_hits(
+            scanner.compiled(),
+            &bytes[previous - self.base..],
+            previous,
+            &self.tiers,
+            &mut self.positions,
+            &mut self.history,
+            &mut open,
+        );
         if self.keyworded {
             let from = previous
                 .saturating_sub(scanner.prefilter().longest().saturating_sub(1))
@@ -197,6 +208,7 @@ impl StreamRedactor {
         self.masks.clear();
         self.logs.clear();
         self.recent.clear();
+        self.history.iter_mut().for_each(VecDeque::clear);
         let scanner = self.policy.scanner();
         for &rule in &self.enabled {
             let compiled = &scanner.compiled()[rule];

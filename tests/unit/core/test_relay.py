@@ -1,4 +1,5 @@
-"""ferrogate._core.StreamRelay: passthrough, every translation pair read back by the official SDKs, errors.
+"""ferrogate._core.StreamRelay: passthrough, every translation pair read back by the official SDKs, errors, and a
+guarded relay masking a token cut across deltas for every pair.
 
 The relay's output is served by a small HTTP server that stands in for the gateway, so the OpenAI and Anthropic
 SDKs parse exactly the bytes a client would get.
@@ -16,7 +17,7 @@ import anthropic
 import openai
 import pytest
 
-from ferrogate._core import SseError, StreamRelay, UnknownEncodingError
+from ferrogate._core import Scanner, SseError, StreamRelay, UnknownEncodingError
 
 ARGS = '{"city": "Paris"}'
 THINKING = "Let me think."
@@ -296,3 +297,85 @@ def test_error_event_is_in_the_target_protocol(target: str) -> None:
         assert data == {"type": "error", "error": {"type": "api_error", "message": "upstream broke off"}}
     else:
         assert data["type"] == "error" and data["code"] == "upstream_error" and data["sequence_number"] > 0
+
+
+#: A made-up token (rule ``acme-token``), cut across deltas by the streams below.
+SECRET = "acme_" + "q7x2m9k4" + "p1z8w3v6"
+MASKED = "[REDACTED:acme-token]"
+SCANNER = Scanner([{"id": "acme-token", "regex": "acme_[a-z0-9]{16}", "keywords": ["acme_"]}])
+
+
+def leaky(source: str) -> bytes:
+    """A stream of ``source`` whose text and tool call arguments hold :data:`SECRET`, cut across deltas."""
+    text = ["Key: ", SECRET[:7], SECRET[7:15], SECRET[15:] + " ok."]
+    args = json.dumps({"ref": SECRET})
+    fragments = [args[:12], args[12:20], args[20:]]
+    if source == "anthropic.messages":
+        message = {"id": "msg_up", "type": "message", "role": "assistant", "model": "claude", "content": []}
+        usage = {"input_tokens": 20, "output_tokens": 1}
+        tool = {"type": "tool_use", "id": "call_1", "name": "lookup", "input": {}}
+        events: list[dict[str, Any]] = [
+            {"type": "message_start", "message": {**message, "usage": usage}},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            *({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}} for t in text),
+            {"type": "content_block_stop", "index": 0},
+            {"type": "content_block_start", "index": 1, "content_block": tool},
+            *(
+                {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": f}}
+                for f in fragments
+            ),
+            {"type": "content_block_stop", "index": 1},
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}},
+            {"type": "message_stop"},
+        ]
+        return b"".join(anthropic_event(event) for event in events)
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}
+    chat = b"".join(
+        [
+            openai_delta(role="assistant", content=""),
+            *(openai_delta(content=t) for t in text),
+            openai_delta(tool_calls=[call]),
+            *(openai_delta(tool_calls=[{"index": 0, "function": {"arguments": f}}]) for f in fragments),
+            openai_delta(finish="tool_calls"),
+            openai_chunk([], OPENAI_USAGE),
+            b"data: [DONE]\n\n",
+        ]
+    )
+    if source == "openai.chat":
+        return chat
+    return relayed(StreamRelay("openai.chat", source, request_id="up"), chat)  # a Responses upstream's stream
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ("openai.chat", "openai.chat"),
+        ("openai.chat", "anthropic.messages"),
+        ("openai.chat", "openai.responses"),
+        ("anthropic.messages", "openai.chat"),
+        ("anthropic.messages", "anthropic.messages"),
+        ("anthropic.messages", "openai.responses"),
+        ("openai.responses", "openai.responses"),
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_a_guarded_relay_masks_a_token_cut_across_deltas(served: Served, source: str, target: str, chunk: int) -> None:
+    relay = StreamRelay(source, target, include_usage=True, request_id="r1", guard=SCANNER.policy(b"\x02"))
+    assert relay.guarded
+    served.body = relayed(relay, leaky(source), chunk)
+    assert SECRET[5:13].encode() not in served.body and SECRET[13:].encode() not in served.body
+    if target == "anthropic.messages":
+        text, tools, _, _ = read_messages(served, ())
+    else:
+        text, tools, _, _ = READERS[target](served)
+    assert text == f"Key: {MASKED} ok."
+    assert [(name, json.loads(args)) for _, name, args in tools] == [("lookup", {"ref": MASKED})]
+    assert relay.guard_findings() == [("acme-token", "custom", 2, 2)]
+    assert SECRET in relay.completion_text  # metered as the upstream said it
+
+
+def test_a_guard_with_every_rule_off_is_no_guard() -> None:
+    relay = StreamRelay("openai.chat", "openai.chat", guard=SCANNER.policy(b"\x00"))
+    chunk = openai_delta(content=SECRET)
+    assert not relay.guarded and relay.feed(chunk) is chunk
+    assert relay.guard_findings() == [] and not StreamRelay("openai.chat", "openai.chat").guarded

@@ -18,8 +18,8 @@ from ferrogate import _core
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
-# Every third source file of the sorted list, up to this many bytes, and the prose of the
-# documentation's topics (pydoc_data/topics.py), so the sample spans every package, tests included.
+# Every third source file of the sorted list, up to this many bytes, the prose of the documentation's
+# topics (pydoc_data/topics.py) and the files of KNOWN, so the sample spans every package, tests included.
 SAMPLE_EVERY = 3
 SAMPLE_BYTES = 12_000_000
 
@@ -67,9 +67,10 @@ def sample() -> tuple[tuple[str, str], ...]:
         if path.relative_to(STDLIB).parts[0] not in {"site-packages", "dist-packages"}
     )
     picked = files[::SAMPLE_EVERY]
-    topics = STDLIB / "pydoc_data" / "topics.py"
-    if topics.exists() and topics not in picked:
-        picked.append(topics)
+    for extra in ["pydoc_data/topics.py", *sorted({name for name, _, _ in KNOWN})]:
+        path = STDLIB / extra
+        if path.exists() and path not in picked:
+            picked.append(path)
     texts: list[tuple[str, str]] = []
     size = 0
     for path in picked:
@@ -113,8 +114,8 @@ def test_the_sample_is_large_and_spans_the_library() -> None:
 def test_secret_rules_find_nothing_but_known_example_credentials() -> None:
     found = set(findings("secret"))
     assert found - KNOWN == set()
-    sampled = {name for name, _ in sample()}
-    assert {known for known in KNOWN if known[0] in sampled} <= found
+    texts = dict(sample())
+    assert {known for known in KNOWN if known[2] in texts.get(known[0], "")} <= found
 
 
 def test_prose_near_misses_give_no_secret_finding() -> None:

@@ -141,7 +141,7 @@ def test_a_bad_document_changes_nothing() -> None:
         guard.apply(bad)
     assert caught.value.scope == "team:t2"
     assert caught.value.param == "deny_patterns[0].regex"
-    assert "'x@t2' does not compile" in str(caught.value)
+    assert "rule 'x' does not compile" in str(caught.value)
     assert guard._state is before
     assert scan(guard, TOKEN).findings[0][2] == 1  # still team t1's log
     with pytest.raises(PolicyError):
@@ -175,3 +175,17 @@ def test_validate() -> None:
         guard.validate("global", {"rules": [{"id": builtin, "regex": "x"}]})
     with pytest.raises(PolicyError):
         guard.validate("team:t1", {"rules": [{"id": "x", "regex": "x"}]})
+
+
+def test_config_check_refuses_a_bad_gitleaks_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ferrogate.cli import main
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rules]]\nid = "ok"\nregex = "ok_[0-9]{4}"\n\n[[rules]]\nid = "bad-one"\nregex = "a{2,1}"\n')
+    config = tmp_path / "config.yaml"
+    config.write_text(f"guardrails: {{gitleaks_rules: '{rules}'}}\nupstreams: [{{name: m, provider: mock}}]\n")
+    assert main(["config", "check", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"invalid configuration in {rules}" in err and "line 6: rule 'bad-one' does not compile" in err
+    rules.write_text('[[rules]]\nid = "ok"\nregex = "ok_[0-9]{4}"\n')
+    assert main(["config", "check", str(config)]) == 0
