@@ -33,7 +33,7 @@ from ferrogate.guardrails.policy import ACTION_NAMES
 from ferrogate.observability.families import GUARDRAIL_FINDINGS
 
 if TYPE_CHECKING:
-    from ferrogate._core import ScanResult
+    from ferrogate._core import GuardPolicy, ScanResult
     from ferrogate.observability.metrics import Metrics
     from ferrogate.pipeline.context import RequestContext
     from ferrogate.pipeline.session import Session
@@ -77,11 +77,16 @@ def guard(s: Session, ctx: RequestContext) -> None:
     if result is None:  # the fast path: nothing found
         s.headers.append(_SCANNED)
         return
-    _act(s, ctx, result)
+    _act(s, ctx, result, policy)
 
 
-def _act(s: Session, ctx: RequestContext, result: ScanResult) -> None:
-    """Count and record the findings, then refuse the request (a block finding) or send its redacted body."""
+def _act(s: Session, ctx: RequestContext, result: ScanResult, policy: GuardPolicy) -> None:
+    """Count and record the findings, then refuse the request (a block finding) or send its redacted body.
+
+    A secret in the ``model`` field is masked in ``ctx.model`` too (the receive phase took it from the client's
+    body): the route's 404, the audit record's target, the usage record, the request log and the span names
+    read it there.
+    """
     counts: dict[int, int] = {}
     found: list[tuple[str, str, str, str]] = []
     metrics = s.chain.deps.metrics
@@ -92,6 +97,8 @@ def _act(s: Session, ctx: RequestContext, result: ScanResult) -> None:
         if metrics is not None:
             metrics.add(GUARDRAIL_FINDINGS, (rule, category, name))
     ctx.guard_findings = tuple(found)
+    if any(path == "model" for *_, path in found):
+        ctx.model = policy.redact_text(ctx.model)
     blocked = result.blocked
     if blocked is not None:
         s.headers.append((GUARD_HEADER, f"scanned; blocked={counts.get(3, 1)}"))
