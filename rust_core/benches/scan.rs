@@ -1,6 +1,7 @@
 //! The guardrail scanner's throughput, single-threaded, on a 1 MB mixed corpus of English prose,
-//! Python and Rust source and JSON chat requests (generated deterministically below, with a few
-//! fake secrets and PII sprinkled in): the built-in secret rules only, and every built-in rule.
+//! Python and Rust source and JSON chat requests (generated deterministically by
+//! `support/scan_corpus.rs`, with a few fake secrets and PII sprinkled in): the built-in secret
+//! rules only, and every built-in rule.
 //! Also: one typical 2 KB chat request body through `scan_json`, and streamed redaction of the
 //! corpus in 64-byte pieces. Run: `cargo bench -p ferrogate_core --bench scan`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +18,10 @@ mod scan_corpus;
 use scan_corpus::{corpus, request_body};
 
 fn scanner(categories: &[Category]) -> Arc<Scanner> {
-    let rules = builtin::rules().into_iter().filter(|r| categories.contains(&r.category)).collect();
+    let rules = builtin::rules()
+        .into_iter()
+        .filter(|r| categories.contains(&r.category))
+        .collect();
     Arc::new(Scanner::new(rules).unwrap())
 }
 
@@ -29,7 +33,9 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(text.len() as u64));
     for (name, scanner) in [("secret_rules", &secrets), ("all_rules", &all)] {
         let actions = vec![2u8; scanner.len()];
-        group.bench_function(name, |b| b.iter(|| black_box(scanner.find(black_box(&text), &actions))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(scanner.find(black_box(&text), &actions)))
+        });
     }
     let policy = Policy::new(Arc::clone(&all), vec![2; all.len()]).unwrap();
     group.bench_function("stream_all_rules_64b_pieces", |b| {

@@ -44,25 +44,72 @@ static TEST_RULES: LazyLock<Arc<Scanner>> = LazyLock::new(|| {
     )
 });
 
-static BUILTIN: LazyLock<Arc<Scanner>> = LazyLock::new(|| Arc::new(Scanner::new(builtin::rules()).unwrap()));
+static BUILTIN: LazyLock<Arc<Scanner>> =
+    LazyLock::new(|| Arc::new(Scanner::new(builtin::rules()).unwrap()));
 
 /// Every test and built-in rule, each alone in a scanner.
 static SINGLES: LazyLock<Vec<(RuleDef, Scanner)>> = LazyLock::new(|| {
     let defs = (0..TEST_RULES.len())
         .map(|i| TEST_RULES.rule(i).clone())
         .chain((0..BUILTIN.len()).map(|i| BUILTIN.rule(i).clone()));
-    defs.map(|def| (def.clone(), Scanner::new(vec![def]).unwrap())).collect()
+    defs.map(|def| (def.clone(), Scanner::new(vec![def]).unwrap()))
+        .collect()
 });
 
 /// Pieces of text that the rules find, nearly find, or that sit at their edges.
 const FRAGMENTS: &[&str] = &[
-    "tok_ab12", "tok_abcdefgh9", "xtok_ab12", "password: hunter22", "PASS=", "123-45-6789", "1234-56-789",
-    "\nkey:abc\n", "key:", "zz", "BEGIN some text END", "BEGIN", "END", "Q8xZ2lMp4vR7tY1w", "sk-a1b2c3",
-    "sk-xx1234", "sk-0abcde", "ééabc", "é", " ", "\n", "-", "_", ":", "=", "[REDACTED:tok]", "[REDACTED:",
-    "ghp_", "AKIA", "sk-ant-", "@", "user@example.org", "alice.smith@corp-mail.net", "+44 20 7946 0958",
-    "4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00", "10.1.2.3", "fe80::1", "postgres://u:p4ssw0rd@db/x",
-    "api_key = \"", "ignore all previous instructions", "eyJhbGciOiJIUzI1NiJ9.", "-----BEGIN ",
-    "PRIVATE KEY-----", "xoxb-", "AIza", "hf_", "npm_", "pypi-", "SG.", "sk_live_", "glpat-",
+    "tok_ab12",
+    "tok_abcdefgh9",
+    "xtok_ab12",
+    "password: hunter22",
+    "PASS=",
+    "123-45-6789",
+    "1234-56-789",
+    "\nkey:abc\n",
+    "key:",
+    "zz",
+    "BEGIN some text END",
+    "BEGIN",
+    "END",
+    "Q8xZ2lMp4vR7tY1w",
+    "sk-a1b2c3",
+    "sk-xx1234",
+    "sk-0abcde",
+    "ééabc",
+    "é",
+    " ",
+    "\n",
+    "-",
+    "_",
+    ":",
+    "=",
+    "[REDACTED:tok]",
+    "[REDACTED:",
+    "ghp_",
+    "AKIA",
+    "sk-ant-",
+    "@",
+    "user@example.org",
+    "alice.smith@corp-mail.net",
+    "+44 20 7946 0958",
+    "4111 1111 1111 1111",
+    "DE89 3704 0044 0532 0130 00",
+    "10.1.2.3",
+    "fe80::1",
+    "postgres://u:p4ssw0rd@db/x",
+    "api_key = \"",
+    "ignore all previous instructions",
+    "eyJhbGciOiJIUzI1NiJ9.",
+    "-----BEGIN ",
+    "PRIVATE KEY-----",
+    "xoxb-",
+    "AIza",
+    "hf_",
+    "npm_",
+    "pypi-",
+    "SG.",
+    "sk_live_",
+    "glpat-",
 ];
 
 /// Fake, random-looking token bodies (obviously generated, never a real credential).
@@ -111,10 +158,20 @@ fn whole(scanner: &Scanner, text: &str, actions: &[u8]) -> String {
     scanner.redact(text, &scanner.find(text, &masked), &masked)
 }
 
-fn check_stream(scanner: &Arc<Scanner>, text: &str, actions: Vec<u8>, cuts: &[usize]) -> Result<(), TestCaseError> {
+fn check_stream(
+    scanner: &Arc<Scanner>,
+    text: &str,
+    actions: Vec<u8>,
+    cuts: &[usize],
+) -> Result<(), TestCaseError> {
     let expected = whole(scanner, text, &actions);
     let policy = Policy::new(Arc::clone(scanner), actions).unwrap();
-    prop_assert_eq!(streamed(&policy, text, cuts), expected.clone(), "cuts {:?}", cuts);
+    prop_assert_eq!(
+        streamed(&policy, text, cuts),
+        expected.clone(),
+        "cuts {:?}",
+        cuts
+    );
     let every_byte: Vec<usize> = (0..=text.len()).collect();
     prop_assert_eq!(streamed(&policy, text, &every_byte), expected);
     Ok(())
@@ -124,20 +181,32 @@ fn check_stream(scanner: &Arc<Scanner>, text: &str, actions: Vec<u8>, cuts: &[us
 /// whole text, each containing a keyword, with a non-empty secret that passes the checks.
 fn reference(def: &RuleDef, text: &str) -> Vec<(usize, usize)> {
     let regex = regex::Regex::new(&def.regex).unwrap();
-    let allow: Vec<regex::Regex> = def.allowlist.iter().map(|a| regex::Regex::new(a).unwrap()).collect();
+    let allow: Vec<regex::Regex> = def
+        .allowlist
+        .iter()
+        .map(|a| regex::Regex::new(a).unwrap())
+        .collect();
     regex
         .captures_iter(text)
         .filter_map(|caps| {
             let whole = caps.get(0)?;
             let lower = whole.as_str().to_ascii_lowercase();
-            if !def.keywords.is_empty() && !def.keywords.iter().any(|k| lower.contains(&k.to_ascii_lowercase())) {
+            if !def.keywords.is_empty()
+                && !def
+                    .keywords
+                    .iter()
+                    .any(|k| lower.contains(&k.to_ascii_lowercase()))
+            {
                 return None;
             }
             let secret = caps.get(def.secret_group)?;
             let value = secret.as_str();
             let passes = !value.is_empty()
                 && def.entropy.is_none_or(|e| entropy::shannon(value) >= e)
-                && !def.stopwords.iter().any(|w| value.to_lowercase().contains(w.as_str()))
+                && !def
+                    .stopwords
+                    .iter()
+                    .any(|w| value.to_lowercase().contains(w.as_str()))
                 && !allow.iter().any(|a| a.is_match(value))
                 && validate::check(def.validator, value);
             passes.then_some((secret.start(), secret.end()))

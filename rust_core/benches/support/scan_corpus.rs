@@ -1,6 +1,7 @@
-//! The guardrail benchmark's corpus: about 1 MB of English prose, Python and Rust source and JSON
-//! chat requests, generated deterministically, with a fake secret or piece of PII (random bodies,
-//! not real credentials) every 64 KB; and a typical 2 KB chat request body.
+//! The guardrail benchmark's corpus: about 1 MB of English prose (common and business words),
+//! Python and Rust source (with the `token`, `password`, `api_key`, `SECRET_KEY` names real code
+//! has) and JSON chat requests, generated deterministically, with a fake secret or piece of PII
+//! (random bodies, not real credentials) every 64 KB; and a typical 2 KB chat request body.
 #![allow(dead_code)]
 
 pub const CORPUS_BYTES: usize = 1 << 20;
@@ -26,20 +27,106 @@ impl Rng {
 
     fn alnum(&mut self, len: usize) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        (0..len).map(|_| ALPHABET[self.below(ALPHABET.len())] as char).collect()
+        (0..len)
+            .map(|_| ALPHABET[self.below(ALPHABET.len())] as char)
+            .collect()
     }
 }
 
 const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",
-    "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they",
-    "you", "were", "their", "one", "all", "we", "can", "her", "has", "there", "been", "if", "more",
-    "when", "will", "would", "who", "so", "no", "system", "request", "model", "answer", "question",
-    "data", "report", "team", "project", "customer", "service", "account", "access", "policy",
-    "meeting", "budget", "quarter", "release", "deploy", "server", "database", "network", "user",
-    "password", "secret", "token", "key", "review", "summary", "analysis", "result", "value",
-    "process", "history", "market", "growth", "research", "paper", "number", "figure", "table",
-    "section", "chapter", "example", "method", "approach", "problem", "solution", "information",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "had",
+    "they",
+    "you",
+    "were",
+    "their",
+    "one",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "system",
+    "request",
+    "model",
+    "answer",
+    "question",
+    "data",
+    "report",
+    "team",
+    "project",
+    "customer",
+    "service",
+    "account",
+    "access",
+    "policy",
+    "meeting",
+    "budget",
+    "quarter",
+    "release",
+    "deploy",
+    "server",
+    "database",
+    "network",
+    "user",
+    "review",
+    "summary",
+    "analysis",
+    "result",
+    "value",
+    "process",
+    "history",
+    "market",
+    "growth",
+    "research",
+    "paper",
+    "number",
+    "figure",
+    "table",
+    "section",
+    "chapter",
+    "example",
+    "method",
+    "approach",
+    "problem",
+    "solution",
+    "information",
 ];
 
 fn prose(rng: &mut Rng, out: &mut String) {
@@ -100,10 +187,20 @@ fn json(rng: &mut Rng, out: &mut String) {
 fn planted(rng: &mut Rng, out: &mut String) {
     let item = match rng.below(6) {
         0 => format!("export GITHUB_TOKEN=ghp_{}\n", rng.alnum(36)),
-        1 => format!("aws_access_key_id = AKIA{}\n", rng.alnum(16).to_ascii_uppercase()),
-        2 => format!("Contact jane.doe{}@example.org for access.\n", rng.below(100)),
+        1 => format!(
+            "aws_access_key_id = AKIA{}\n",
+            rng.alnum(16).to_ascii_uppercase()
+        ),
+        2 => format!(
+            "Contact jane.doe{}@example.org for access.\n",
+            rng.below(100)
+        ),
         3 => format!("Call +1 415 555 {:04} tomorrow.\n", rng.below(10_000)),
-        4 => format!("OPENAI_API_KEY=sk-proj-{}T3BlbkFJ{}\n", rng.alnum(20), rng.alnum(20)),
+        4 => format!(
+            "OPENAI_API_KEY=sk-proj-{}T3BlbkFJ{}\n",
+            rng.alnum(20),
+            rng.alnum(20)
+        ),
         _ => format!("password = \"{}\"\n", rng.alnum(14)),
     };
     out.push_str(&item);
@@ -152,4 +249,3 @@ pub fn request_body() -> Vec<u8> {
     .to_string()
     .into_bytes()
 }
-

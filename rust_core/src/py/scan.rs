@@ -12,7 +12,9 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::DETACH_MIN_TEXT_BYTES;
 use crate::error as core_error;
-use crate::scan::{builtin, Category, Finding, JsonScan, Policy, RuleDef, Scanner, Validator, BLOCK, REDACT};
+use crate::scan::{
+    builtin, Category, Finding, JsonScan, Policy, RuleDef, Scanner, Validator, BLOCK, REDACT,
+};
 
 /// A finding as Python sees it: (rule id, category, action, path, start, end).
 type PyFinding = (String, &'static str, u8, String, usize, usize);
@@ -67,7 +69,10 @@ fn rule_from_dict(index: usize, dict: &Bound<'_, PyDict>) -> PyResult<RuleDef> {
     };
     let texts = |key: &str| -> PyResult<Vec<String>> {
         Ok(field(key)?
-            .map(|v| v.extract::<Vec<String>>().map_err(|_| bad(key, "a list of strings")))
+            .map(|v| {
+                v.extract::<Vec<String>>()
+                    .map_err(|_| bad(key, "a list of strings"))
+            })
             .transpose()?
             .unwrap_or_default())
     };
@@ -75,7 +80,10 @@ fn rule_from_dict(index: usize, dict: &Bound<'_, PyDict>) -> PyResult<RuleDef> {
     let category = match text("category")? {
         None => Category::Custom,
         Some(name) => Category::from_name(&name).ok_or_else(|| {
-            bad("category", "\"secret\", \"pii\", \"injection\" or \"custom\"")
+            bad(
+                "category",
+                "\"secret\", \"pii\", \"injection\" or \"custom\"",
+            )
         })?,
     };
     let validator = match text("validator")? {
@@ -93,11 +101,17 @@ fn rule_from_dict(index: usize, dict: &Bound<'_, PyDict>) -> PyResult<RuleDef> {
         .map(|v| v.extract::<f64>().map_err(|_| bad("entropy", "a number")))
         .transpose()?;
     rule.secret_group = field("secret_group")?
-        .map(|v| v.extract::<usize>().map_err(|_| bad("secret_group", "an int >= 0")))
+        .map(|v| {
+            v.extract::<usize>()
+                .map_err(|_| bad("secret_group", "an int >= 0"))
+        })
         .transpose()?
         .unwrap_or(0);
     rule.max_len = field("max_len")?
-        .map(|v| v.extract::<usize>().map_err(|_| bad("max_len", "an int >= 1")))
+        .map(|v| {
+            v.extract::<usize>()
+                .map_err(|_| bad("max_len", "an int >= 1"))
+        })
         .transpose()?;
     Ok(rule)
 }
@@ -197,7 +211,12 @@ impl PyGuardPolicy {
         )
     }
 
-    fn result(&self, findings: Vec<PyFinding>, body: Option<Py<PyBytes>>, text: Option<String>) -> PyScanResult {
+    fn result(
+        &self,
+        findings: Vec<PyFinding>,
+        body: Option<Py<PyBytes>>,
+        text: Option<String>,
+    ) -> PyScanResult {
         let blocked = findings.iter().find(|f| f.2 == BLOCK).cloned();
         PyScanResult {
             findings,

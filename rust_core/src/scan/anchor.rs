@@ -40,7 +40,10 @@ pub fn keyword_prefixed(hir: &Hir, keywords: &[Vec<u8>]) -> bool {
 
 fn prefixes(hir: &Hir) -> Option<Vec<Prefix>> {
     let exact = |bytes: Vec<u8>| Prefix { bytes, exact: true };
-    let stop = || Prefix { bytes: Vec::new(), exact: false };
+    let stop = || Prefix {
+        bytes: Vec::new(),
+        exact: false,
+    };
     Some(match hir.kind() {
         HirKind::Empty | HirKind::Look(_) => vec![exact(Vec::new())],
         HirKind::Literal(literal) => vec![exact(literal.0.to_ascii_lowercase())],
@@ -88,7 +91,10 @@ fn prefixes(hir: &Hir) -> Option<Vec<Prefix>> {
                         bytes.extend_from_slice(&n.bytes);
                         let long = bytes.len() >= PREFIX_LEN;
                         bytes.truncate(PREFIX_LEN);
-                        joined.push(Prefix { bytes, exact: n.exact && !long });
+                        joined.push(Prefix {
+                            bytes,
+                            exact: n.exact && !long,
+                        });
                     }
                 }
                 if joined.len() > PREFIX_LIMIT {
@@ -171,7 +177,11 @@ impl ByteSet {
             lo[i] = l;
             span[i] = h - l;
         }
-        Some(ByteSet { ranges: merged, lo, span })
+        Some(ByteSet {
+            ranges: merged,
+            lo,
+            span,
+        })
     }
 
     /// How often text holds a byte of the set, roughly (lower is better for a prefilter).
@@ -205,32 +215,64 @@ impl ByteSet {
     }
 
     /// Appends `base + i` to `out` for every offset `i` of `text` whose byte is in the set, in
-    /// order (64 bytes are checked at a time, which the compiler vectorises).
+    /// order: one `memchr` for a single byte; for ASCII ranges, eight bytes at a time with
+    /// word-wide arithmetic (no per-byte branch); else byte by byte.
     pub fn positions(&self, text: &[u8], base: usize, out: &mut Vec<usize>) {
-        const BLOCK: usize = 64;
-        let mut blocks = text.chunks_exact(BLOCK);
-        let mut at = base;
-        for block in blocks.by_ref() {
-            let mut any = 0u8;
-            for &b in block {
-                any |= self.mask(b);
+        match self.ranges[..] {
+            [(lo, hi)] if lo == hi => out.extend(memchr::memchr_iter(lo, text).map(|i| base + i)),
+            [(lo, hi)] if hi < 0x80 => word_positions(text, base, out, |w| between(w, lo, hi)),
+            [(lo1, hi1), (lo2, hi2)] if hi2 < 0x80 => {
+                word_positions(text, base, out, |w| {
+                    between(w, lo1, hi1) | between(w, lo2, hi2)
+                });
             }
-            if any != 0 {
-                out.extend(
-                    block
-                        .iter()
-                        .enumerate()
-                        .filter(|&(_, &b)| self.contains(b))
-                        .map(|(i, _)| at + i),
-                );
-            }
-            at += BLOCK;
+            _ => out.extend(
+                text.iter()
+                    .enumerate()
+                    .filter(|&(_, &b)| self.contains(b))
+                    .map(|(i, _)| base + i),
+            ),
         }
-        for (i, &b) in blocks.remainder().iter().enumerate() {
-            if self.contains(b) {
-                out.push(at + i);
-            }
+    }
+}
+
+/// Per byte of `word`, its high bit set when the byte is in `lo..=hi` (both < 0x80): the exact
+/// "has between" word trick, with no carry or borrow from one byte into the next.
+#[inline(always)]
+fn between(word: u64, lo: u8, hi: u8) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    const LOW7: u64 = ONES * 127;
+    let low = word & LOW7;
+    let below_hi = (ONES * (127 + u64::from(hi) + 1)).wrapping_sub(low);
+    let above_lo = low + ONES * (128 - u64::from(lo));
+    below_hi & !word & above_lo & (ONES * 128)
+}
+
+/// [`ByteSet::positions`] with `mask`, a word's per-byte high bits of the bytes in the set.
+#[inline(always)]
+fn word_positions(text: &[u8], base: usize, out: &mut Vec<usize>, mask: impl Fn(u64) -> u64) {
+    let mut words = text.chunks_exact(8);
+    let mut at = base;
+    for chunk in words.by_ref() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        let mut hits = mask(u64::from_le_bytes(bytes));
+        while hits != 0 {
+            out.push(at + (hits.trailing_zeros() / 8) as usize);
+            hits &= hits - 1;
         }
+        at += 8;
+    }
+    let rest = words.remainder();
+    let mut bytes = [0u8; 8];
+    bytes[..rest.len()].copy_from_slice(rest);
+    let mut hits = mask(u64::from_le_bytes(bytes));
+    while hits != 0 {
+        let offset = (hits.trailing_zeros() / 8) as usize;
+        if offset < rest.len() {
+            out.push(at + offset);
+        }
+        hits &= hits - 1;
     }
 }
 
@@ -278,13 +320,17 @@ pub fn required_bytes(hir: &Hir, max_len: usize) -> Option<Required> {
         .min_by(|a, b| rarity(a, max_len).total_cmp(&rarity(b, max_len)))
 }
 
-/// The log of the expected number of windows of `max_len` bytes holding `count` bytes of the set
-/// (Poisson): lower is more selective.
+/// The log of the (Poisson) probability that a span of `max_len` bytes of text holds `count`
+/// bytes of the set; 0 (certain) when that many are expected anyway. Lower is more selective.
 fn rarity(required: &Required, max_len: usize) -> f64 {
     let per_byte = f64::from(required.set.score()) / 1000.0;
     let expected = (per_byte * max_len as f64).max(1e-9);
+    let count = required.count as f64;
+    if count <= expected {
+        return 0.0;
+    }
     let log_factorial: f64 = (1..=required.count).map(|k| (k as f64).ln()).sum();
-    required.count as f64 * expected.ln() - log_factorial
+    count * expected.ln() - log_factorial - expected
 }
 
 /// The byte sets of the classes and literal bytes of `hir`.
@@ -357,7 +403,9 @@ mod tests {
     use super::{keyword_prefixed, required_bytes};
 
     fn hir(pattern: &str) -> regex_syntax::hir::Hir {
-        regex_syntax::Parser::new().parse(pattern).unwrap_or_else(|_| regex_syntax::hir::Hir::empty())
+        regex_syntax::Parser::new()
+            .parse(pattern)
+            .unwrap_or_else(|_| regex_syntax::hir::Hir::empty())
     }
 
     fn keywords(words: &[&str]) -> Vec<Vec<u8>> {
@@ -367,9 +415,18 @@ mod tests {
     #[test]
     fn keyword_prefixed_regexes_are_recognised() {
         let kw = keywords(&["ghp_", "ignore"]);
-        assert!(keyword_prefixed(&hir(r"(?-u:\b)(ghp_[0-9A-Za-z]{36})(?:[^0-9]|$)"), &kw));
-        assert!(keyword_prefixed(&hir(r"(?i)\b(?:ignore|IGNORE)\s+all"), &kw));
-        assert!(!keyword_prefixed(&hir(r"(?i)\b(?:ignore|forget)\s+all"), &kw));
+        assert!(keyword_prefixed(
+            &hir(r"(?-u:\b)(ghp_[0-9A-Za-z]{36})(?:[^0-9]|$)"),
+            &kw
+        ));
+        assert!(keyword_prefixed(
+            &hir(r"(?i)\b(?:ignore|IGNORE)\s+all"),
+            &kw
+        ));
+        assert!(!keyword_prefixed(
+            &hir(r"(?i)\b(?:ignore|forget)\s+all"),
+            &kw
+        ));
         assert!(!keyword_prefixed(&hir(r"x?ghp_"), &kw));
         assert!(!keyword_prefixed(&hir(r"[a-z]+ghp_"), &kw));
         assert!(keyword_prefixed(&hir(r"GH(?:p|P)_x"), &keywords(&["ghp_"])));
@@ -378,15 +435,41 @@ mod tests {
     #[test]
     fn required_bytes_are_the_rarest_set_with_its_least_count() {
         let phone = required_bytes(&hir(r"(?:^|[^0-9A-Za-z])([0-9]{3}-[0-9]{4})\b"), 9);
-        assert_eq!(phone.map(|r| (r.set.ranges, r.count)), Some((vec![(b'0', b'9')], 7)));
+        assert_eq!(
+            phone.map(|r| (r.set.ranges, r.count)),
+            Some((vec![(b'0', b'9')], 7))
+        );
         let alternation = required_bytes(&hir(r"x[0-9]{2}|y[0-9]{3}"), 4);
-        assert_eq!(alternation.map(|r| (r.set.ranges, r.count)), Some((vec![(b'0', b'9')], 2)));
+        assert_eq!(
+            alternation.map(|r| (r.set.ranges, r.count)),
+            Some((vec![(b'0', b'9')], 2))
+        );
         assert_eq!(required_bytes(&hir(r"a*"), 10), None);
         let mut found = Vec::new();
         if let Some(required) = required_bytes(&hir(r"[0-9]"), 1) {
-            required.set.positions("ab1c".repeat(40).as_bytes(), 100, &mut found);
+            required
+                .set
+                .positions("ab1c".repeat(40).as_bytes(), 100, &mut found);
         }
         assert_eq!(found.len(), 40);
         assert_eq!(found[..2], [102, 106]);
+    }
+
+    #[test]
+    fn word_wide_ranges_match_byte_by_byte() {
+        let text: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        for (lo, hi) in [(b'0', b'9'), (0, 10), (b'A', b'Z'), (0, 0x7f), (0x7f, 0x7f)] {
+            let expected: Vec<usize> = (0..text.len())
+                .filter(|&i| (lo..=hi).contains(&text[i]))
+                .collect();
+            for skip in 0..9 {
+                let mut found = Vec::new();
+                super::word_positions(&text[skip..], skip, &mut found, |w| {
+                    super::between(w, lo, hi)
+                });
+                let want: Vec<usize> = expected.iter().copied().filter(|&i| i >= skip).collect();
+                assert_eq!(found, want, "{lo}..={hi} from {skip}");
+            }
+        }
     }
 }

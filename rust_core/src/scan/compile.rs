@@ -41,6 +41,8 @@ pub struct CompiledRule {
     pub folded_keywords: Vec<Vec<u8>>,
     /// Every match starts with a keyword: the regex runs anchored at each occurrence.
     pub anchored: bool,
+    /// The length of the longest keyword (0 without keywords).
+    pub longest_keyword: usize,
     /// For a rule without keywords: bytes of which every match holds a least number (`None`: the
     /// regex runs over the whole text).
     pub required: Option<Required>,
@@ -71,7 +73,9 @@ pub fn compile(index: usize, def: RuleDef) -> Result<CompiledRule, RuleError> {
         .syntax(syntax::Config::new())
         .build(&def.regex)
         .map_err(|e| fail(format!("invalid regex: {e}")))?;
-    let groups = regex.group_info().group_len(regex_automata::PatternID::ZERO);
+    let groups = regex
+        .group_info()
+        .group_len(regex_automata::PatternID::ZERO);
     if def.secret_group >= groups {
         return Err(fail(format!(
             "secret_group {} but the regex has {} capture group(s)",
@@ -124,6 +128,7 @@ pub fn compile(index: usize, def: RuleDef) -> Result<CompiledRule, RuleError> {
         .map(|k| k.as_bytes().to_ascii_lowercase())
         .collect();
     let anchored = !folded_keywords.is_empty() && keyword_prefixed(&hir, &folded_keywords);
+    let longest_keyword = folded_keywords.iter().map(Vec::len).max().unwrap_or(0);
     let required = if folded_keywords.is_empty() {
         required_bytes(&hir, max_len)
     } else {
@@ -138,6 +143,7 @@ pub fn compile(index: usize, def: RuleDef) -> Result<CompiledRule, RuleError> {
         max_len,
         folded_keywords,
         anchored,
+        longest_keyword,
         required,
     })
 }
@@ -159,7 +165,10 @@ mod tests {
     fn errors_name_the_rule_and_index() {
         let error = compile(3, RuleDef::new("bad-one", Category::Custom, "a(")).err();
         let message = error.map(|e| e.to_string()).unwrap_or_default();
-        assert!(message.starts_with("rule \"bad-one\" (index 3): invalid regex"), "{message}");
+        assert!(
+            message.starts_with("rule \"bad-one\" (index 3): invalid regex"),
+            "{message}"
+        );
         let mut group = RuleDef::new("g", Category::Custom, "a(b)");
         group.secret_group = 2;
         assert!(compile(0, group).is_err());

@@ -4,11 +4,13 @@
 //!
 //! Opaque binary is skipped: strings starting with `data:` (data URLs) and the string values of
 //! keys `data`, `file_data`, `signature` and `encrypted_content`. A body without findings costs
-//! one pass and no allocation per string without escapes.
+//! one walk, a copy of its strings' text and one prefilter pass over all of them (a string with
+//! no keyword and no required bytes of a rule cannot hold a finding): only strings with a hit
+//! are scanned, and paths are rendered (a second walk) only when something is found.
 
 use jiter::{Jiter, Peek};
 
-use super::scanner::{push_placeholder, Scanner, Scratch, BLOCK, REDACT};
+use super::scanner::{Scanner, Scratch, BLOCK, REDACT};
 use super::Finding;
 use crate::error::ScanError;
 
@@ -60,30 +62,64 @@ pub struct JsonScan {
 /// );
 /// ```
 pub fn scan_json(scanner: &Scanner, body: &[u8], actions: &[u8]) -> Result<JsonScan, ScanError> {
-    let mut walker = Walker {
-        jiter: Jiter::new(body),
-        body,
-        scanner,
-        actions,
-        scratch: Scratch::default(),
-        found: Vec::new(),
-        path: Vec::new(),
-        findings: Vec::new(),
-        edits: Vec::new(),
+    let mut walker = Walker::new(body, None);
+    walker.run()?;
+    let Walker { strings, text, .. } = walker;
+    let ends: Vec<usize> = strings.iter().map(|s| s.text_end).collect();
+    let mut scratch = Scratch::default();
+    let mut marks = Vec::new();
+    scanner.mark_segments(&text, &ends, actions, &mut scratch, &mut marks);
+    let value_of = |index: usize| {
+        let from = if index == 0 {
+            0
+        } else {
+            strings[index - 1].text_end
+        };
+        &text[from..strings[index].text_end - 1]
     };
-    let invalid = |e: jiter::JiterError| ScanError::InvalidJson(e.to_string());
-    let peek = walker.jiter.peek().map_err(invalid)?;
-    walker.value(peek, 0)?;
-    walker.jiter.finish().map_err(invalid)?;
-    let blocked = walker
-        .findings
+    let mut found: Vec<(usize, Vec<Finding>)> = Vec::new();
+    for index in (0..strings.len()).filter(|&i| marks[i]) {
+        let mut findings = Vec::new();
+        scanner.find_with(value_of(index), actions, &mut scratch, &mut findings);
+        if !findings.is_empty() {
+            found.push((index, findings));
+        }
+    }
+    if found.is_empty() {
+        return Ok(JsonScan::default());
+    }
+    let wanted: Vec<usize> = found.iter().map(|(index, _)| *index).collect();
+    let mut paths = Walker::new(body, Some(&wanted));
+    paths.run()?;
+    let blocked = found
         .iter()
+        .flat_map(|(_, list)| list)
         .any(|f| actions.get(f.rule) == Some(&BLOCK));
-    let body = (!blocked && !walker.edits.is_empty()).then(|| splice(body, &walker.edits));
-    Ok(JsonScan {
-        findings: walker.findings,
-        body,
-    })
+    let mut findings = Vec::new();
+    let mut edits = Vec::new();
+    for ((index, list), path) in found.iter().zip(paths.paths) {
+        findings.extend(list.iter().map(|f| JsonFinding {
+            rule: f.rule,
+            path: path.clone(),
+            start: f.start,
+            end: f.end,
+        }));
+        let redact = list
+            .iter()
+            .any(|f| actions.get(f.rule).copied().unwrap_or(0) >= REDACT);
+        if !blocked && redact {
+            let once = scanner.redact(value_of(*index), list, actions);
+            let text = scanner.redact_again(once, actions, &mut scratch);
+            let string = strings[*index];
+            edits.push(Edit {
+                start: string.start,
+                end: string.end,
+                text,
+            });
+        }
+    }
+    let body = (!edits.is_empty()).then(|| splice(body, &edits));
+    Ok(JsonScan { findings, body })
 }
 
 /// One step of a path: an object key (its raw bytes' span in the body) or an array index.
@@ -101,19 +137,50 @@ struct Edit {
     text: String,
 }
 
+/// A string value to scan: its token's span in the body (quotes included) and where its
+/// unescaped text ends in the walker's text (each text is followed by a `\n` there).
+#[derive(Debug, Clone, Copy)]
+struct StringValue {
+    start: usize,
+    end: usize,
+    text_end: usize,
+}
+
+/// A walk of a JSON document. Without `wanted` it collects every string value to scan (tokens
+/// and unescaped texts); with `wanted` (ascending indexes of those strings) it renders their
+/// paths.
 struct Walker<'a> {
     jiter: Jiter<'a>,
     body: &'a [u8],
-    scanner: &'a Scanner,
-    actions: &'a [u8],
-    scratch: Scratch,
-    found: Vec<Finding>,
     path: Vec<Step>,
-    findings: Vec<JsonFinding>,
-    edits: Vec<Edit>,
+    strings: Vec<StringValue>,
+    text: String,
+    count: usize,
+    wanted: Option<&'a [usize]>,
+    paths: Vec<String>,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    fn new(body: &'a [u8], wanted: Option<&'a [usize]>) -> Walker<'a> {
+        Walker {
+            jiter: Jiter::new(body),
+            body,
+            path: Vec::new(),
+            strings: Vec::new(),
+            text: String::new(),
+            count: 0,
+            wanted,
+            paths: Vec::new(),
+        }
+    }
+
+    fn run(&mut self) -> Result<(), ScanError> {
+        let invalid = |e: jiter::JiterError| ScanError::InvalidJson(e.to_string());
+        let peek = self.jiter.peek().map_err(invalid)?;
+        self.value(peek, 0)?;
+        self.jiter.finish().map_err(invalid)
+    }
+
     fn value(&mut self, peek: Peek, depth: usize) -> Result<(), ScanError> {
         let invalid = |e: jiter::JiterError| ScanError::InvalidJson(e.to_string());
         if depth > MAX_DEPTH {
@@ -166,43 +233,32 @@ impl Walker<'_> {
 
     fn string(&mut self) -> Result<(), ScanError> {
         let start = self.jiter.current_index();
-        let text = self
+        let value = self
             .jiter
             .known_str()
             .map_err(|e| ScanError::InvalidJson(e.to_string()))?;
-        if text.starts_with("data:") {
+        if value.starts_with("data:") {
             return Ok(());
         }
-        self.found.clear();
-        self.scanner
-            .find_with(text, self.actions, &mut self.scratch, &mut self.found);
-        if self.found.is_empty() {
-            return Ok(());
-        }
-        let mut redacted: Option<String> = None;
-        let mut at = 0;
-        for finding in &self.found {
-            if self.actions.get(finding.rule).copied().unwrap_or(0) >= REDACT {
-                let out = redacted.get_or_insert_with(|| String::with_capacity(text.len()));
-                out.push_str(&text[at..finding.start]);
-                push_placeholder(out, self.scanner.rule_id(finding.rule));
-                at = finding.end;
+        let index = self.count;
+        self.count += 1;
+        match self.wanted {
+            None => {
+                self.text.push_str(value);
+                self.text.push('\n');
+                let text_end = self.text.len();
+                let end = self.jiter.current_index();
+                self.strings.push(StringValue {
+                    start,
+                    end,
+                    text_end,
+                });
             }
-        }
-        if let Some(out) = redacted.as_mut() {
-            out.push_str(&text[at..]);
-        }
-        let path = render_path(self.body, &self.path);
-        self.findings.extend(self.found.iter().map(|f| JsonFinding {
-            rule: f.rule,
-            path: path.clone(),
-            start: f.start,
-            end: f.end,
-        }));
-        if let Some(text) = redacted {
-            let text = self.scanner.redact_again(text, self.actions, &mut self.scratch);
-            let end = self.jiter.current_index();
-            self.edits.push(Edit { start, end, text });
+            Some(wanted) => {
+                if wanted.binary_search(&index).is_ok() {
+                    self.paths.push(render_path(self.body, &self.path));
+                }
+            }
         }
         Ok(())
     }
@@ -296,10 +352,17 @@ mod tests {
 
     #[test]
     fn encoded_strings_parse_back() {
-        for text in ["plain", "quote \" backslash \\ tab \t nl \n", "\u{1}\u{1f} é 😀 </"] {
+        for text in [
+            "plain",
+            "quote \" backslash \\ tab \t nl \n",
+            "\u{1}\u{1f} é 😀 </",
+        ] {
             let mut out = Vec::new();
             encode_string(text, &mut out);
-            assert_eq!(serde_json::from_slice::<String>(&out).ok().as_deref(), Some(text));
+            assert_eq!(
+                serde_json::from_slice::<String>(&out).ok().as_deref(),
+                Some(text)
+            );
         }
     }
 }

@@ -27,7 +27,9 @@ pub fn better(a: &Candidate, b: &Candidate) -> bool {
 /// Whether `start..end` overlaps one of `taken` (sorted, non-overlapping spans).
 pub fn overlaps(taken: &[(usize, usize)], start: usize, end: usize) -> bool {
     let first = taken.partition_point(|&(_, taken_end)| taken_end <= start);
-    taken.get(first).is_some_and(|&(taken_start, _)| taken_start < end)
+    taken
+        .get(first)
+        .is_some_and(|&(taken_start, _)| taken_start < end)
 }
 
 /// A masking finding being built: the union of overlapping candidates and the best of them.

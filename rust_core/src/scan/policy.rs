@@ -72,7 +72,8 @@ impl Policy {
             return text.to_owned();
         }
         let once = self.scanner.redact(text, &findings, &self.actions);
-        self.scanner.redact_again(once, &self.actions, &mut Scratch::default())
+        self.scanner
+            .redact_again(once, &self.actions, &mut Scratch::default())
     }
 
     /// Scans a JSON request body ([`scan_json`]).

@@ -3,12 +3,11 @@
 //! - Keywords: every rule's keywords, ASCII case-insensitive, found in one pass per group of up to
 //!   16 keywords with the SIMD "Teddy" searcher of `aho-corasick` over an ASCII-lowercased copy of
 //!   the text (one Aho-Corasick DFA over all keywords costs a table lookup per byte, several times
-//!   slower). Every occurrence of every keyword is found, overlapping ones too.
+//!   slower); one-byte keywords by `memchr`. Every occurrence of every keyword is found,
+//!   overlapping ones too.
 //! - Required bytes: a rule without keywords whose every match holds `count` bytes of a set
 //!   ([`super::anchor::required_bytes`], e.g. the ten digits of a phone number) runs only where
 //!   `count` of them fall within its longest match; rules with the same set share one pass.
-
-use std::collections::VecDeque;
 
 use aho_corasick::{packed, AhoCorasick, Input, MatchKind, Span};
 
@@ -35,13 +34,23 @@ pub struct Hit {
 
 #[derive(Debug)]
 enum Finder {
+    /// Up to three one-byte keywords (`memchr`).
+    Bytes(Vec<u8>),
     Teddy(packed::Searcher),
     Automaton(AhoCorasick),
 }
 
 impl Finder {
     fn find(&self, haystack: &[u8], from: usize) -> Option<usize> {
+        let rest = &haystack[from.min(haystack.len())..];
         match self {
+            Finder::Bytes(bytes) => match bytes[..] {
+                [a] => memchr::memchr(a, rest),
+                [a, b] => memchr::memchr2(a, b, rest),
+                [a, b, c, ..] => memchr::memchr3(a, b, c, rest),
+                [] => None,
+            }
+            .map(|i| from + i),
             Finder::Teddy(searcher) => searcher
                 .find_in(haystack, Span::from(from..haystack.len()))
                 .map(|m| m.start()),
@@ -65,6 +74,8 @@ pub struct Prefilter {
     longest: usize,
     /// Distinct required-byte sets and the rules (without keywords) that use each.
     sets: Vec<(ByteSet, Vec<usize>)>,
+    /// Per rule with required bytes: how many a match holds, and its `max_len`.
+    runs: Vec<Option<(usize, usize)>>,
 }
 
 impl Prefilter {
@@ -104,6 +115,14 @@ impl Prefilter {
                 .then_with(|| patterns[a].cmp(&patterns[b]))
         });
         let mut groups = Vec::new();
+        let (single, order): (Vec<usize>, Vec<usize>) =
+            order.into_iter().partition(|&i| patterns[i].len() == 1);
+        for bytes in single.chunks(3) {
+            groups.push((
+                Finder::Bytes(bytes.iter().map(|&i| patterns[i][0]).collect()),
+                bytes.to_vec(),
+            ));
+        }
         for chunk in order.chunks(GROUP) {
             let members: Vec<&[u8]> = chunk.iter().map(|&i| patterns[i].as_slice()).collect();
             let mut config = packed::Config::new();
@@ -123,6 +142,10 @@ impl Prefilter {
             patterns,
             rules_of,
             anchored: rules.iter().map(|r| r.anchored).collect(),
+            runs: rules
+                .iter()
+                .map(|r| r.required.as_ref().map(|q| (q.count, r.max_len)))
+                .collect(),
             groups,
             longest,
             sets,
@@ -136,7 +159,14 @@ impl Prefilter {
 
     /// Appends to `out` every occurrence in `folded` (the ASCII-lowercased text from absolute
     /// offset `base`) of a keyword of an enabled rule that ends after `min_end`.
-    pub fn keyword_hits(&self, folded: &[u8], base: usize, min_end: usize, actions: &[u8], out: &mut Vec<Hit>) {
+    pub fn keyword_hits(
+        &self,
+        folded: &[u8],
+        base: usize,
+        min_end: usize,
+        actions: &[u8],
+        out: &mut Vec<Hit>,
+    ) {
         for (finder, members) in &self.groups {
             let mut from = 0;
             while let Some(at) = finder.find(folded, from) {
@@ -147,7 +177,12 @@ impl Prefilter {
                             if actions.get(rule).is_some_and(|&a| a != 0) {
                                 let (start, end) = (base + at, base + at + keyword.len());
                                 let key = if self.anchored[rule] { start } else { end };
-                                out.push(Hit { rule, key, start, end });
+                                out.push(Hit {
+                                    rule,
+                                    key,
+                                    start,
+                                    end,
+                                });
                             }
                         }
                     }
@@ -164,12 +199,11 @@ impl Prefilter {
     /// each rule's last required bytes between calls (a stream's pieces); `positions` is scratch.
     pub fn byte_hits(
         &self,
-        rules: &[CompiledRule],
         text: &[u8],
         base: usize,
         actions: &[u8],
         positions: &mut Vec<usize>,
-        recent: &mut [VecDeque<usize>],
+        recent: &mut [Vec<usize>],
         mut found: impl FnMut(usize, usize, usize),
     ) {
         let enabled = |rule: usize| actions.get(rule).is_some_and(|&a| a != 0);
@@ -180,22 +214,21 @@ impl Prefilter {
             positions.clear();
             set.positions(text, base, positions);
             for &rule in users.iter().filter(|&&r| enabled(r)) {
-                let Some(required) = &rules[rule].required else {
+                let Some((count, max_len)) = self.runs[rule] else {
                     continue;
                 };
-                let max_len = rules[rule].max_len;
-                let last = &mut recent[rule];
-                for &at in positions.iter() {
-                    last.push_back(at);
-                    if last.len() > required.count {
-                        last.pop_front();
-                    }
-                    if let Some(&first) = last.front() {
-                        if last.len() == required.count && at - first < max_len {
-                            found(rule, first, at + 1);
-                        }
+                // the rule's last `count - 1` required bytes before `text`, then those in it
+                let run = &mut recent[rule];
+                let kept = run.len();
+                run.extend_from_slice(positions);
+                for last in (count - 1).max(kept)..run.len() {
+                    let first = run[last + 1 - count];
+                    if run[last] - first < max_len {
+                        found(rule, first, run[last] + 1);
                     }
                 }
+                let keep = run.len().saturating_sub(count - 1);
+                run.drain(..keep);
             }
         }
     }

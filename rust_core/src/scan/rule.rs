@@ -18,7 +18,12 @@ pub enum Category {
 
 impl Category {
     /// Every category, in the order of their names.
-    pub const ALL: [Category; 4] = [Category::Secret, Category::Pii, Category::Injection, Category::Custom];
+    pub const ALL: [Category; 4] = [
+        Category::Secret,
+        Category::Pii,
+        Category::Injection,
+        Category::Custom,
+    ];
 
     /// The category's name: `"secret"`, `"pii"`, `"injection"` or `"custom"`.
     pub fn name(self) -> &'static str {

@@ -1,13 +1,13 @@
 //! [`Scanner`]: every rule compiled once, the keyword prefilter over all of them, and the
 //! whole-text scan ([`Scanner::find`]) and redaction ([`Scanner::redact`]).
 
-use std::collections::VecDeque;
-
 use super::compile::{compile, CompiledRule};
 use super::merge;
 use super::prefilter::{add_window, fold_into, window, Hit, Prefilter};
 use super::rule::{Category, RuleDef};
-use super::search::{context_len, search_anchored, search_region, Candidate, Hay, Region, SearchArgs};
+use super::search::{
+    context_len, search_anchored, search_region, Candidate, Hay, Region, SearchArgs,
+};
 use super::{Finding, PLACEHOLDER_OPEN};
 use crate::error::RuleError;
 
@@ -38,7 +38,7 @@ pub struct Scratch {
     folded: Vec<u8>,
     hits: Vec<Hit>,
     positions: Vec<usize>,
-    recent: Vec<VecDeque<usize>>,
+    recent: Vec<Vec<usize>>,
 }
 
 impl Scanner {
@@ -57,7 +57,10 @@ impl Scanner {
         }
         let prefilter = Prefilter::new(&compiled).map_err(|e| RuleError {
             index: 0,
-            id: compiled.first().map(|r| r.def.id.clone()).unwrap_or_default(),
+            id: compiled
+                .first()
+                .map(|r| r.def.id.clone())
+                .unwrap_or_default(),
             message: format!("keyword automaton: {e}"),
         })?;
         let longest_id = compiled.iter().map(|r| r.def.id.len()).max().unwrap_or(0);
@@ -133,14 +136,28 @@ impl Scanner {
     }
 
     /// [`Scanner::find`] with reused buffers, appending to `out`.
-    pub fn find_with(&self, text: &str, actions: &[u8], scratch: &mut Scratch, out: &mut Vec<Finding>) {
+    pub fn find_with(
+        &self,
+        text: &str,
+        actions: &[u8],
+        scratch: &mut Scratch,
+        out: &mut Vec<Finding>,
+    ) {
         let action = |rule: usize| actions.get(rule).copied().unwrap_or(OFF);
-        let Scratch { regions, last, candidates, folded, hits, positions, recent } = scratch;
+        let Scratch {
+            regions,
+            last,
+            candidates,
+            folded,
+            hits,
+            positions,
+            recent,
+        } = scratch;
         regions.clear();
         last.clear();
         last.resize(self.rules.len(), usize::MAX);
-        recent.resize_with(self.rules.len(), VecDeque::new);
-        recent.iter_mut().for_each(VecDeque::clear);
+        recent.resize_with(self.rules.len(), Vec::new);
+        recent.iter_mut().for_each(Vec::clear);
         let mut keyworded = false;
         for (index, rule) in self.rules.iter().enumerate() {
             if action(index) == OFF {
@@ -148,7 +165,14 @@ impl Scanner {
             }
             keyworded |= rule.keywords.is_some();
             if rule.keywords.is_none() && rule.required.is_none() {
-                regions.push((index, Region { start: 0, end: usize::MAX, pos: 0 }));
+                regions.push((
+                    index,
+                    Region {
+                        start: 0,
+                        end: usize::MAX,
+                        pos: 0,
+                    },
+                ));
             }
         }
         let hay = Hay { text, base: 0 };
@@ -162,7 +186,7 @@ impl Scanner {
         };
         let bytes = text.as_bytes();
         self.prefilter
-            .byte_hits(&self.rules, bytes, 0, actions, positions, recent, &mut open);
+            .byte_hits(bytes, 0, actions, positions, recent, &mut open);
         if keyworded {
             fold_into(text.as_bytes(), folded);
             hits.clear();
@@ -174,7 +198,12 @@ impl Scanner {
                 let same = hits[at..].iter().take_while(|h| h.rule == rule).count();
                 let group = &hits[at..at + same];
                 if self.rules[rule].anchored {
-                    let args = SearchArgs { rule, tier: action(rule), ctx: self.ctx, limit: None };
+                    let args = SearchArgs {
+                        rule,
+                        tier: action(rule),
+                        ctx: self.ctx,
+                        limit: None,
+                    };
                     let starts = group.iter().map(|h| h.start);
                     search_anchored(&self.rules[rule], hay, starts, &mut 0, args, candidates);
                 } else {
@@ -184,11 +213,66 @@ impl Scanner {
             }
         }
         for (rule, region) in regions.iter_mut() {
-            let args = SearchArgs { rule: *rule, tier: action(*rule), ctx: self.ctx, limit: None };
+            let args = SearchArgs {
+                rule: *rule,
+                tier: action(*rule),
+                ctx: self.ctx,
+                limit: None,
+            };
             search_region(&self.rules[*rule], hay, region, args, candidates);
         }
         if !candidates.is_empty() {
             merge::resolve(candidates, out);
+        }
+    }
+
+    /// Marks in `marks` (one per segment) the segments of `text` that can hold a finding:
+    /// `ends[i]` is where segment `i` ends (segments are consecutive from 0). A segment with no
+    /// keyword occurrence and no run of required bytes of an enabled rule has none, so only the
+    /// marked segments need [`Scanner::find_with`]. One prefilter pass for many short strings.
+    pub fn mark_segments(
+        &self,
+        text: &str,
+        ends: &[usize],
+        actions: &[u8],
+        scratch: &mut Scratch,
+        marks: &mut Vec<bool>,
+    ) {
+        marks.clear();
+        let enabled = |rule: usize| actions.get(rule).is_some_and(|&a| a != OFF);
+        let everywhere = (0..self.rules.len()).any(|r| {
+            enabled(r) && self.rules[r].keywords.is_none() && self.rules[r].required.is_none()
+        });
+        marks.resize(ends.len(), everywhere);
+        if everywhere {
+            return;
+        }
+        let segment = |at: usize| ends.partition_point(|&end| end <= at);
+        let Scratch {
+            folded,
+            hits,
+            positions,
+            recent,
+            ..
+        } = scratch;
+        recent.resize_with(self.rules.len(), Vec::new);
+        recent.iter_mut().for_each(Vec::clear);
+        let bytes = text.as_bytes();
+        self.prefilter
+            .byte_hits(bytes, 0, actions, positions, recent, |_, first, end| {
+                for index in segment(first)..segment(end - 1).saturating_add(1).min(marks.len()) {
+                    marks[index] = true;
+                }
+            });
+        if (0..self.rules.len()).any(|r| enabled(r) && self.rules[r].keywords.is_some()) {
+            fold_into(bytes, folded);
+            hits.clear();
+            self.prefilter.keyword_hits(folded, 0, 0, actions, hits);
+            for hit in hits.iter() {
+                if let Some(mark) = marks.get_mut(segment(hit.start)) {
+                    *mark = true;
+                }
+            }
         }
     }
 
@@ -214,7 +298,12 @@ impl Scanner {
     /// is left, at most [`MAX_ROUNDS`] more times: a redaction can give a rule a new match at the
     /// placeholder's edge (a `\b` that the secret's last character had hidden). Each round takes
     /// at least one byte of text into a placeholder, so the rounds end; blocks count as redacts.
-    pub fn redact_again(&self, mut redacted: String, actions: &[u8], scratch: &mut Scratch) -> String {
+    pub fn redact_again(
+        &self,
+        mut redacted: String,
+        actions: &[u8],
+        scratch: &mut Scratch,
+    ) -> String {
         let masks: Vec<u8> = actions.iter().map(|&a| a.min(REDACT)).collect();
         let mut found = Vec::new();
         for _ in 0..MAX_ROUNDS {

@@ -117,7 +117,8 @@ pub fn search_region(
             continue;
         }
         region.pos = end;
-        if let Some((secret_start, secret_end)) = verify(rule, hay, start, end, span_end, args.ctx) {
+        if let Some((secret_start, secret_end)) = verify(rule, hay, start, end, span_end, args.ctx)
+        {
             out.push(Candidate {
                 rule: args.rule,
                 start: secret_start,
@@ -161,7 +162,8 @@ pub fn search_anchored(
             continue;
         }
         *pos = end;
-        if let Some((secret_start, secret_end)) = verify(rule, hay, start, end, hay.end(), args.ctx) {
+        if let Some((secret_start, secret_end)) = verify(rule, hay, start, end, hay.end(), args.ctx)
+        {
             out.push(Candidate {
                 rule: args.rule,
                 start: secret_start,
@@ -213,7 +215,11 @@ fn verify(
     }
     if !rule.stopwords.is_empty() {
         let lower = secret.to_lowercase();
-        if rule.stopwords.iter().any(|word| lower.contains(word.as_str())) {
+        if rule
+            .stopwords
+            .iter()
+            .any(|word| lower.contains(word.as_str()))
+        {
             return None;
         }
     }

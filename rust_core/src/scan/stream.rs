@@ -1,8 +1,10 @@
 //! [`StreamRedactor`]: exact redaction of one text channel of a streamed answer (answer text,
 //! reasoning, a tool call's arguments) whose text arrives in pieces.
 //!
-//! It holds back only what a match of the longest enabled rule could still need (its `max_len`)
-//! plus the context look-around and placeholders need, and emits the rest. Its output over any
+//! It holds back only what a match of the longest enabled rule could still need (its `max_len`;
+//! for a rule whose matches start with a keyword, only its longest keyword until one is seen)
+//! plus the context look-around and placeholders need, and emits the rest. Pieces are searched
+//! in batches of an eighth of that hold-back, so up to that much more may wait. Its output over any
 //! split of a text is exactly what [`Scanner::redact`] gives for the whole text with the same
 //! policy, where block counts as redact (an answer is masked, never refused whole); log rules
 //! are only counted. Exactness holds for matches up to their rule's `max_len` (always, for a rule
@@ -21,6 +23,10 @@ use super::prefilter::{add_window, fold_into, window, Hit};
 use super::scanner::{push_placeholder, BLOCK, LOG, OFF, REDACT};
 use super::search::{search_anchored, search_region, Candidate, Hay, Region, SearchArgs};
 use super::Scanner;
+
+/// Text is searched again once an eighth of the hold-back has arrived since the last search
+/// (small pieces, a token each, are then searched a few hundred bytes at a time).
+const BATCH_DIVISOR: usize = 8;
 
 /// Where a rule's search stands.
 #[derive(Debug, Clone)]
@@ -56,7 +62,7 @@ pub struct StreamRedactor {
     hits: Vec<Hit>,
     positions: Vec<usize>,
     /// Per rule, its last required bytes (see [`super::prefilter::Prefilter::byte_hits`]).
-    history: Vec<VecDeque<usize>>,
+    history: Vec<Vec<usize>>,
     masks: Vec<Candidate>,
     logs: Vec<Candidate>,
     /// The masking finding being built (more candidates may still join it).
@@ -67,6 +73,8 @@ pub struct StreamRedactor {
     recent: VecDeque<(usize, usize)>,
     found: Vec<Candidate>,
     counts: Vec<u64>,
+    /// Where the text stood when it was last searched.
+    searched: usize,
 }
 
 impl StreamRedactor {
@@ -79,14 +87,23 @@ impl StreamRedactor {
             .map(|&a| if a == BLOCK { REDACT } else { a })
             .collect();
         let enabled: Vec<usize> = (0..scanner.len()).filter(|&r| tiers[r] != OFF).collect();
-        let hold = enabled.iter().map(|&r| scanner.max_len(r)).max().unwrap_or(0);
-        let keyworded = enabled.iter().any(|&r| scanner.compiled()[r].keywords.is_some());
+        let hold = enabled
+            .iter()
+            .map(|&r| scanner.max_len(r))
+            .max()
+            .unwrap_or(0);
+        let keyworded = enabled
+            .iter()
+            .any(|&r| scanner.compiled()[r].keywords.is_some());
         let rules = scanner
             .compiled()
             .iter()
             .map(|rule| {
                 if rule.anchored {
-                    RuleState::Anchored { starts: VecDeque::new(), pos: 0 }
+                    RuleState::Anchored {
+                        starts: VecDeque::new(),
+                        pos: 0,
+                    }
                 } else {
                     RuleState::Regions(VecDeque::new())
                 }
@@ -105,7 +122,7 @@ impl StreamRedactor {
             folded: Vec::new(),
             hits: Vec::new(),
             positions: Vec::new(),
-            history: vec![VecDeque::new(); scanner.len()],
+            history: vec![Vec::new(); scanner.len()],
             masks: Vec::new(),
             logs: Vec::new(),
             group: None,
@@ -113,6 +130,7 @@ impl StreamRedactor {
             recent: VecDeque::new(),
             found: Vec::new(),
             counts: vec![0; scanner.len()],
+            searched: 0,
         };
         redactor.reset();
         redactor
@@ -159,7 +177,6 @@ impl StreamRedactor {
             }
         };
         scanner.prefilter().byte_hits(
-            scanner.compiled(),
             &bytes[previous - self.base..],
             previous,
             &self.tiers,
@@ -173,15 +190,21 @@ impl StreamRedactor {
                 .max(self.base);
             fold_into(&bytes[from - self.base..], &mut self.folded);
             self.hits.clear();
-            scanner
-                .prefilter()
-                .keyword_hits(&self.folded, from, previous, &self.tiers, &mut self.hits);
+            scanner.prefilter().keyword_hits(
+                &self.folded,
+                from,
+                previous,
+                &self.tiers,
+                &mut self.hits,
+            );
             self.hits.sort_unstable();
             for hit in &self.hits {
                 open(hit.rule, hit.start, hit.end);
             }
         }
-        self.process(false, out);
+        if self.end() - self.searched >= self.hold / BATCH_DIVISOR {
+            self.process(false, out);
+        }
     }
 
     /// Ends the channel: appends the rest of it, redacted, to `out`, and makes the redactor ready
@@ -203,12 +226,13 @@ impl StreamRedactor {
         self.buf.clear();
         self.base = 0;
         self.emitted = 0;
+        self.searched = 0;
         self.group = None;
         self.log_end = 0;
         self.masks.clear();
         self.logs.clear();
         self.recent.clear();
-        self.history.iter_mut().for_each(VecDeque::clear);
+        self.history.iter_mut().for_each(Vec::clear);
         let scanner = self.policy.scanner();
         for &rule in &self.enabled {
             let compiled = &scanner.compiled()[rule];
@@ -216,7 +240,11 @@ impl StreamRedactor {
                 RuleState::Regions(regions) => {
                     regions.clear();
                     if compiled.keywords.is_none() && compiled.required.is_none() {
-                        regions.push_back(Region { start: 0, end: usize::MAX, pos: 0 });
+                        regions.push_back(Region {
+                            start: 0,
+                            end: usize::MAX,
+                            pos: 0,
+                        });
                     }
                 }
                 RuleState::Anchored { starts, pos } => {
@@ -232,9 +260,13 @@ impl StreamRedactor {
     fn process(&mut self, eof: bool, out: &mut String) {
         let scanner: &Scanner = self.policy.scanner();
         let n = self.end();
+        self.searched = n;
         let ctx = scanner.ctx();
         let longest = scanner.prefilter().longest();
-        let hay = Hay { text: &self.buf, base: self.base };
+        let hay = Hay {
+            text: &self.buf,
+            base: self.base,
+        };
         let mut open = usize::MAX;
         for &rule in &self.enabled {
             let max_len = scanner.max_len(rule);
@@ -256,7 +288,12 @@ impl StreamRedactor {
                                 None => break,
                             }
                         };
-                        let args = SearchArgs { rule, tier, ctx, limit };
+                        let args = SearchArgs {
+                            rule,
+                            tier,
+                            ctx,
+                            limit,
+                        };
                         if !search_region(compiled, hay, region, args, &mut self.found) {
                             break;
                         }
@@ -267,10 +304,26 @@ impl StreamRedactor {
                     }
                 }
                 RuleState::Anchored { starts, pos } => {
-                    let limit = if eof { None } else { n.checked_sub(ctx + max_len) };
+                    let limit = if eof {
+                        None
+                    } else {
+                        n.checked_sub(ctx + max_len)
+                    };
                     if eof || limit.is_some() {
-                        let args = SearchArgs { rule, tier, ctx, limit };
-                        let consumed = search_anchored(compiled, hay, starts.iter().copied(), pos, args, &mut self.found);
+                        let args = SearchArgs {
+                            rule,
+                            tier,
+                            ctx,
+                            limit,
+                        };
+                        let consumed = search_anchored(
+                            compiled,
+                            hay,
+                            starts.iter().copied(),
+                            pos,
+                            args,
+                            &mut self.found,
+                        );
                         starts.drain(..consumed);
                     }
                     if let Some(&front) = starts.front() {
@@ -278,7 +331,11 @@ impl StreamRedactor {
                     }
                 }
             }
-            if !eof && (compiled.keywords.is_some() || compiled.required.is_some()) {
+            // a match not found yet starts at a keyword occurrence not seen whole yet (a rule that
+            // runs anchored), or in the window of one (or of a run of required bytes)
+            if !eof && compiled.anchored {
+                open = open.min((n + 1).saturating_sub(compiled.longest_keyword));
+            } else if !eof && (compiled.keywords.is_some() || compiled.required.is_some()) {
                 open = open.min((n + 1).saturating_sub(max_len));
             }
         }
@@ -293,7 +350,11 @@ impl StreamRedactor {
             }
         }
         let held_from = self.take_masks(open, out).unwrap_or(usize::MAX);
-        self.count_logs(if eof { usize::MAX } else { open.saturating_sub(self.hold) });
+        self.count_logs(if eof {
+            usize::MAX
+        } else {
+            open.saturating_sub(self.hold)
+        });
         let safe = floor_boundary(&self.buf, self.base, open.min(n).min(held_from));
         if safe > self.emitted {
             out.push_str(&self.buf[self.emitted - self.base..safe - self.base]);
@@ -355,7 +416,10 @@ impl StreamRedactor {
                 }
             }
         }
-        let oldest = self.logs.first().map_or(ready_before, |c| c.start.min(ready_before));
+        let oldest = self
+            .logs
+            .first()
+            .map_or(ready_before, |c| c.start.min(ready_before));
         while self.recent.front().is_some_and(|&(_, end)| end <= oldest) {
             self.recent.pop_front();
         }

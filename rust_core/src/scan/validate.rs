@@ -39,7 +39,7 @@ pub fn luhn(number: &str) -> bool {
             _ => return false,
         }
     }
-    digits >= 2 && sum % 10 == 0
+    digits >= 2 && sum.is_multiple_of(10)
 }
 
 /// The mod-97 check of an IBAN (ISO 13616): two letters, two check digits, then 11 to 30 letters
