@@ -64,6 +64,18 @@ fn bench(c: &mut Criterion) {
     group.bench_function("request_2kb_secret_rules", |b| {
         b.iter(|| black_box(secret_policy.scan_json(black_box(&body)).unwrap()))
     });
+    // the default policy: secrets redacted, injection phrases logged, PII off
+    let defaults: Vec<u8> = (0..all.len())
+        .map(|i| match all.category(i) {
+            Category::Secret => 2,
+            Category::Injection => 1,
+            _ => 0,
+        })
+        .collect();
+    let default_policy = Policy::new(Arc::clone(&all), defaults).unwrap();
+    group.bench_function("request_2kb_default_policy", |b| {
+        b.iter(|| black_box(default_policy.scan_json(black_box(&body)).unwrap()))
+    });
     group.bench_function("request_2kb_all_rules", |b| {
         b.iter(|| black_box(policy.scan_json(black_box(&body)).unwrap()))
     });

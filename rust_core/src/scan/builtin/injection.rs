@@ -20,13 +20,22 @@ pub(super) fn rules() -> Vec<RuleDef> {
             "injection-system-prompt",
             "an instruction to drop or reveal the system prompt",
             r"\b(?:ignore|disregard|forget|override|bypass|reveal|print|show|repeat|leak|output|dump)_(?:(?:me|us|the|your|this|its|all|of)_){0,3}(?:system_(?:prompt|message|instructions?)|hidden_(?:prompt|instructions?)|initial_(?:prompt|instructions))\b",
-            &["system", "hidden", "initial"],
+            // every match ends in one of these ("system" alone is the role of most chat requests)
+            &["prompt", "instruction", "message"],
         ),
         phrase(
             "injection-jailbreak",
             "a switch to a jailbreak persona (DAN, developer mode, unrestricted)",
             r"\b(?:you_are_now_(?:in_)?(?:dan|developer_mode|jailbreak_mode|jailbroken|unrestricted|unfiltered|god_mode)|(?:enable|activate|enter|switch_to)_(?:dan|jailbreak|god)_mode|pretend_(?:to_be|you_are)_dan)\b",
-            &["now", "mode", "pretend"],
+            // every match ends in one of these ("now" is in every "know")
+            &[
+                "dan",
+                "developer",
+                "jailbr",
+                "unrestricted",
+                "unfiltered",
+                "god",
+            ],
         ),
         phrase(
             "injection-bypass-safety",
