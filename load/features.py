@@ -7,7 +7,8 @@ the previous variant and with the first (the foundation path: key auth, no limit
 
     .venv/bin/python load/features.py --duration 6 --repeat 3
     .venv/bin/python load/features.py --duration 6 --repeat 7 --last 3   # only the audit step, more repetitions
-    .venv/bin/python load/features.py --duration 5 --repeat 9 --last 2   # the journal's A/B (--small: the toy body)
+    .venv/bin/python load/features.py --duration 5 --repeat 9 --last 3   # the journal's A/B (--small: the toy body)
+    .venv/bin/python load/features.py --duration 5 --repeat 9 --last 2   # the guardrails' A/B (default policy)
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ VARIANTS = [
     ("+limits+metering", True, True, OFF),
     ("+metrics", True, True, "logging: {requests: false}\naudit: {requests: false}\n"),
     ("+request log", True, True, "audit: {requests: false}\n"),
-    ("+audit", True, True, "server: {journal: false}\n"),
-    ("+journal (everything)", True, True, ""),
+    ("+audit", True, True, "server: {journal: false}\nguardrails: {enabled: false}\n"),
+    ("+journal", True, True, "guardrails: {enabled: false}\n"),
+    ("+guardrails (everything)", True, True, ""),
 ]
 
 
