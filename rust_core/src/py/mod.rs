@@ -30,6 +30,11 @@ const DETACH_MIN_BYTES: usize = 16 * 1024;
 /// parsing SSE: 2 KiB is some 500 tokens, tens of microseconds).
 const DETACH_MIN_TEXT_BYTES: usize = 2 * 1024;
 
+/// Request bodies at least this large are scanned by the guardrails with the GIL released. A typical
+/// request (a few KiB) scans in a few microseconds; releasing the GIL for that handed it to the worker's
+/// other threads and cost ~50 µs a request under load (`load/features.py --last 2`).
+const DETACH_MIN_SCAN_BYTES: usize = 64 * 1024;
+
 /// Locks `mutex`; a poisoned lock (a panic while held, which our code does not do) still yields
 /// the state, which every method leaves consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use super::DETACH_MIN_TEXT_BYTES;
+use super::DETACH_MIN_SCAN_BYTES;
 use crate::error as core_error;
 use crate::scan::{
     builtin, Category, Finding, JsonScan, Policy, RuleDef, Scanner, Validator, BLOCK, REDACT,
@@ -238,7 +238,11 @@ impl PyGuardPolicy {
     /// Scans a JSON request body; `None` when nothing is found. Raises `InvalidBodyError` for a
     /// body that is not JSON. Runs with the GIL released.
     fn scan_json(&self, py: Python<'_>, body: &[u8]) -> PyResult<Option<PyScanResult>> {
-        let JsonScan { findings, body } = py.detach(|| self.policy.scan_json(body))?;
+        let JsonScan { findings, body } = if body.len() >= DETACH_MIN_SCAN_BYTES {
+            py.detach(|| self.policy.scan_json(body))?
+        } else {
+            self.policy.scan_json(body)?
+        };
         if findings.is_empty() {
             return Ok(None);
         }
@@ -260,7 +264,7 @@ impl PyGuardPolicy {
             let redacted = redact.then(|| self.policy.redact_text(text));
             (found, redacted)
         };
-        let (found, redacted) = if text.len() >= DETACH_MIN_TEXT_BYTES {
+        let (found, redacted) = if text.len() >= DETACH_MIN_SCAN_BYTES {
             py.detach(run)
         } else {
             run()
@@ -277,7 +281,7 @@ impl PyGuardPolicy {
 
     /// `text` with every redact and block finding replaced by `[REDACTED:<rule id>]`.
     fn redact_text(&self, py: Python<'_>, text: &str) -> String {
-        if text.len() >= DETACH_MIN_TEXT_BYTES {
+        if text.len() >= DETACH_MIN_SCAN_BYTES {
             py.detach(|| self.policy.redact_text(text))
         } else {
             self.policy.redact_text(text)

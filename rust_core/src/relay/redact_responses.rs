@@ -109,8 +109,16 @@ impl ResponsesRedact {
 
     /// Writes the upstream event `name` with `data` (masked) to `out`, or holds it.
     pub(crate) fn event(&mut self, name: &str, data: &str, out: &mut Vec<u8>) {
-        let head = serde_json::from_str::<Head<'_>>(data).ok();
-        let kind = head.as_ref().and_then(|h| h.kind.as_deref()).unwrap_or("");
+        // The event line names the type (read `type` only for a delta, or when there is none):
+        // the large events (whole items, the response) are read once, by the scan.
+        let read = name == "message" || name.ends_with(".delta");
+        let head = read
+            .then(|| serde_json::from_str::<Head<'_>>(data).ok())
+            .flatten();
+        let kind = head
+            .as_ref()
+            .and_then(|h| h.kind.as_deref())
+            .unwrap_or(name);
         if OPAQUE.contains(&kind) {
             self.flush(out);
             write_event(out, name, data.as_bytes());
@@ -196,15 +204,19 @@ const OPAQUE: [&str; 2] = [
 /// Writes one SSE event: its `event` line (none for the default type, `message`) and one `data`
 /// line per line of `data`.
 fn write_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    out.reserve(name.len() + data.len() + 16);
     if name != "message" {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(name.as_bytes());
         out.push(b'\n');
     }
-    for line in data.split(|&b| b == b'\n') {
+    let mut rest = data;
+    while let Some(at) = memchr::memchr(b'\n', rest) {
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line);
-        out.push(b'\n');
+        out.extend_from_slice(&rest[..=at]);
+        rest = &rest[at + 1..];
     }
-    out.push(b'\n');
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(rest);
+    out.extend_from_slice(b"\n\n");
 }
