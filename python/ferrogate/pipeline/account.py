@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any, cast
 from time import perf_counter
+from typing import Any, cast
 
 from ferrogate.audit.events import facts_of
 from ferrogate.audit.writer import AuditWriter
