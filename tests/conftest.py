@@ -1,4 +1,5 @@
-"""Shared fixtures: the fake OpenAI upstream and a gateway configured against it."""
+"""Shared fixtures: the fake OpenAI upstream, a fake Anthropic upstream per module, and a gateway configured
+against the first."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeUpstream
 from tests.support import Gateway, free_port
 
@@ -14,6 +16,15 @@ from tests.support import Gateway, free_port
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[FakeUpstream]:
     fake = FakeUpstream()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def claude() -> Iterator[FakeAnthropic]:
+    """A fake Anthropic upstream of the module's own (what it recorded is the module's alone)."""
+    fake = FakeAnthropic()
     fake.start()
     yield fake
     fake.stop()

@@ -277,14 +277,6 @@ def keys(gw: Gateway, tmp: Path, database: Path) -> Setup:
 
 
 @pytest.fixture(scope="module")
-def claude() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def collector() -> Iterator[Collector]:
     c = Collector()
     yield c

@@ -44,14 +44,6 @@ WEATHER_ANTHROPIC: Any = {
 
 
 @pytest.fixture(scope="module")
-def claude() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def gw(upstream: FakeUpstream, claude: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     behaviours = ["echo", "tool", "json", "thinking", "cache", "overloaded", "rate-limited", "bad", "500"]
     behaviours += ["error-mid-stream", "die-mid-stream"]
