@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -57,6 +58,7 @@ class Gateway:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("FERROGATE_", "OPENAI_"))}
         full_env["FERROGATE_DATABASE_URL"] = database_url or f"sqlite:///{tmp}/store-{self.port}.db"
         full_env.update(env or {})
+        self.master_key = full_env.get("FERROGATE_MASTER_KEY")
         self._log = self.log_path.open("ab")
         # started from its own directory (the journal, .ferrogate/spool, lands there: one per test, as one per
         # store in production) and in its own process group, so a test can kill it whole (kill())
@@ -103,3 +105,11 @@ class Gateway:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+def admin(gw: Gateway, method: str, path: str, body: Any = None) -> Any:
+    """Call ``/admin/v1{path}`` on ``gw`` with its master key; the JSON answer (the status must be a 2xx)."""
+    headers = {"Authorization": f"Bearer {gw.master_key}"}
+    resp = httpx.request(method, f"{gw.url}/admin/v1{path}", json=body, headers=headers, timeout=10)
+    assert resp.status_code < 300, resp.text
+    return resp.json()

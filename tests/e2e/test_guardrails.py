@@ -26,10 +26,9 @@ import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import LEAK, WORDS, FakeUpstream
-from tests.support import Gateway
+from tests.support import Gateway, admin
 
 MASTER = "guardrails-master-key-0123456789"
-ADMIN = {"Authorization": f"Bearer {MASTER}"}
 #: Redacted wherever it is found (rule ``acme-token``); a new one each run.
 TOKEN = "acme_" + secrets.token_hex(8)
 #: Blocks the request (rule ``blk-token``).
@@ -101,12 +100,6 @@ model_groups:
     gateway = Gateway(tmp, config, dev=False, env={"FERROGATE_MASTER_KEY": MASTER}).wait_ready()
     yield gateway
     gateway.stop()
-
-
-def admin(gw: Gateway, method: str, path: str, body: Any = None) -> Any:
-    resp = httpx.request(method, f"{gw.url}/admin/v1{path}", json=body, headers=ADMIN, timeout=10)
-    assert resp.status_code < 300, resp.text
-    return resp.json()
 
 
 @pytest.fixture(scope="module")

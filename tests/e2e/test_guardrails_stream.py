@@ -24,10 +24,9 @@ import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import LEAK, FakeUpstream
-from tests.support import Gateway
+from tests.support import Gateway, admin
 
 MASTER = "guardrails-stream-master-key-0123"
-ADMIN = {"Authorization": f"Bearer {MASTER}"}
 REDACTED = "[REDACTED:acme-token]"
 HI: Any = [{"role": "user", "content": "hi"}]
 LOOKUP: Any = {
@@ -81,12 +80,6 @@ model_groups:
     gateway = Gateway(tmp, config, dev=False, env={"FERROGATE_MASTER_KEY": MASTER}).wait_ready()
     yield gateway
     gateway.stop()
-
-
-def admin(gw: Gateway, method: str, path: str, body: Any = None) -> Any:
-    resp = httpx.request(method, f"{gw.url}/admin/v1{path}", json=body, headers=ADMIN, timeout=10)
-    assert resp.status_code < 300, resp.text
-    return resp.json()
 
 
 def new_key(gw: Gateway) -> dict[str, Any]:
