@@ -15,6 +15,21 @@ from typing import Any
 import httpx
 
 
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid``, read from each of its threads' ``children`` file.
+
+    A thread that exits between the directory listing and the read is skipped: the
+    children it had are re-parented to the process and show up under another thread.
+    """
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, settings
 
-from tests.support import Gateway
+from tests.support import Gateway, child_pids
 
 MASTER_KEY = "fg-dev-master-key-insecure"
 RSS_GROWTH_BOUND = 200 * 1024 * 1024
@@ -44,13 +44,6 @@ def fuzz_settings(default: int) -> settings:
         derandomize="FERROGATE_FUZZ_EXAMPLES" not in os.environ,  # the suite's run is reproducible
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     )
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        found += [int(child) for child in task.read_text().split()]
-    return found
 
 
 def _status_kb(pid: int, field_name: str) -> int:
@@ -91,7 +84,7 @@ class Target:
     @classmethod
     def start(cls, tmp: Path, config: str) -> Target:
         gateway = Gateway(tmp, config).wait_ready()
-        workers = _children(gateway.proc.pid)
+        workers = child_pids(gateway.proc.pid)
         assert len(workers) == 1, f"expected one worker, found {workers}"
         for pid in [gateway.proc.pid, *workers]:
             ceiling = _status_kb(pid, "VmSize") * 1024 + ADDRESS_SPACE_HEADROOM
@@ -148,7 +141,7 @@ class Target:
         """The worker is the same process, answers ``/health``, and its memory stayed bounded."""
         assert self.alive(), "the gateway or its worker died"
         assert client.get("/health").status_code == 200
-        assert _children(self.gateway.proc.pid) == [self.worker], "the worker was replaced: it died"
+        assert child_pids(self.gateway.proc.pid) == [self.worker], "the worker was replaced: it died"
         grown = rss_bytes(self.worker) - self.rss_before
         assert grown < RSS_GROWTH_BOUND, f"worker RSS grew by {grown / 2**20:.0f} MiB over the run"
 

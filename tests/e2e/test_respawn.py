@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import Gateway
+from tests.support import Gateway, child_pids
 
 CHAT = {"model": "mock", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
@@ -28,14 +28,13 @@ def workers(gw: Gateway) -> set[int]:
     parent = gw.proc.pid
     mine = Path(f"/proc/{parent}/cmdline").read_bytes()
     found = set()
-    for task in Path(f"/proc/{parent}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z" and Path(f"/proc/{pid}/cmdline").read_bytes() == mine:
-                    found.add(int(pid))
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue  # exited while we looked
+    for pid in child_pids(parent):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z" and Path(f"/proc/{pid}/cmdline").read_bytes() == mine:
+                found.add(pid)
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue  # exited while we looked
     return found
 
 
