@@ -93,7 +93,7 @@ async def main() -> None:
             )
             settings = Settings(master, False, url, None, auth_cache_ttl_s=3600)
             gw = gateways[metering] = Gateway(config, store, settings)
-            gw.router._routes["bench"] = (_Canned(), "bench")
+            gw.router.group("bench").by_priority[0].provider = _Canned()  # type: ignore[union-attr]
         gateway = gateways[True]
         writer = asyncio.create_task(gateway.recorder.run())  # usage records go to the store, as in a worker
         n = int(os.environ.get("HOT_N", "20000"))

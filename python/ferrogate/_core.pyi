@@ -17,15 +17,22 @@ from typing import ClassVar, final
 
 __all__ = [
     "ChatStreamMeter",
+    "CircuitError",
+    "CircuitPolicy",
+    "Circuits",
     "CoreError",
     "GuardPolicy",
     "InvalidBodyError",
     "InvalidRateError",
+    "JsonSchema",
     "LimiterError",
     "RateLimiter",
+    "RoutePolicy",
+    "RoutePolicyError",
     "RuleError",
     "ScanResult",
     "Scanner",
+    "SchemaError",
     "SseError",
     "SseEvent",
     "SseParser",
@@ -231,6 +238,10 @@ class StreamRelay:
     @property
     def completion_text(self) -> str:
         """The completion text: answer and reasoning text, tool call names and arguments."""
+    @property
+    def content_started(self) -> bool:
+        """Whether any content (text, reasoning, refusal or a tool call) reached the stream yet: until then a
+        failed stream can still be failed over to another deployment."""
     @property
     def malformed_events(self) -> int:
         """How many data events the source decoder could not read."""
@@ -440,3 +451,226 @@ class ScanResult:
     @property
     def blocked(self) -> tuple[str, str, int, str, int, int] | None:
         """The first finding whose action is block."""
+
+# ---- circuit breakers (rust_core/src/circuit, docs/routing.md) ----------------------------------------------
+
+class CircuitError(CoreError):
+    """The circuit breakers' table: a bad policy setting, a full table, a slot out of range, or a table file that
+    cannot be opened (another layout or capacity)."""
+
+@final
+class CircuitPolicy:
+    """A model group's circuit breaker and retry budget settings (``CircuitSettings``, the budget fields of
+    ``RetrySettings``, ``routing.latency_alpha``), checked once; raises :class:`CircuitError` naming a bad one.
+
+    Example:
+        >>> p = CircuitPolicy(enabled=True, window_s=30.0, min_requests=10, error_rate=0.5, consecutive=5,
+        ...     cooldown_s=5.0, cooldown_max_s=300.0, probes=1, latency_alpha=0.2, retry_budget_pct=20.0,
+        ...     retry_budget_min=10, retry_budget_window_s=10.0)
+        >>> p.window_s, p.probes
+        (30.0, 1)
+    """
+
+    def __new__(
+        cls,
+        *,
+        enabled: bool,
+        window_s: float,
+        min_requests: int,
+        error_rate: float,
+        consecutive: int,
+        cooldown_s: float,
+        cooldown_max_s: float,
+        probes: int,
+        latency_alpha: float,
+        retry_budget_pct: float,
+        retry_budget_min: int,
+        retry_budget_window_s: float,
+    ) -> CircuitPolicy: ...
+    @property
+    def enabled(self) -> bool:
+        """Whether breakers trip (``False``: attempts are still counted, never refused)."""
+    @property
+    def window_s(self) -> float:
+        """The sliding window failures are counted over."""
+    @property
+    def probes(self) -> int:
+        """Half-open probes let through at once."""
+    @property
+    def cooldown_s(self) -> float:
+        """The first cool-down."""
+    @property
+    def cooldown_max_s(self) -> float:
+        """The longest cool-down."""
+
+@final
+class Circuits:
+    """Per deployment key: a circuit breaker, attempts in flight, latency EWMAs and a retry budget, in a bounded
+    table (``path=None``: this process; a path under ``/dev/shm``: every worker process mapping it shares it
+    exactly). Every call keeps the GIL and takes well under a microsecond.
+
+    Example:
+        >>> p = CircuitPolicy(enabled=True, window_s=30.0, min_requests=10, error_rate=0.5, consecutive=2,
+        ...     cooldown_s=5.0, cooldown_max_s=300.0, probes=1, latency_alpha=0.2, retry_budget_pct=20.0,
+        ...     retry_budget_min=10, retry_budget_window_s=10.0)
+        >>> c = Circuits(None, 64)
+        >>> s = c.slot("openai/gpt-4o")
+        >>> [c.admit(s, p) == 0 and c.done(s, p, False, 0.1, -1.0, 0.0, False, 503) for _ in range(2)]
+        [False, True]
+        >>> c.admit(s, p), c.view(s)[0]
+        (-1, 1)
+    """
+
+    def __new__(cls, path: str | os.PathLike[str] | None = None, capacity: int = 4096) -> Circuits: ...
+    def slot(self, key: str) -> int:
+        """The slot of deployment key ``key`` (``f"{upstream}/{model}"``), the same in every process mapping the
+        file; claimed on first use, never given back (:class:`CircuitError` when every slot is taken)."""
+    def admit(self, slot: int, policy: CircuitPolicy) -> int:
+        """Before an attempt: 0 closed (send it), 1 half-open probe granted (send it, pass ``probe=True`` to
+        :meth:`done`), -1 skip (open, or every probe place taken). An admitted attempt counts +1 in flight and
+        one request of the retry budget."""
+    def done(
+        self,
+        slot: int,
+        policy: CircuitPolicy,
+        ok: bool,
+        latency_s: float,
+        ttft_s: float,
+        retry_after_s: float,
+        probe: bool,
+        status: int,
+    ) -> bool:
+        """After an admitted attempt: in flight -1; the attempt counted in the sliding window and the failures in
+        a row; the EWMAs (``latency_s``, and ``ttft_s`` when >= 0; a failure only raises them); ``status`` the
+        HTTP status, 0 a connection fault, 1 a timeout; ``retry_after_s`` > 0 sets the cool-down of a trip (up
+        to ``cooldown_max_s``). ``True`` when this call tripped the breaker open (publish it:
+        ``Health.tripped``)."""
+    def retry_allowed(self, slot: int, policy: CircuitPolicy) -> bool:
+        """Whether the retry budget allows one more retry on this deployment (counted when ``True``)."""
+    def trip(self, slot: int, open_for_s: float) -> None:
+        """Open the breaker for ``open_for_s`` seconds (a trip another instance saw); an open one only lengthens."""
+    def state(self, slot: int) -> int:
+        """Just the state (0 closed, 1 open, 2 half-open, as in :meth:`view`): one read, nothing counted; cheaper
+        than ``view(slot)[0]`` for a check before :meth:`admit`."""
+    def view(self, slot: int) -> tuple[int, float, int, int, float, int, int, float, float, int, float]:
+        """``(state, error_rate, window_requests, consecutive_failures, open_remaining_s, trips_in_a_row,
+        in_flight, ttft_ewma_s, latency_ewma_s, last_status, last_failure_age_s)``: state 0 closed, 1 open, 2
+        half-open (also an open breaker whose cool-down is over); -1 for an EWMA, status or age not known yet."""
+    def facts(self, slots: Sequence[int]) -> list[tuple[int, int, float, float, float]]:
+        """Per slot, in one call (ordering a group's deployments): ``(state, in_flight, error_rate,
+        latency_ewma_s, ttft_ewma_s)``."""
+    @property
+    def capacity(self) -> int:
+        """The number of slots."""
+    @property
+    def path(self) -> str | None:
+        """The shared file's path, or ``None`` for process-local memory."""
+    def occupancy(self) -> int:
+        """Slots holding a deployment key."""
+    def clear_in_flight(self) -> None:
+        """Set every in-flight count to 0: after a worker was killed mid-request (its attempts would stay counted);
+        the live workers' attempts then end on a count held at 0, and the counts are right once they have."""
+
+# ---- structured outputs (rust_core/src/schema) --------------------------------------------------
+
+class SchemaError(CoreError):
+    """A JSON schema that does not compile (not JSON, over 256 KiB, not a schema of its draft, an unresolvable or
+    remote ``$ref``, a pattern that needs backtracking), or an answer that checking would take over its work
+    budget (from :meth:`JsonSchema.errors`: the answer is not checked)."""
+
+@final
+class JsonSchema:
+    """A compiled JSON schema (drafts 4 to 2020-12; 2020-12 unless ``$schema`` says otherwise): build it once per
+    distinct schema, check any number of answers. Nothing is ever fetched (a remote ``$ref`` does not compile);
+    ``format`` is asserted; ``pattern`` runs in linear time. Raises :class:`SchemaError`.
+
+    Example:
+        >>> s = JsonSchema(b'{"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}')
+        >>> s.errors(b'{"n": 1}'), s.errors(b'{"n": "x"}'), s.errors(b'{}')
+        ([], [('/n', 'value is not of type "integer"')], [('', '"n" is a required property')])
+        >>> s.errors(b"not json")[0][0]
+        ''
+    """
+
+    def __new__(cls, schema: bytes) -> JsonSchema: ...
+    def errors(self, instance: bytes, limit: int = 5) -> list[tuple[str, str]]:
+        """At most ``limit`` violations ``(JSON pointer, message)`` of the answer ``instance`` (JSON bytes), the
+        answer's values masked out of the messages; ``[]`` when valid (a ``limit`` below 1 reads as 1); one at
+        ``""`` when it is not JSON. Raises :class:`SchemaError` when checking it would take over its budget of
+        evaluations (100 000 plus 64 per value of the answer): the answer is not checked. The GIL is released
+        for answers of 64 KiB or more."""
+
+# ---- routing rules (rust_core/src/policy, docs/routing.md) --------------------------------------------------
+
+class RoutePolicyError(CoreError):
+    """Routing rules that do not parse, do not validate against the routing schema, or carry a bad ``@id`` /
+    ``@priority``: one line per problem, ``"<source>:<line>:<col>: <what>"``."""
+
+@final
+class RoutePolicy:
+    """Routing rules (Cedar policies over principal ``Key``, action ``Action::"route"``, resource ``Deployment``)
+    and the deployments registered with them.
+
+    A candidate is eligible unless a ``forbid`` matches; each matching ``permit`` with ``@priority("N")`` adds N
+    to its score. Rule ids: ``@id("...")``, else ``policy<N>``. Raises :class:`RoutePolicyError`.
+
+    Example:
+        >>> p = RoutePolicy('@id("open") forbid(principal, action, resource) when { resource.circuit == "open" };', "x")
+        >>> p.deployment("up/m", "openai", "up", "m", "fast", [], 0, 0)
+        0
+        >>> p.decide("t", "k", "", "", 0, -1, "fast", False, "openai", [(0, 100, 50, 0, "open", 0)])
+        [(0, False, 0, ['open'])]
+    """
+
+    def __new__(cls, text: str, source: str) -> RoutePolicy: ...
+    @staticmethod
+    def from_sources(sources: list[tuple[str, str]]) -> RoutePolicy:
+        """The rules of several ``(text, source)`` pairs as one set (a rule file and inline rules); ids are unique
+        across them, ``policy<N>`` counts every rule from the first source on."""
+    def deployment(
+        self,
+        key: str,
+        provider: str,
+        upstream: str,
+        model: str,
+        group: str,
+        tags: list[str],
+        input_price_micro_usd: int,
+        output_price_micro_usd: int,
+    ) -> int:
+        """Registers a deployment's fixed attributes (prices: micro-USD per 1M tokens); returns its id."""
+    def decide(
+        self,
+        team: str,
+        key: str,
+        user: str,
+        classification: str,
+        sla_ms: int,
+        budget_left_cents: int,
+        model: str,
+        stream: bool,
+        ingress: str,
+        candidates: list[tuple[int, int, int, int, str, int]],
+    ) -> list[tuple[int, bool, int, list[str]]]:
+        """Per candidate ``(id, latency_ms, ttft_ms, error_rate_pct, circuit, in_flight)``, in input order:
+        ``(id, eligible, score, ids of the rules that decided)`` (the forbids that matched when not eligible,
+        else the permits that matched). ``circuit`` is ``closed``, ``open`` or ``half_open`` (``ValueError``
+        otherwise, and for an id ``deployment`` did not return)."""
+    def order(
+        self,
+        team: str,
+        key: str,
+        user: str,
+        classification: str,
+        sla_ms: int,
+        budget_left_cents: int,
+        model: str,
+        stream: bool,
+        ingress: str,
+        candidates: list[tuple[int, int, int, int, str, int]],
+    ) -> list[int]:
+        """The eligible candidates' ids, highest score first, ties in input order (:meth:`decide` reduced to the
+        router's need)."""
+    @property
+    def ids(self) -> list[str]:
+        """The rules' ids, in source order."""

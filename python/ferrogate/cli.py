@@ -76,12 +76,14 @@ def _load(path: str | None) -> Config:
 
 def _config_check(args: argparse.Namespace) -> int:
     from ferrogate.guardrails import Guardrails
+    from ferrogate.routing.rules import RoutingRules
     from ferrogate.server.app import price_table
 
     try:
         config = load_config(args.file)
         price_table(config)  # server.prices_file, if named, must exist and be valid too
         Guardrails(config.guardrails)  # every rule compiles (the Gitleaks file's too)
+        RoutingRules.load(config.routing)  # every routing rule parses and validates against the schema
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -148,6 +150,9 @@ def _serve(args: argparse.Namespace) -> int:
         from ferrogate.guardrails import Guardrails
 
         Guardrails(config.guardrails)  # a rule that does not compile stops the start, naming it
+        from ferrogate.routing.rules import RoutingRules
+
+        RoutingRules.load(config.routing)  # so does a routing rule that does not validate, naming its line
     except ConfigError as exc:
         print(f"ferrogate: {exc}", file=sys.stderr)
         return 1
@@ -155,6 +160,12 @@ def _serve(args: argparse.Namespace) -> int:
         from ferrogate.limits import default_table_path
 
         os.environ.setdefault("FERROGATE_LIMITS_PATH", str(default_table_path(str(args.port))))
+    from ferrogate.routing.health import table_path
+
+    # and, with or without Redis, one circuit-breaker table (Redis carries trips between instances), removed at
+    # exit when this process named it
+    own_circuits = "FERROGATE_CIRCUITS_PATH" not in os.environ
+    os.environ.setdefault("FERROGATE_CIRCUITS_PATH", str(table_path(str(args.port))))
     if args.config:
         os.environ["FERROGATE_CONFIG"] = str(Path(args.config).resolve())
     if args.workers < 1:
@@ -193,6 +204,8 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        if own_circuits:
+            Path(os.environ["FERROGATE_CIRCUITS_PATH"]).unlink(missing_ok=True)
     return 0
 
 

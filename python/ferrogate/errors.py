@@ -62,6 +62,9 @@ class ErrorKind(enum.Enum):
     CONTENT_POLICY = "content_policy"
     CLASSIFICATION_NOT_CLEARED = "classification_not_cleared"
     STORE_UNAVAILABLE = "store_unavailable"
+    NO_HEALTHY_DEPLOYMENT = "no_healthy_deployment"
+    ROUTE_FORBIDDEN = "route_forbidden"
+    SCHEMA_MISMATCH = "schema_mismatch"
     NOT_READY = "not_ready"
     INTERNAL = "internal"
 
@@ -89,6 +92,9 @@ KINDS: dict[ErrorKind, KindInfo] = {
         403, "invalid_request_error", "classification_not_cleared", False, Source.CLIENT
     ),
     ErrorKind.STORE_UNAVAILABLE: KindInfo(503, "server_error", "store_unavailable", True, Source.INTERNAL),
+    ErrorKind.NO_HEALTHY_DEPLOYMENT: KindInfo(503, "upstream_error", "no_healthy_deployment", True, Source.UPSTREAM),
+    ErrorKind.ROUTE_FORBIDDEN: KindInfo(403, "invalid_request_error", "no_deployment_allowed", False, Source.CLIENT),
+    ErrorKind.SCHEMA_MISMATCH: KindInfo(502, "upstream_error", "response_schema_mismatch", True, Source.UPSTREAM),
     ErrorKind.NOT_READY: KindInfo(503, "server_error", "not_ready", True, Source.INTERNAL),
     ErrorKind.INTERNAL: KindInfo(500, "server_error", "internal_error", True, Source.INTERNAL),
 }

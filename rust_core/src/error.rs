@@ -106,3 +106,123 @@ pub enum ScanError {
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
 }
+
+/// A JSON schema that cannot be used ([`crate::schema::JsonSchema::new`]), or an answer it cannot check
+/// within the work budget ([`crate::schema::JsonSchema::errors`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// The schema's bytes are over [`crate::schema::MAX_SCHEMA_BYTES`].
+    #[error("JSON schema of {size} bytes is over the limit of {limit}")]
+    TooLarge {
+        /// The schema's size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The schema's bytes are not one JSON document (or nest deeper than 128).
+    #[error("JSON schema is not JSON: {0}")]
+    NotJson(String),
+    /// The schema does not compile: not a schema of its draft, a `$ref` that does not resolve
+    /// (remote ones never do), a pattern the linear-time engine does not take or that is too large.
+    #[error("invalid JSON schema at {pointer:?}: {message}")]
+    Invalid {
+        /// JSON pointer of the offending place in the schema (`""`: the root).
+        pointer: String,
+        /// The compiler's message.
+        message: String,
+    },
+    /// Checking this answer would take more evaluations (subschema, value) than its budget: a
+    /// schema whose applicators multiply along a deeply nested answer. The answer is not checked.
+    #[error("checking the answer against this JSON schema would take over {budget} evaluations")]
+    TooCostly {
+        /// The answer's budget (a base plus a share per value).
+        budget: u64,
+    },
+}
+
+/// One problem of a routing rule, where it is: `<source>:<line>:<col>: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleProblem {
+    /// The name of the text the rule came from (a file path, `routing.rules`, `admin`).
+    pub origin: String,
+    /// 1-based line of the problem in that text.
+    pub line: usize,
+    /// 1-based column (in characters) of the problem in that line.
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.origin, self.line, self.col, self.message
+        )
+    }
+}
+
+/// Errors of the routing rules ([`crate::policy::RoutePolicy`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutePolicyError {
+    /// Rules that do not parse, do not validate against the routing schema, or carry a bad `@id` /
+    /// `@priority` annotation: one line per problem, `<source>:<line>:<col>: <message>`.
+    #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Rules {
+        /// Every problem found, in source order (at least one).
+        problems: Vec<RuleProblem>,
+    },
+    /// A candidate names a deployment id that `deployment` did not return.
+    #[error("unknown deployment id {0}")]
+    UnknownDeployment(usize),
+    /// Facts Cedar refused to make into its request or entities (not expected: every value of the
+    /// model is a plain string, integer, boolean or set of strings).
+    #[error("routing facts Cedar cannot represent: {0}")]
+    Facts(String),
+}
+
+/// Errors of the circuit breakers' table ([`crate::circuit`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CircuitError {
+    /// A policy setting out of its range (the message names it).
+    #[error("invalid circuit policy: {0}")]
+    InvalidPolicy(String),
+    /// A table capacity of 0, or too large to map.
+    #[error("invalid circuit table capacity {0}: expected 1 to 1048576 slots")]
+    InvalidCapacity(usize),
+    /// Every slot holds another deployment key (slots are never given back: see the module docs).
+    #[error("circuit table full: all {0} slots hold a deployment key (raise the capacity)")]
+    Full(usize),
+    /// A slot number that is not one of the table's.
+    #[error("circuit slot {slot} out of range (capacity {capacity})")]
+    BadSlot {
+        /// The slot asked for.
+        slot: usize,
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// The shared table file could not be opened, or is not a circuit table of this layout
+    /// (the file's message).
+    #[error("{0}")]
+    Table(String),
+}
+
+impl From<LimitError> for CircuitError {
+    /// The shared file's errors (the mapping code is the limiter's, `ratelimit::shm`).
+    fn from(error: LimitError) -> Self {
+        match error {
+            LimitError::InvalidCapacity(capacity) => Self::InvalidCapacity(capacity),
+            LimitError::Io { path, message } => {
+                Self::Table(format!("circuit table {path}: {message}"))
+            }
+            LimitError::Layout { path, message } => Self::Table(format!(
+                "circuit table {path} has the wrong layout: {message}"
+            )),
+            LimitError::Unsupported(message) => Self::Table(format!(
+                "shared circuit table unsupported on this machine: {message}"
+            )),
+            LimitError::InvalidRate(message) => Self::InvalidPolicy(message),
+        }
+    }
+}

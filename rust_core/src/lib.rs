@@ -11,14 +11,20 @@
 //! - [`ratelimit`]: cost-weighted GCRA buckets in a bounded table shared by worker processes,
 //!   used by the *limit* phase.
 //! - [`scan`]: guardrail scanning (secrets, PII, deny patterns) of text, JSON bodies and streams.
+//! - [`schema`]: JSON-schema validation of structured answers (the *respond* phase).
 //! - [`audit`]: the audit trail's record hash (canonical JSON, SHA-256).
+//! - [`policy`]: routing rules (Cedar policies) that make deployments eligible and score them, used
+//!   by the *route* phase.
 //! - [`error`]: one error enum per component.
 
 pub mod audit;
+pub mod circuit;
 pub mod error;
+pub mod policy;
 pub mod ratelimit;
 pub mod relay;
 pub mod scan;
+pub mod schema;
 pub mod sse;
 pub mod tokens;
 

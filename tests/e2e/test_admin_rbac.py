@@ -117,6 +117,13 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("PUT", "/admin/v1/guardrails"): lambda w: {"responses": False},
     ("PUT", "/admin/v1/teams/{team_id}/guardrails"): lambda w: {"responses": False},
     ("PUT", "/admin/v1/keys/{key_id}/guardrails"): lambda w: {"responses": False},
+    ("PUT", "/admin/v1/llm/upstreams/{name}"): lambda w: {"name": "walk-upstream", "provider": "mock"},
+    ("PUT", "/admin/v1/llm/model_groups/{name}"): lambda w: {
+        "name": "walk-group",
+        "deployments": [{"upstream": "mock"}],
+    },
+    ("PUT", "/admin/v1/llm/rules"): lambda w: {"text": ""},
+    ("POST", "/admin/v1/llm/route"): lambda w: {"model": "mock"},
 }
 
 
@@ -127,6 +134,8 @@ def concrete_path(world: World, route: AdminRoute) -> str:
         path = path.replace("{user_id}", world.root.user(world.team_a["id"])["id"])
     if "{key_id}" in path:
         path = path.replace("{key_id}", world.root.key(world.team_a["id"])["id"])
+    # the PUT of an upstream or group comes before its DELETE in the table: a permitted DELETE finds it
+    path = path.replace("{name}", "walk-upstream" if "/upstreams/" in path else "walk-group")
     assert "{" not in path, f"the walk cannot fill {route.path}"
     return path
 

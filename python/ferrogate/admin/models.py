@@ -259,44 +259,7 @@ class KeyQuery(_In):
     cursor: Cursor | None = None
 
 
-# ---- llm -----------------------------------------------------------------------------------
-
-
-class UpstreamOut(BaseModel):
-    """A configured upstream (its key never shown)."""
-
-    name: str
-    provider: str
-    base_url: str | None
-    has_api_key: bool
-    timeouts: dict[str, float]
-
-
-class UpstreamList(BaseModel):
-    """Every configured upstream."""
-
-    data: list[UpstreamOut]
-
-
-class DeploymentOut(BaseModel):
-    """Where a model group is served."""
-
-    upstream: str
-    model: str
-
-
-class ModelGroupOut(BaseModel):
-    """A model group and its deployments."""
-
-    name: str
-    owned_by: str
-    deployments: list[DeploymentOut]
-
-
-class ModelGroupList(BaseModel):
-    """Every configured model group."""
-
-    data: list[ModelGroupOut]
+# ---- shared --------------------------------------------------------------------------------
 
 
 class Deleted(BaseModel):

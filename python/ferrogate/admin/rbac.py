@@ -35,6 +35,7 @@ class Permission(enum.StrEnum):
     KEYS_READ = "keys:read"
     KEYS_WRITE = "keys:write"
     LLM_READ = "llm:read"
+    LLM_WRITE = "llm:write"
     USAGE_READ = "usage:read"
     AUDIT_READ = "audit:read"
     GUARDRAILS_READ = "guardrails:read"
@@ -57,7 +58,13 @@ GRANTS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.AUDITOR: frozenset(
-        {Permission.PUBLIC, Permission.USAGE_READ, Permission.AUDIT_READ, Permission.GUARDRAILS_READ}
+        {
+            Permission.PUBLIC,
+            Permission.USAGE_READ,
+            Permission.AUDIT_READ,
+            Permission.GUARDRAILS_READ,
+            Permission.LLM_READ,
+        }
     ),
     Role.MEMBER: frozenset({Permission.PUBLIC}),
 }

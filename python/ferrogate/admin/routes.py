@@ -4,10 +4,13 @@ required), and a test walks every route with every role against :data:`~.rbac.GR
 from __future__ import annotations
 
 from ferrogate.admin import guardrails as g
+from ferrogate.admin import llm as L
+from ferrogate.admin import llm_models as LM
 from ferrogate.admin import models as m
 from ferrogate.admin.rbac import Permission as P
 from ferrogate.admin.service import AdminService as S
 from ferrogate.admin.table import AdminRoute as R
+from ferrogate.config import ModelGroup, Upstream
 
 TEAM = "/admin/v1/teams/{team_id}"
 USER = "/admin/v1/users/{user_id}"
@@ -16,6 +19,9 @@ GUARD = "/admin/v1/guardrails"
 TEAM_G = TEAM + "/guardrails"
 KEY_G = KEY + "/guardrails"
 GG, GD, GO = g.GuardrailGlobal, g.GuardrailOverride, g.GuardrailOverrideOut
+LLM = "/admin/v1/llm"
+UP, MG, RULES = LLM + "/upstreams", LLM + "/model_groups", LLM + "/rules"
+UPN, MGN, DQ, SL = UP + "/{name}", MG + "/{name}", LM.DeleteQuery, ("name",)  # SL: a name may hold "/"
 
 ROUTES: tuple[R, ...] = (
     R("POST", "/admin/v1/teams", P.TEAMS_WRITE, "Create a team", m.TeamOut, S.create_team, m.TeamCreate, status=201),
@@ -37,8 +43,17 @@ ROUTES: tuple[R, ...] = (
     R("POST", KEY + "/rotate", P.KEYS_WRITE, "Rotate a key's secret", m.KeySecret, S.rotate_key, m.KeyRotate),
     R("GET", "/admin/v1/usage", P.USAGE_READ, "Usage and cost sums", m.UsageList, S.usage, query=m.UsageQuery),
     R("GET", "/admin/v1/audit", P.AUDIT_READ, "Audit trail", m.AuditList, S.list_audit, query=m.AuditQuery),
-    R("GET", "/admin/v1/llm/upstreams", P.LLM_READ, "List upstreams", m.UpstreamList, S.list_upstreams),
-    R("GET", "/admin/v1/llm/model_groups", P.LLM_READ, "List model groups", m.ModelGroupList, S.list_model_groups),
+    R("GET", UP, P.LLM_READ, "Upstreams in force, their deployments and health", LM.UpstreamList, L.list_upstreams),
+    R("PUT", UPN, P.LLM_WRITE, "Add or replace an upstream", LM.UpstreamOut, L.put_upstream, Upstream, slashes=SL),
+    R("DELETE", UPN, P.LLM_WRITE, "Delete an upstream", m.Deleted, L.delete_upstream, query=DQ, slashes=SL),
+    R("GET", MG, P.LLM_READ, "Model groups in force", LM.ModelGroupList, L.list_model_groups),
+    R("PUT", MGN, P.LLM_WRITE, "Add or replace a group", LM.ModelGroupOut, L.put_model_group, ModelGroup, slashes=SL),
+    R("DELETE", MGN, P.LLM_WRITE, "Delete a model group", m.Deleted, L.delete_model_group, query=DQ, slashes=SL),
+    R("GET", RULES, P.LLM_READ, "Routing rules in force", LM.RulesOut, L.get_rules),
+    R("PUT", RULES, P.LLM_WRITE, "Replace the routing rules", LM.RulesOut, L.put_rules, LM.RulesIn),
+    R("DELETE", RULES, P.LLM_WRITE, "Drop the stored routing rules", LM.RulesOut, L.delete_rules),
+    R("POST", LLM + "/route", P.LLM_READ, "Dry run: a request's route", LM.RouteOut, L.explain_route, LM.RouteQuery),
+    R("GET", LLM + "/status", P.LLM_READ, "This worker's configuration reload state", LM.StatusOut, L.get_status),
     R("GET", GUARD, P.GUARDRAILS_READ, "Global guardrail policy and built-in rules", g.GuardrailsOut, g.get_guardrails),
     R("PUT", GUARD, P.GUARDRAILS_WRITE, "Replace the global guardrail policy", g.GuardrailsOut, g.put_guardrails, GG),
     R("GET", TEAM_G, P.GUARDRAILS_READ, "A team's guardrail override", GO, g.get_team_guardrails),

@@ -5,19 +5,20 @@ existence is not revealed), lists are filtered to the team, and they may create 
 ``member`` keys and ``member``/``team_admin`` users there.
 
 Every change (create, update, delete of teams, users and keys; key revoke and rotate; guardrail policies, in
-:mod:`ferrogate.admin.guardrails`) leaves an audit
-event (actor, action, target, the object before and after, secrets removed) that is durable, in the store or
-in the audit spool, before the handler answers.
+:mod:`ferrogate.admin.guardrails`; upstreams, model groups and routing rules, in :mod:`ferrogate.admin.llm`) leaves
+an audit event (actor, action, target, the object before and after, secrets removed) that is durable, in the store
+or in the audit spool, before the handler answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferrogate.admin import models as m
 from ferrogate.admin.guardrails import GuardrailPolicies
+from ferrogate.admin.llm import HealthSource
 from ferrogate.admin.rbac import Principal, Role
 from ferrogate.admin.table import Call
 from ferrogate.audit.events import admin_event
@@ -28,6 +29,9 @@ from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.store import Store
 from ferrogate.store.errors import NotFound
 from ferrogate.store.records import Key
+
+if TYPE_CHECKING:
+    from ferrogate.routing.reload import ConfigReloader
 
 
 def _key_out(key: Key) -> m.KeyOut:
@@ -50,7 +54,9 @@ def _forbidden(message: str) -> GatewayError:
 class AdminService:
     """The admin plane's state: the store, the configuration, the key hasher, cache invalidation, the audit
     writer (``None``: changes are not audited), the worker's guardrail policies (``None``: documents are stored
-    unchecked by the registry, and running workers pick them up by polling)."""
+    unchecked by the registry, and running workers pick them up by polling), the worker's configuration reloader
+    (``None``: the ``/llm`` listings show ``config`` and writes answer 503) and the instance's deployment health
+    (``None``: listings show ``health: null``)."""
 
     def __init__(
         self,
@@ -60,6 +66,8 @@ class AdminService:
         invalidate: Callable[[str | None], Awaitable[None]],
         audit: AuditWriter | None = None,
         policies: GuardrailPolicies | None = None,
+        routing: ConfigReloader | None = None,
+        health: HealthSource | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -67,6 +75,8 @@ class AdminService:
         self.invalidate = invalidate  # drop a key hash (or everything) from every auth cache
         self.audit = audit
         self.policies = policies  # checks guardrail documents and applies a change everywhere (None: store only)
+        self.routing = routing  # the running configuration: upstreams, model groups, routing rules
+        self.health = health  # Health.snapshot(keys) for GET /admin/v1/llm/upstreams
 
     async def _audited(
         self, call: Call, action: str, target: str, team_id: str | None, before: Any, after: Any
@@ -316,31 +326,3 @@ class AdminService:
             cursor=q.cursor,
         )
         return m.AuditList(data=[m.AuditOut.of(r) for r in page.items], next_cursor=page.next_cursor)
-
-    # ---- llm ----
-
-    async def list_upstreams(self, call: Call) -> m.UpstreamList:
-        return m.UpstreamList(
-            data=[
-                m.UpstreamOut(
-                    name=u.name,
-                    provider=u.provider,
-                    base_url=u.base_url,
-                    has_api_key=u.api_key is not None,
-                    timeouts=u.timeouts.model_dump(),
-                )
-                for u in self.config.upstreams
-            ]
-        )
-
-    async def list_model_groups(self, call: Call) -> m.ModelGroupList:
-        return m.ModelGroupList(
-            data=[
-                m.ModelGroupOut(
-                    name=g.name,
-                    owned_by=g.owned_by,
-                    deployments=[m.DeploymentOut(upstream=d.upstream, model=d.model or g.name) for d in g.deployments],
-                )
-                for g in self.config.model_groups
-            ]
-        )

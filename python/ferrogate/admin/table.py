@@ -34,7 +34,11 @@ Handler = Callable[["AdminService", Call], Awaitable[BaseModel]]
 
 @dataclass(frozen=True, slots=True)
 class AdminRoute:
-    """One admin route: method, path (``{name}`` parameters), permission, models and handler."""
+    """One admin route: method, path (``{name}`` parameters), permission, models and handler.
+
+    A path parameter matches one segment, or with its name in ``slashes`` the rest of the path (a model group name
+    such as ``openai/gpt-4o``, sent as ``openai%2Fgpt-4o``: the server decodes it before the match).
+    """
 
     method: str
     path: str
@@ -45,8 +49,9 @@ class AdminRoute:
     request: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     status: int = 200
+    slashes: tuple[str, ...] = ()
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path)
+        regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>{'.+' if m[1] in self.slashes else '[^/]+'})", self.path)
         object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ferrogate.config.prices import Price
+from ferrogate.config.routing import CircuitSettings, RetrySettings, RoutingSettings, SchemaCheck, Strategy
 
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 
@@ -106,14 +107,34 @@ class Deployment(_Strict):
         "restricted",
         description="the most sensitive request classification this deployment may serve (default: every one)",
     )
+    weight: float = Field(1.0, gt=0, le=1_000_000, description="strategy weighted: its share of the requests")
+    priority: int = Field(0, ge=-1_000_000, le=1_000_000, description="strategy priority: lower serves first")
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, description="labels routing rules can test (e.g. self-hosted)"
+    )
 
 
 class ModelGroup(_Strict):
-    """A model name clients ask for, and the deployments that serve it (the first is used)."""
+    """A model name clients ask for (or one of its ``aliases``), the deployments that serve it and, when they all
+    fail, the groups tried next (docs/routing.md)."""
 
     name: Name
+    aliases: list[Name] = Field(default_factory=list, description="other names clients may ask for this group by")
     deployments: list[Deployment] = Field(min_length=1)
     owned_by: str = "ferrogate"
+    strategy: Strategy | None = Field(None, description="how deployments are ordered (None: routing.strategy)")
+    retries: RetrySettings | None = Field(None, description="None: routing.retries")
+    circuit: CircuitSettings | None = Field(None, description="its deployments' circuit breakers (None: routing's)")
+    fallbacks: list[Name] = Field(default_factory=list, description="groups tried in order when all deployments fail")
+    context_window_fallbacks: list[Name] = Field(
+        default_factory=list, description="groups tried when a deployment says the request exceeds its context window"
+    )
+    content_policy_fallbacks: list[Name] = Field(
+        default_factory=list, description="groups tried when a deployment refuses the request on its content policy"
+    )
+    schema_check: SchemaCheck = Field(
+        "off", description="a response_format JSON schema checked against the answer: off, report, retry or error"
+    )
 
 
 class ServerSettings(_Strict):
@@ -306,13 +327,27 @@ class Config(_Strict):
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     upstreams: list[Upstream] = Field(default_factory=list)
     model_groups: list[ModelGroup] = Field(default_factory=list)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
         _unique([u.name for u in self.upstreams], "upstreams")
         _unique([g.name for g in self.model_groups], "model_groups")
-        known = {u.name for u in self.upstreams}
+        named = {g.name: gi for gi, g in enumerate(self.model_groups)}
         for gi, group in enumerate(self.model_groups):
+            for ai, alias in enumerate(group.aliases):
+                if named.setdefault(alias, gi) != gi or alias in group.aliases[:ai]:
+                    raise ValueError(f"model_groups[{gi}].aliases[{ai}]: {alias!r} already names a model group")
+        known = {u.name for u in self.upstreams}
+        groups = {g.name for g in self.model_groups}
+        for gi, group in enumerate(self.model_groups):
+            for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+                for fi, name in enumerate(getattr(group, field)):
+                    if name not in groups or name == group.name:
+                        raise ValueError(
+                            f"model_groups[{gi}].{field}[{fi}]: {name!r} is not another model group"
+                            f" (known: {', '.join(sorted(groups - {group.name})) or 'none'})"
+                        )
             for di, dep in enumerate(group.deployments):
                 if dep.upstream not in known:
                     raise ValueError(

@@ -187,6 +187,31 @@ UPSTREAM_ERRORS = counter(
     "reason",
 )
 
+UPSTREAM_ATTEMPTS = counter(
+    "ferrogate_upstream_attempts_total",
+    "Attempts sent to each deployment (a request retried or failed over makes several), by upstream, upstream "
+    "model and outcome: ok, error, rate_limited, timeout, unreachable.",
+    "upstream",
+    "model",
+    "outcome",
+)
+
+# ---- circuit breakers (routing/health.py; the model label is the deployment's upstream model) --------------
+CIRCUIT_STATE = gauge(
+    "ferrogate_circuit_state",
+    "Each configured deployment's circuit breaker, by upstream and upstream model: 0 closed, 1 open, 2 half-open "
+    "(read from the instance's shared table at each flush; every worker reports the same value).",
+    ("upstream", "model"),
+    "livemax",
+)
+CIRCUIT_TRIPS = counter(
+    "ferrogate_circuit_trips_total",
+    "Circuit breakers tripped open by this instance's attempts (not trips applied from other instances through "
+    "Redis), by upstream and upstream model.",
+    "upstream",
+    "model",
+)
+
 # ---- guardrails ------------------------------------------------------------------------------------------------
 GUARDRAIL_FINDINGS = counter(
     "ferrogate_guardrail_findings_total",
@@ -195,6 +220,17 @@ GUARDRAIL_FINDINGS = counter(
     "rule",
     "category",
     "action",
+)
+
+# ---- structured outputs (routing/schema.py; counted by the respond phase) -----------------------------------
+SCHEMA_CHECKS = counter(
+    "ferrogate_schema_checks_total",
+    "Whole answers checked against the request's JSON schema (chat response_format json_schema, Responses "
+    "text.format, Anthropic output_config.format), by model group and result: valid; invalid (sent to the client "
+    "marked x-ferrogate-schema: invalid); retried (invalid and asked again; the new answer is counted too); "
+    "refused (invalid, answered with an error); unchecked (no text to check, or over the check's work budget).",
+    "group",
+    "result",
 )
 
 # ---- the usage recorder (collected at each flush) ------------------------------------------------------------

@@ -156,6 +156,7 @@ class Metrics:
         "_teams",
         "_unpriced",
         "_upstreams",
+        "collectors",
         "directory",
         "period_s",
     )
@@ -195,6 +196,8 @@ class Metrics:
         #: The hot path's aggregates, one cell per (route, model, team): see :class:`_Cell`.
         self._cells: dict[tuple[str, str, str], _Cell] = {}
         self._bounds = tuple(f.buckets for f in _LATENCY)
+        #: Called with this object at the start of every flush, to set gauges read elsewhere (the circuits' states).
+        self.collectors: list[Callable[[Metrics], None]] = []
         self._seen: dict[str, int] = {}
         for model in prices.missing(served):
             self.set(UNPRICED_MODELS, (model,), 1.0)
@@ -350,6 +353,8 @@ class Metrics:
         Example:
             >>> # metrics.flush()   # every period_s, in run(); and in render() and close()
         """
+        for collect in self.collectors:
+            collect(self)
         if self._recorder is not None:
             self._collect(self._recorder, _USAGE)
         if self._audit is not None:

@@ -94,6 +94,8 @@ async def account(
     when it is stored (the real cost replaces the worst case).
     """
     books(ctx)
+    if ctx.plan is not None:
+        ctx.plan.release()  # an attempt cancelled before its outcome was known still leaves the circuit's count
     if ctx.tpm_keys:
         try:
             if (pending := settle(ctx, limiter)) is not None:  # the local table settles synchronously
@@ -127,7 +129,10 @@ def _record(ctx: RequestContext, identity: Identity, books: Books, latency_ms: f
     journaled = False
     tokens = (prompt, completion, cached, reasoning, counted)
     facts = facts_of(ctx, now, identity, upstream, upstream_model, tokens, cost, latency_ms, books.action)
-    if ctx.guard_findings:  # rare: the findings join the facts, so the journal line holds them too
+    plan = ctx.plan
+    if plan is not None and plan.failed:  # rare: the failed attempts join the facts (and the journal line)
+        facts = GuardedFacts(cast(Any, (*facts, ctx.guard_findings, tuple(plan.failed))))
+    elif ctx.guard_findings:  # rare: the findings join the facts, so the journal line holds them too
         facts = GuardedFacts(cast(Any, (*facts, ctx.guard_findings)))
     if journal is not None:
         try:

@@ -50,10 +50,14 @@ class RequestContext:
         "error",
         "group",
         "guard_findings",
+        "held",
         "identity",
         "model",
+        "plan",
         "prompt_tokens",
         "provider",
+        "relay",
+        "relay_ended",
         "reply",
         "request",
         "request_id",
@@ -105,6 +109,10 @@ class RequestContext:
         #: What the guardrails found: ``(rule id, category, action, path)`` each, never the text (the audit record).
         self.guard_findings: tuple[tuple[str, str, str, str], ...] = ()
         self.answer_guard: Any = None  # _core.GuardPolicy masking the answer (None: answers are not scanned)
+        self.plan: Any = None  # ferrogate.pipeline.failover.Plan: the attempts, set by route
+        self.relay: Any = None  # the stream's _core.StreamRelay, primed by forward (streams only)
+        self.held = b""  # what the relay gave before the stream's first content, sent when it is answered
+        self.relay_ended = False  # the primed stream ended already (it had no more than its opening)
 
     def fail(self, error: BaseException) -> None:
         """Record the error the request ended with (its traceback dropped: no reference cycle)."""

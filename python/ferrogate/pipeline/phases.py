@@ -22,16 +22,29 @@ from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError, Scope
 from ferrogate import _core
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.guardrails.policy import ACTION_NAMES
-from ferrogate.observability.families import GUARDRAIL_FINDINGS
+from ferrogate.observability.families import GUARDRAIL_FINDINGS, UPSTREAM_ATTEMPTS
 from ferrogate.pipeline.context import RequestContext, Usage
+from ferrogate.pipeline.failover import (
+    _RETRY_KINDS,
+    FAULT_STATUS,
+    FINAL,
+    RETRY,
+    TIMEOUT_STATUS,
+    Plan,
+    begin,
+    classify,
+    retry_after_s,
+)
 from ferrogate.pipeline.guard import GUARD_HEADER, mask_answer
-from ferrogate.pipeline.limit import check_deployment
 from ferrogate.pipeline.session import Session
+from ferrogate.pipeline.structured import RETRY as RETRY_SCHEMA
+from ferrogate.pipeline.structured import SCHEMA_HEADER, verdict
 from ferrogate.protocols import ANTHROPIC, EMBEDDINGS, OPENAI_CHAT, RESPONSES, anthropic, embeddings, responses
 from ferrogate.protocols.checks import tokens as _tokens
 from ferrogate.protocols.errors import anthropic_type, render, upstream_error
 from ferrogate.protocols.request import Request
 from ferrogate.providers.base import Call, Reply
+from ferrogate.routing.rules import RequestFacts as RuleFacts
 
 if TYPE_CHECKING:
     from ferrogate.observability.metrics import Metrics
@@ -100,41 +113,132 @@ def authorize(s: Session, ctx: RequestContext) -> None:
 
 
 def route(s: Session, ctx: RequestContext) -> Awaitable[None] | None:
-    """Phase 6: pick the deployment that serves ``ctx.model`` (404 if no group has that name), the first cleared
-    for the request's classification (403 ``classification_not_cleared`` if none is).
-
-    A deployment with ``rpm``/``tpm`` limits then takes the request's cost from its buckets (429
-    ``deployment_rpm_exceeded``/``deployment_tpm_exceeded`` otherwise; see
-    :func:`ferrogate.pipeline.limit.check_deployment`). Returns ``None`` when done, else the awaitable
-    (deployment limits kept in Redis): without deployment limits the phase stays synchronous.
+    """Phase 6: plan the attempts for ``ctx.model`` (404 if no group or alias has that name; 403
+    ``classification_not_cleared`` if no deployment is cleared for the request's classification) and take the
+    first target: the first deployment, in the group's strategy order, whose circuit admits the request and that
+    has rpm/tpm room (a full deployment is skipped; 429 ``deployment_rpm_exceeded``/``deployment_tpm_exceeded``
+    when every one is full; 503 ``no_healthy_deployment`` when every circuit is open). See
+    :mod:`ferrogate.pipeline.failover`. Returns ``None`` when done, else the awaitable (deployment limits kept
+    in Redis).
     """
     deps = s.chain.deps
-    limits = deps.router.pick(ctx)
-    if limits is None:
-        return None
-    return check_deployment(ctx, deps.limiter, limits, s.headers, deps.default_max_tokens)
+    router = deps.router
+    rules = router.table.rules
+    if rules is None:
+        return begin(router, ctx, deps.limiter, s.headers)
+    if rules.uses_budget and ctx.identity.budgets and deps.recorder is not None:
+        return _route_by_budget(s, ctx)
+    return begin(router, ctx, deps.limiter, s.headers, _rule_facts(s, ctx, -1))
+
+
+async def _route_by_budget(s: Session, ctx: RequestContext) -> None:
+    """The route phase when the routing rules read ``context.budget_left_cents``: the least budget left on the key's
+    chain (key, user, team) is read first (the store, or Redis)."""
+    deps = s.chain.deps
+    left: float | None = None
+    for hold, balance in await deps.ledger.balances(ctx.identity.budgets):
+        room = hold.limit_usd - balance.spent_usd - balance.reserved_usd
+        left = room if left is None else min(left, room)
+    cents = -1 if left is None else max(0, int(left * 100))
+    pending = begin(deps.router, ctx, deps.limiter, s.headers, _rule_facts(s, ctx, cents))
+    if pending is not None:
+        await pending
+
+
+def _rule_facts(s: Session, ctx: RequestContext, budget_left_cents: int) -> RuleFacts:
+    """What the routing rules know of the request (docs/routing.md, "Routing rules")."""
+    identity = ctx.identity
+    sla = s.scope.headers.get(s.chain.deps.router.table.config.routing.sla_header)
+    try:
+        sla_ms = max(0, int(float(sla))) if sla else 0
+    except ValueError:
+        raise GatewayError(
+            ErrorKind.INVALID_FIELD, f"the latency SLA header must be a number of milliseconds, not {sla[:40]!r}"
+        ) from None
+    return RuleFacts(
+        team=identity.team_id or "",
+        key=identity.key_id or "",
+        user=identity.user_id or "",
+        classification=ctx.classification,
+        sla_ms=sla_ms,
+        budget_left_cents=budget_left_cents,
+        model=ctx.model,
+        stream=ctx.stream,
+        ingress=ctx.request.protocol,
+    )
 
 
 async def forward(s: Session, ctx: RequestContext) -> None:
-    """Phase 8: the provider adapter sends the request upstream (502/504 on faults); sets ``ctx.reply``.
+    """Phase 8: send attempts until one answers (:mod:`ferrogate.pipeline.failover`); sets ``ctx.reply``.
 
-    The tracer, when on, is called around it as hooks (a CLIENT span whose ``traceparent`` goes upstream).
+    A failed attempt (429, 5xx, unreachable, timeout) goes to the next deployment, then the group's fallbacks;
+    an answer that is not worth another attempt (another 4xx) is the reply. A stream is read until its first
+    content before it counts as answered (:func:`_prime`): one that fails before that is failed over, and the
+    client never sees it. When every attempt failed, the last failure is the answer (an error reply, or the
+    fault raised). The answer carries ``x-ferrogate-attempts`` and ``x-ferrogate-deployment``.
+
+    The tracer, when on, is called around each attempt as hooks (a CLIENT span whose ``traceparent`` goes
+    upstream).
     """
-    call = Call(ctx.upstream_model, ctx.request_id, ctx.traceparent, ctx.tracestate)
+    plan: Plan = ctx.plan
     tracer = s.chain.tracer
-    if tracer is not None:
-        tracer.upstream_start(ctx, call)
+    deps = s.chain.deps
     start = perf_counter()
     try:
-        reply: Reply = await ctx.provider.send(ctx.request, call)
-    except BaseException as exc:
-        if tracer is not None:
-            tracer.upstream_failed(ctx, exc)
-        raise
+        while True:
+            call = Call(ctx.upstream_model, ctx.request_id, ctx.traceparent, ctx.tracestate)
+            plan.begin()
+            if tracer is not None:
+                tracer.upstream_start(ctx, call)
+            fault: GatewayError | None = None
+            reply: Reply | None = None
+            try:
+                reply = await ctx.provider.send(ctx.request, call)
+            except GatewayError as err:
+                if tracer is not None:
+                    tracer.upstream_failed(ctx, err)
+                fault = err
+            except BaseException as exc:
+                if tracer is not None:
+                    tracer.upstream_failed(ctx, exc)
+                raise
+            else:
+                if tracer is not None:
+                    tracer.upstream_answered(ctx, reply)
+                if reply.read is not None and reply.status < 300:
+                    fault = await _prime(s, ctx, reply)
+            if fault is None:
+                assert reply is not None
+                if reply.status < 400:
+                    if reply.read is None:  # a whole answer: done; a stream's outcome is given at its end
+                        plan.finish(True, reply.status)
+                    _attempt_metric(deps.metrics, plan, reply, None)
+                    mode = plan.group.schema_check
+                    if mode != "off" and reply.read is None and reply.status == 200:
+                        checked = verdict(ctx, reply, mode, plan.schema_retried, deps.metrics)
+                        if checked == RETRY_SCHEMA:  # asked once more, of the same deployment
+                            plan.schema_retried = True
+                            plan.again()
+                            continue
+                        if checked is not None:
+                            s.headers.append((SCHEMA_HEADER, checked))
+                    break
+                meaning = classify(reply.status, reply.body or b"")
+                wait = retry_after_s(reply.headers)
+                plan.finish(meaning != RETRY, reply.status, wait)  # a client's 4xx is no fault of the deployment
+            else:
+                meaning = RETRY if fault.kind in _RETRY_KINDS else FINAL
+                wait = -1.0
+                status = TIMEOUT_STATUS if fault.kind is ErrorKind.UPSTREAM_TIMEOUT else FAULT_STATUS
+                plan.finish(meaning != RETRY, status)
+            _attempt_metric(deps.metrics, plan, reply, fault)
+            if not await plan.next_after(ctx, deps.limiter, s.headers, meaning, wait):
+                if fault is not None:
+                    raise fault
+                break
     finally:
         ctx.upstream_s = perf_counter() - start  # until the answer's head (a stream adds its relay time)
-    if tracer is not None:
-        tracer.upstream_answered(ctx, reply)
+        s.headers.extend(plan.headers())
     ctx.reply = reply
 
 
@@ -185,25 +289,40 @@ def _respond_whole(s: Session, ctx: RequestContext, reply: Reply) -> None:
     s.proto.response_bytes(reply.status, [("content-type", content_type), *headers], body)
 
 
-async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
-    """A stream, relayed chunk by chunk as it arrives by one ``StreamRelay`` (parse, meter, translate, strip or
-    add the usage chunk, and mask the answer when answers are scanned: one Rust call per chunk). A stream that
-    breaks upstream ends with an error event in the client's protocol; a client that goes away stops the
-    upstream read."""
+def _attempt_metric(metrics: Metrics | None, plan: Plan, reply: Reply | None, fault: GatewayError | None) -> None:
+    """Count one attempt in ``ferrogate_upstream_attempts_total{upstream,model,outcome}``; a failed one joins
+    ``plan.failed`` (the request's audit record lists them)."""
+    if plan.current is None:
+        return
+    if fault is not None:
+        kind = fault.kind
+        outcome = (
+            "timeout"
+            if kind is ErrorKind.UPSTREAM_TIMEOUT
+            else "unreachable"
+            if kind is ErrorKind.UPSTREAM_UNREACHABLE
+            else "error"
+        )
+    elif reply is None or reply.status < 400:
+        outcome = "ok"
+    else:
+        outcome = "rate_limited" if reply.status == 429 else "error"
+    if outcome != "ok":
+        plan.failed = [*plan.failed, (plan.current.key, 0 if reply is None else reply.status, outcome)]
+    if metrics is not None:
+        metrics.add(UPSTREAM_ATTEMPTS, (plan.current.upstream, plan.current.model, outcome), 1)
+
+
+def _new_relay(ctx: RequestContext, reply: Reply) -> Any:
+    """The ``StreamRelay`` of one streamed attempt (parse, meter, translate, strip or add the usage chunk, and
+    mask the answer when answers are scanned: one Rust call per chunk)."""
     request: Request = ctx.request
-    books = s.chain.books
-    guard = ctx.answer_guard  # guardrails.responses: the relay masks the stream as it goes (and translates)
-    metrics = s.chain.deps.metrics
-    read = reply.read
-    assert read is not None
-    fault = reply.fault
-    relay_start = perf_counter()
     encoding = _core.encoding_for_model(ctx.upstream_model)
-    translating = reply.protocol != request.protocol or guard is not None
+    translating = reply.protocol != request.protocol or ctx.answer_guard is not None
     prompt = ctx.prompt_tokens
     if prompt < 0 and (translating or request.include_usage):  # the relay may need the gateway's count
         prompt = ctx.prompt_tokens = _prompt_count(request, encoding)
-    relay = _core.StreamRelay(
+    return _core.StreamRelay(
         reply.protocol,
         request.protocol,
         encoding=encoding,
@@ -213,15 +332,86 @@ async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
         created=int(time.time()),
         prompt_tokens=prompt,
         json_tool=anthropic.JSON_TOOL if reply.json_mode else None,
-        guard=guard,
+        guard=ctx.answer_guard,
     )
+
+
+async def _prime(s: Session, ctx: RequestContext, reply: Reply) -> GatewayError | None:
+    """Read a streamed attempt until its first content (text, reasoning, refusal or a tool call), holding back what
+    the relay gives until then (the role-only opening, empty deltas): nothing reaches the client yet, so a stream
+    that breaks, errs or ends before content can still be failed over. Sets ``ctx.relay`` and ``ctx.held`` and
+    returns ``None``, or releases the upstream and returns the failure."""
+    relay = _new_relay(ctx, reply)
+    read = reply.read
+    assert read is not None
+    held: list[bytes] = []
+    failure: GatewayError | None = None
+    ended = False
+    try:
+        while not relay.content_started and not relay.done:
+            try:
+                chunk = await read()
+            except Exception as exc:
+                if reply.fault is None:
+                    raise
+                raise reply.fault(exc) from None
+            if chunk is None:
+                held.append(relay.finish())
+                ended = True
+                break
+            held.append(relay.feed(chunk if type(chunk) is bytes else bytes(chunk)))
+    except GatewayError as err:
+        failure = err
+    except _core.SseError as exc:
+        failure = GatewayError(ErrorKind.UPSTREAM_PROTOCOL, f"upstream sent a malformed stream: {exc}")
+    if failure is None and not relay.content_started:
+        if relay.error is not None:
+            failure = GatewayError(
+                ErrorKind.UPSTREAM_PROTOCOL, f"upstream '{ctx.provider.name}' sent an error event: {relay.error[:500]}"
+            )
+        elif ended and not relay.done:
+            failure = GatewayError(
+                ErrorKind.UPSTREAM_PROTOCOL, f"upstream '{ctx.provider.name}' ended the stream before any content"
+            )
+    if failure is not None:
+        if reply.release is not None:
+            await reply.release()
+        return failure
+    ctx.relay = relay
+    ctx.held = b"".join(held)
+    ctx.plan.ttft_s = perf_counter() - ctx.plan.started
+    if ended:
+        ctx.relay_ended = True
+    return None
+
+
+async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
+    """A stream, relayed chunk by chunk as it arrives by the ``StreamRelay`` the forward phase primed (what it
+    held back goes first). A stream that breaks upstream ends with an error event in the client's protocol; a
+    client that goes away stops the upstream read. The attempt's outcome goes to its circuit at the end."""
+    request: Request = ctx.request
+    books = s.chain.books
+    metrics = s.chain.deps.metrics
+    read = reply.read
+    assert read is not None
+    fault = reply.fault
+    relay_start = perf_counter()
+    relay = ctx.relay
+    translating = reply.protocol != request.protocol or ctx.answer_guard is not None
     content_type = "text/event-stream; charset=utf-8" if translating else reply.content_type
     transport = s.proto.response_stream(
         reply.status, [("content-type", content_type), ("cache-control", "no-cache"), *s.headers]
     )
+    healthy = True
     try:
         try:
-            while True:
+            data = ctx.held
+            if relay.done:
+                _book_stream(ctx, relay, books, metrics)
+            if data:
+                ctx.ttft_s = perf_counter() - ctx.started
+                await transport.send_bytes(data)
+            while not ctx.relay_ended:
                 try:
                     chunk = await read()
                 except Exception as exc:
@@ -238,11 +428,13 @@ async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
                 if chunk is None:
                     break
         except GatewayError as err:
+            healthy = False
             ctx.fail(err)
             frame = _error_event(relay, err, request.protocol)  # first: a guarded relay sends its held text
             _book_stream(ctx, relay, books, metrics)
             await transport.send_bytes(frame)
         except _core.SseError as exc:
+            healthy = False
             ctx.fail(exc)
             bad = GatewayError(ErrorKind.UPSTREAM_PROTOCOL, f"upstream sent a malformed stream: {exc}")
             frame = _error_event(relay, bad, request.protocol)
@@ -252,6 +444,7 @@ async def _relay(s: Session, ctx: RequestContext, reply: Reply) -> None:
         ctx.fail(exc)  # the client went away; stop reading upstream
     finally:
         _book_stream(ctx, relay, books, metrics)  # a stream that stopped without its end: recorded before it ends
+        ctx.plan.finish(healthy, reply.status, ttft_s=ctx.plan.ttft_s)
         # Granian ends the response when the transport is dropped: drop it now, not when a
         # traceback that still references this frame is collected.
         del transport

@@ -1,118 +1,294 @@
-"""The route phase's table: model group name -> the deployment that serves it.
+"""The route phase's table: model group names and aliases -> :class:`~ferrogate.routing.plan.Group`.
 
-Built once per configuration. Strategies, health, capacity and failover across a group's
-deployments arrive with the routing issue; today the group's first deployment cleared for the
-request's classification serves (every deployment is cleared for everything unless its
-``clearance`` says otherwise). A deployment with ``rpm``/``tpm`` limits has them in a
-:class:`DeploymentLimits`, whose buckets the route phase takes from
-(:func:`ferrogate.pipeline.limit.check_deployment`).
+Built from the configuration, and built again by :meth:`Router.reload` when the configuration changes (the
+file, or the admin API): the new table replaces the old one in one assignment, so a request sees one table
+from its route phase to its end; a request in flight keeps the providers it started with, and a provider the
+new table no longer uses is closed after ``grace_s``. Providers whose upstream did not change are kept (their
+connection pools stay warm).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ferrogate._core import Circuits
 from ferrogate.auth.identity import Identity
-from ferrogate.config.model import CLASSIFICATIONS, Config
+from ferrogate.config.model import CLASSIFICATIONS, Config, Upstream
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.providers import Provider, build_provider
+from ferrogate.routing.health import circuit_policy
+from ferrogate.routing.plan import DeploymentLimits, Group, Target, order
+from ferrogate.routing.rules import candidates
 
 if TYPE_CHECKING:
-    from ferrogate.pipeline.context import RequestContext
+    from ferrogate.metering import PriceTable
+    from ferrogate.routing.rules import RequestFacts, RoutingRules
 
-
-class DeploymentLimits:
-    """The rate limits of one deployment, with its bucket keys (``d:<group>:<index>:rpm``/``:tpm``).
-
-    Example:
-        >>> d = DeploymentLimits("gpt", 0, "openai-eu", rpm=2, tpm=None)
-        >>> d.rpm_key, d.subject
-        ('d:gpt:0:rpm', "model group 'gpt' (its deployment on upstream 'openai-eu')")
-    """
-
-    __slots__ = ("rpm", "rpm_key", "subject", "tpm", "tpm_key")
-
-    def __init__(self, group: str, index: int, upstream: str, rpm: int | None, tpm: int | None) -> None:
-        self.rpm = rpm
-        self.tpm = tpm
-        self.rpm_key = f"d:{group}:{index}:rpm"
-        self.tpm_key = f"d:{group}:{index}:tpm"
-        #: What a refusal names (clients see the group and the upstream, never its URL or key).
-        self.subject = f"model group '{group}' (its deployment on upstream '{upstream}')"
-
+log = logging.getLogger("ferrogate.routing")
 
 #: A classification's rank: a deployment serves requests ranked at most its clearance's ("": no classification).
 RANK: dict[str, int] = {"": 0, **{name: rank for rank, name in enumerate(CLASSIFICATIONS)}}
 
-#: One deployment as the route phase uses it: ``(provider, upstream model, clearance rank, limits, index)``.
-Route = tuple[Provider, str, int, DeploymentLimits | None, int]
+__all__ = ["RANK", "DeploymentLimits", "Router", "Table"]
+
+
+class Table:
+    """One configuration's routing: groups by name and alias, the providers they use, the ``/v1/models`` list."""
+
+    __slots__ = ("config", "groups", "models", "providers", "rules")
+
+    def __init__(
+        self,
+        config: Config,
+        providers: dict[str, Provider],
+        circuits: Circuits,
+        prices: PriceTable | None,
+        rules: RoutingRules | None,
+    ) -> None:
+        self.config = config
+        self.providers = providers
+        self.rules = rules
+        routing = config.routing
+        kinds = {u.name: u.provider for u in config.upstreams}
+        self.groups: dict[str, Group] = {}
+        for g in config.model_groups:
+            retries = g.retries or routing.retries
+            policy = circuit_policy(g.circuit or routing.circuit, retries, routing.latency_alpha)
+            targets = []
+            for index, dep in enumerate(g.deployments):
+                limits = None
+                if dep.rpm is not None or dep.tpm is not None:
+                    limits = DeploymentLimits(g.name, index, dep.upstream, dep.rpm, dep.tpm)
+                model = dep.model or g.name
+                price = dep.price or (prices.price_for(model) if prices is not None else None)
+                target = Target(
+                    providers[dep.upstream],
+                    kinds[dep.upstream],
+                    g.name,
+                    index,
+                    model,
+                    RANK[dep.clearance],
+                    limits,
+                    circuits.slot(f"{dep.upstream}/{model}"),
+                    weight=dep.weight,
+                    priority=dep.priority,
+                    price=None if price is None else price.input + price.output,
+                    tags=tuple(dep.tags),
+                )
+                if rules is not None:
+                    target.rule_id = rules.register(target, price)
+                targets.append(target)
+            group = Group(
+                g.name,
+                targets,
+                g.strategy or routing.strategy,
+                retries,
+                policy,
+                tuple(g.fallbacks),
+                tuple(g.context_window_fallbacks),
+                tuple(g.content_policy_fallbacks),
+                g.schema_check,
+            )
+            for name in (g.name, *g.aliases):
+                self.groups[name] = group
+        self.models = [
+            (name, {"id": name, "object": "model", "created": 0, "owned_by": g.owned_by})
+            for g in config.model_groups
+            for name in (g.name, *g.aliases)
+        ]
 
 
 class Router:
-    """Maps a requested model to ``(provider, upstream model name)``; owns the providers.
+    """Maps a requested model to its group and the group's deployments; owns the providers and the circuits.
 
-    ``limited`` maps a group name to the limits of its first deployment, for the groups whose first
-    deployment has ``rpm`` or ``tpm`` set; :meth:`pick` returns the limits of the deployment it chose
-    (``None`` when it has none: the route phase stays synchronous).
+    ``circuits`` is the instance's shared circuit table (``None``: one in this process only); ``prices`` the
+    price table the ``cost`` strategy orders by; ``rules`` the routing rules loader (``None``: no rules).
     """
 
-    __slots__ = ("_models", "_routes", "limited", "providers")
+    __slots__ = ("_closing", "circuits", "default_max_tokens", "grace_s", "load_rules", "prices", "table", "tripped")
 
-    def __init__(self, config: Config, default_max_tokens: int = 4096) -> None:
-        self.providers: dict[str, Provider] = {u.name: build_provider(u, default_max_tokens) for u in config.upstreams}
-        #: group -> its deployments, in configuration order (the first cleared serves).
-        self._routes: dict[str, tuple[Route, ...]] = {}
-        self.limited: dict[str, DeploymentLimits] = {}
-        for group in config.model_groups:
-            routes: list[Route] = []
-            for index, dep in enumerate(group.deployments):
-                limits = None
-                if dep.rpm is not None or dep.tpm is not None:
-                    limits = DeploymentLimits(group.name, index, dep.upstream, dep.rpm, dep.tpm)
-                    if index == 0:
-                        self.limited[group.name] = limits
-                clearance = RANK[dep.clearance]
-                routes.append((self.providers[dep.upstream], dep.model or group.name, clearance, limits, index))
-            self._routes[group.name] = tuple(routes)
-        self._models = [
-            (g.name, {"id": g.name, "object": "model", "created": 0, "owned_by": g.owned_by})
-            for g in config.model_groups
-        ]
+    def __init__(
+        self,
+        config: Config,
+        default_max_tokens: int = 4096,
+        circuits: Circuits | None = None,
+        prices: PriceTable | None = None,
+        load_rules: Any = None,
+        grace_s: float = 60.0,
+    ) -> None:
+        self.default_max_tokens = default_max_tokens
+        self.circuits = circuits if circuits is not None else Circuits(None)
+        self.prices = prices
+        #: ``RoutingSettings -> RoutingRules | None`` (raises ConfigError on a bad rule); None: rules off.
+        self.load_rules = load_rules
+        self.grace_s = grace_s
+        #: Called with a deployment key when an attempt tripped its circuit (``Health.tripped``: other instances).
+        self.tripped: Any = None
+        self._closing: set[asyncio.Task[None]] = set()
+        rules = load_rules(config.routing) if load_rules is not None else None
+        providers = {u.name: build_provider(u, default_max_tokens) for u in config.upstreams}
+        self.table = Table(config, providers, self.circuits, prices, rules)
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        """The current table's providers, by upstream name."""
+        return self.table.providers
+
+    def group(self, name: str) -> Group | None:
+        """The group ``name`` names (a group name or an alias), in the current table."""
+        return self.table.groups.get(name)
 
     def models_for(self, identity: Identity) -> bytes:
-        """The ``/v1/models`` body: the groups ``identity`` may use, in configuration order."""
-        return orjson.dumps({"object": "list", "data": [m for name, m in self._models if identity.allows(name)]})
+        """The ``/v1/models`` body: the groups (and aliases) ``identity`` may use, in configuration order."""
+        return orjson.dumps({"object": "list", "data": [m for name, m in self.table.models if identity.allows(name)]})
 
-    def pick(self, ctx: RequestContext) -> DeploymentLimits | None:
-        """Set ``ctx.provider``, ``ctx.upstream_model`` and ``ctx.deployment_index`` for ``ctx.model``: the
-        group's first deployment cleared for ``ctx.classification``. Returns its limits (``None``: it has none).
+    def resolve(self, model: str, classification: str, stream: bool) -> tuple[Group, list[Target]]:
+        """The group ``model`` names and its deployments cleared for ``classification``, in strategy order.
 
         Raises:
             GatewayError: 404 ``model_not_found`` when no model group has that name; 403
                 ``classification_not_cleared`` when none of its deployments is cleared for the classification.
         """
-        routes = self._routes.get(ctx.model)
-        if routes is None:
+        group = self.table.groups.get(model)
+        if group is None:
             raise GatewayError(
                 ErrorKind.UNKNOWN_MODEL,
-                f"The model '{ctx.model}' does not exist or you do not have access to it.",
+                f"The model '{model}' does not exist or you do not have access to it.",
                 param="model",
             )
-        rank = RANK[ctx.classification]
-        for provider, upstream_model, clearance, limits, index in routes:
-            if clearance >= rank:
-                ctx.provider, ctx.upstream_model, ctx.deployment_index = provider, upstream_model, index
-                ctx.group = ctx.model
-                return limits
-        raise GatewayError(
-            ErrorKind.CLASSIFICATION_NOT_CLEARED,
-            f"No deployment of model '{ctx.model}' is cleared for requests classified '{ctx.classification}'.",
-            param="x-ferrogate-classification",
+        targets = order(group, RANK[classification], stream, self.circuits)
+        if not targets:
+            raise GatewayError(
+                ErrorKind.CLASSIFICATION_NOT_CLEARED,
+                f"No deployment of model '{model}' is cleared for requests classified '{classification}'.",
+                param="x-ferrogate-classification",
+            )
+        return group, targets
+
+    def explain(self, facts: dict[str, Any]) -> dict[str, Any]:
+        """The dry run of ``POST /admin/v1/llm/route``: for a described request (``model``, ``classification``,
+        ``stream``; the routing rules' ``team``, ``key``, ``user``, ``sla_ms``, ``budget_left_usd``), the group's
+        deployments in attempt order with their health and the rules' verdict, and the one that would serve.
+
+        Raises:
+            GatewayError: 404 for an unknown model, 403 when no deployment is cleared for the classification.
+        """
+        group, targets = self.resolve(facts["model"], facts.get("classification") or "", bool(facts.get("stream")))
+        verdicts = self.judge(facts, targets) if self.table.rules is not None else None
+        candidates: list[dict[str, Any]] = []
+        chosen = None
+        for i, target in enumerate(targets):
+            view = self.circuits.view(target.slot)
+            eligible, score, rules = (True, 0, []) if verdicts is None else verdicts[i][1:]
+            state = ("closed", "open", "half_open")[view[0]] if 0 <= view[0] <= 2 else "closed"
+            candidates.append(
+                {
+                    "deployment": target.key,
+                    "upstream": target.upstream,
+                    "model": target.model,
+                    "eligible": eligible,
+                    "score": score,
+                    "rules": rules,
+                    "circuit": state,
+                    "error_rate": view[1],
+                    "in_flight": view[6],
+                    "ttft_ewma_ms": round(view[7] * 1000.0, 3),
+                    "latency_ewma_ms": round(view[8] * 1000.0, 3),
+                }
+            )
+            if chosen is None and eligible and state != "open":
+                chosen = target.key
+        if verdicts is not None:  # the rules' order: eligible first, by score, then the strategy's
+            order_of = {id(t): (not v[1], -v[2], i) for i, (t, v) in enumerate(zip(targets, verdicts, strict=True))}
+            pairs = sorted(zip(targets, candidates, strict=True), key=lambda p: order_of[id(p[0])])
+            candidates = [c for _, c in pairs]
+        return {
+            "model": facts["model"],
+            "group": group.name,
+            "strategy": group.strategy,
+            "candidates": candidates,
+            "chosen": chosen,
+            "fallbacks": list(group.fallbacks),
+        }
+
+    def judge(self, facts: dict[str, Any], targets: list[Target]) -> list[tuple[Target, bool, int, list[str]]]:
+        """The routing rules' verdict on each target: ``(target, eligible, score, ids of the deciding rules)``."""
+        rules = self.table.rules
+        assert rules is not None
+        return rules.judge(facts, targets, self.circuits)
+
+    def apply_rules(self, model: str, targets: list[Target], facts: RequestFacts) -> list[Target]:
+        """``targets`` as the routing rules order them for a request: the eligible ones, highest score first, ties
+        in the strategy's order. One call into the core (every candidate's health read from the circuits at once).
+
+        Raises:
+            GatewayError: 403 ``no_deployment_allowed`` when the rules leave none eligible.
+        """
+        rules = self.table.rules
+        assert rules is not None
+        by_id = {t.rule_id: t for t in targets}
+        ordered = [by_id[i] for i in rules.order(facts, candidates(targets, self.circuits))]
+        if not ordered:
+            raise GatewayError(
+                ErrorKind.ROUTE_FORBIDDEN,
+                f"The routing rules allow no deployment of model '{model}' for this request.",
+                param="model",
+            )
+        return ordered
+
+    def reload(self, config: Config) -> None:
+        """Route by ``config`` from now on. Providers of unchanged upstreams are kept; the others are closed after
+        ``grace_s`` (requests in flight on them finish first). Rules that do not load raise before anything is
+        replaced (the running table stays).
+
+        Raises:
+            ferrogate.config.errors.ConfigError: the routing rules of ``config`` do not load.
+        """
+        rules = self.load_rules(config.routing) if self.load_rules is not None else None
+        old = self.table
+        known: dict[str, Upstream] = {u.name: u for u in old.config.upstreams}
+        providers: dict[str, Provider] = {}
+        for upstream in config.upstreams:
+            same = known.get(upstream.name)
+            if same is not None and same == upstream and upstream.name in old.providers:
+                providers[upstream.name] = old.providers[upstream.name]
+            else:
+                providers[upstream.name] = build_provider(upstream, self.default_max_tokens)
+        self.table = Table(config, providers, self.circuits, self.prices, rules)
+        kept = {id(p) for p in providers.values()}
+        retired = [p for p in old.providers.values() if id(p) not in kept]
+        if retired:
+            self._close_later(retired)
+        log.info(
+            "routing reloaded: %d model groups, %d upstreams (%d replaced)",
+            len(config.model_groups),
+            len(config.upstreams),
+            len(retired),
         )
 
+    def _close_later(self, providers: list[Provider]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a reload outside the server): nothing in flight to wait for
+            return
+        task = loop.create_task(self._close_after(providers))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_after(self, providers: list[Provider]) -> None:
+        await asyncio.sleep(self.grace_s)
+        for provider in providers:
+            with contextlib.suppress(Exception):
+                await provider.close()
+
     async def close(self) -> None:
-        """Close every provider's connection pool."""
-        for provider in self.providers.values():
+        """Close every provider's connection pool (and those waiting for their grace period)."""
+        for task in list(self._closing):
+            task.cancel()
+        for provider in self.table.providers.values():
             await provider.close()

@@ -75,13 +75,15 @@ class PooledClient:
         ``retry-after-ms``) in ``Reply.headers``.
 
         The call's ``traceparent`` and ``tracestate`` (W3C trace context), when set, are sent as those headers
-        of this request only.
+        of this request only; ``x-ferrogate-request-id`` carries the gateway's request id (the same on every
+        attempt of one request).
 
         Raises:
             GatewayError: 502 when the upstream cannot be reached or breaks the protocol,
                 504 when it does not answer in time.
         """
-        builder = self._get_client().post(url).body_bytes(body)
+        # the gateway's request id, the same on every attempt of one request (retries, failover)
+        builder = self._get_client().post(url).body_bytes(body).header("x-ferrogate-request-id", call.request_id)
         if (traceparent := call.traceparent) is not None:
             builder = builder.header("traceparent", traceparent)
             if call.tracestate is not None:

@@ -41,11 +41,14 @@ from ferrogate.limits import Limiter, LocalLimiter
 from ferrogate.metering import PriceTable, UsageRecorder
 from ferrogate.metering.prices import standard_prices
 from ferrogate.observability import tracing_enabled
-from ferrogate.observability.families import STORE_UP
+from ferrogate.observability.families import CIRCUIT_STATE, CIRCUIT_TRIPS, STORE_UP
 from ferrogate.observability.logs import RequestLog
 from ferrogate.observability.metrics import Metrics
 from ferrogate.pipeline.chain import COUNT_PHASES, COUNT_TOKENS, INGRESSES, Chain, ChainDeps, write_error
 from ferrogate.pipeline.router import Router
+from ferrogate.routing.health import Health, deployments_of, open_table
+from ferrogate.routing.reload import ConfigReloader
+from ferrogate.routing.rules import RoutingRules
 from ferrogate.server.settings import Settings
 from ferrogate.server.usage import usage_report
 from ferrogate.store import Store, StoreError, open_store
@@ -65,11 +68,23 @@ _JSON = ("content-type", "application/json")
 class Gateway:
     """The application: routes, shared state of this worker, and its start/stop hooks."""
 
-    def __init__(self, config: Config, store: Store, settings: Settings) -> None:
+    def __init__(self, config: Config, store: Store, settings: Settings, config_path: str | None = None) -> None:
         self.config = config
         self.store = store
         self.settings = settings
-        self.router = Router(config, config.server.default_max_tokens)
+        prices = price_table(config)
+        #: The instance's circuit breakers (a table every worker maps; Redis carries trips between instances).
+        self.circuits = open_table(settings.circuits_path)
+        self.router = Router(
+            config,
+            config.server.default_max_tokens,
+            circuits=self.circuits,
+            prices=prices,
+            load_rules=RoutingRules.load,  # routing.rules and routing.rules_file (Cedar), validated at each load
+        )
+        #: The circuits' views (admin API, metrics) and their trips across instances (Redis).
+        self.upstream_health = Health(self.circuits, settings.redis_url)
+        self.upstream_health.track(deployments_of(config))
         #: The worker's one scanner and the policies of every team and key; the admin API's change feed calls
         #: ``guardrails.apply(docs)`` with the stored policy documents.
         self.guardrails = Guardrails(config.guardrails)
@@ -125,8 +140,9 @@ class Gateway:
             self.limiter: Limiter = RedisLimiter.from_url(settings.redis_url)
         else:
             self.limiter = LocalLimiter(settings.limits_path)
-        prices = price_table(config)
         self.prometheus = Metrics(config, prices, self.recorder, self.audit)  # GET /metrics; flushed every second
+        self.prometheus.collectors.append(self._circuit_gauges)
+        self.router.tripped = self._tripped
         deps = ChainDeps(
             router=self.router,
             auth=self.auth,
@@ -157,7 +173,28 @@ class Gateway:
             poll_s=settings.guardrails_poll_s,
             timeout_s=settings.store_timeout_s,
         )
-        service = AdminService(store, config, hasher, self.invalidator, self.audit, self.policies)
+        #: The running configuration: the file's (``config_path``, watched) with the admin API's stored routing
+        #: overrides; every change goes to ``router.reload`` (docs/routing.md, "Hot reload and the admin API").
+        self.reloader = ConfigReloader(
+            config_path,
+            store,
+            self.router,
+            settings.redis_url,
+            config=config,
+            check_rules=self.router.load_rules,  # RoutingRules.load: a bad rule is refused before it is stored
+            timeout_s=settings.store_timeout_s,
+        )
+        self.reloader.on_reload.append(self.routing_reloaded)
+        service = AdminService(
+            store,
+            config,
+            hasher,
+            self.invalidator,
+            self.audit,
+            self.policies,
+            routing=self.reloader,
+            health=self.upstream_health,
+        )
         self.admin = AdminApi(service, settings.master_key)
         self.tracer: Tracer | None = None  # set per worker in __rsgi_init__ when an OTLP endpoint is configured
         self.in_flight = 0
@@ -207,6 +244,11 @@ class Gateway:
         for encoding in sorted(encodings_used(self.config)):
             _core.count_tokens("warm up", encoding)
         loop.run_until_complete(self.policies.load())  # the stored policies before the first request (or logged)
+        loop.run_until_complete(self.reloader.load())  # the stored routing overrides before the first request
+        self._tasks.append(loop.create_task(self.reloader.poll()))
+        self._tasks.append(loop.create_task(self.reloader.listen()))
+        self._tasks.append(loop.create_task(self.reloader.watch()))
+        self._tasks.append(loop.create_task(self.upstream_health.listen()))
         self._tasks.append(loop.create_task(self.policies.poll()))
         self._tasks.append(loop.create_task(self.policies.listen()))
         self._tasks.append(loop.create_task(self._every(5.0, self.auth.flush_last_used)))
@@ -226,6 +268,22 @@ class Gateway:
             for chain in (*self.chains.values(), self.count_tokens):
                 chain.tracer = self.tracer
         log.info("worker %d ready: %d model groups", os.getpid(), len(self.config.model_groups))
+
+    def _tripped(self, key: str) -> None:
+        """An attempt of this worker tripped deployment ``key``'s circuit: counted, and told to other instances."""
+        self.upstream_health.tripped(key)
+        if self.config.metrics.enabled:
+            upstream, _, model = key.partition("/")
+            self.prometheus.add(CIRCUIT_TRIPS, (upstream, model))
+
+    def _circuit_gauges(self, metrics: Metrics) -> None:
+        """``ferrogate_circuit_state`` of every configured deployment (the metrics flush calls it)."""
+        for labels, state in self.upstream_health.gauges():
+            metrics.set(CIRCUIT_STATE, labels, float(state))
+
+    def routing_reloaded(self, config: Config) -> None:
+        """After a reload of the routing: the deployments the circuit gauges report."""
+        self.upstream_health.track(deployments_of(config))
 
     async def _every(self, period_s: float, job: Callable[[], Awaitable[object]]) -> None:
         """Run ``job`` every ``period_s`` seconds, off the hot path; a failure is logged, not fatal."""
@@ -256,6 +314,8 @@ class Gateway:
         loop.run_until_complete(self.auth.flush_last_used())
         loop.run_until_complete(self.invalidator.close())
         loop.run_until_complete(self.policies.close())
+        loop.run_until_complete(self.reloader.close())
+        loop.run_until_complete(self.upstream_health.close())
         loop.run_until_complete(self.router.close())
         loop.run_until_complete(self.store.close())
 
@@ -371,4 +431,4 @@ def create_app() -> Gateway:
     settings = Settings.from_env()
     path = os.environ.get("FERROGATE_CONFIG")
     config = load_config(path) if path else default_config()
-    return Gateway(config, open_store(settings.database_url), settings)
+    return Gateway(config, open_store(settings.database_url), settings, config_path=path)

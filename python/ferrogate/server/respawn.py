@@ -109,6 +109,7 @@ class RespawningServer(MPServer):
             f" in {wait:.1f} s (quick death {streak} in a row)" if wait else "",
         )
         _forget_gauges(old.inner.pid)
+        _forget_in_flight()
         return wait
 
     def _wait_until(self, deadline: float, due: dict[int, float]) -> bool:
@@ -124,6 +125,20 @@ class RespawningServer(MPServer):
                 return True
             time.sleep(min(_SLICE_S, left))
         return False
+
+
+def _forget_in_flight() -> None:
+    """A dead worker's attempts stay counted in flight in the circuit table: set the counts to 0 (the live
+    workers' attempts then end on a count held at 0; right again once they have)."""
+    path = os.environ.get("FERROGATE_CIRCUITS_PATH")
+    if not path or not os.path.exists(path):
+        return
+    from ferrogate.routing.health import open_table
+
+    try:
+        open_table(path).clear_in_flight()
+    except Exception as exc:  # the table is the workers'; a failure here must not stop the respawn
+        log.warning("could not reset the in-flight counts of the circuit table: %s", exc)
 
 
 def _forget_gauges(pid: int | None) -> None:

@@ -31,6 +31,7 @@ class Settings:
     auth_stale_if_error_s: float = 900.0
     store_timeout_s: float = 2.0
     guardrails_poll_s: float = 0.5
+    circuits_path: str | None = None  # the instance's shared circuit-breaker table (set by `ferrogate serve`)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -41,7 +42,8 @@ class Settings:
         lookup keeps answering while the store cannot be reached; default 900 s, 0: not at all) and
         ``FERROGATE_STORE_TIMEOUT_S`` (the longest a data-plane request waits on the store before it counts as
         an outage; default 2 s) and ``FERROGATE_GUARDRAILS_POLL_S`` (how often each worker reads the store's
-        guardrail policy version; default 0.5 s).
+        guardrail policy version; default 0.5 s). ``FERROGATE_LIMITS_PATH`` and ``FERROGATE_CIRCUITS_PATH`` name the
+        instance's shared limiter and circuit tables (``ferrogate serve`` sets them).
 
         Raises:
             SettingsError: no master key and not in dev mode, or a master key under 16 characters.
@@ -84,4 +86,5 @@ class Settings:
             auth_stale_if_error_s=stale,
             store_timeout_s=timeout,
             guardrails_poll_s=poll,
+            circuits_path=env.get("FERROGATE_CIRCUITS_PATH") or None,
         )

@@ -9,10 +9,11 @@ Example:
 
 from __future__ import annotations
 
-from ferrogate.store.base import Guardrails, Keys, Store, Teams, Usage, Users
+from ferrogate.store.base import Guardrails, Keys, Routing, Store, Teams, Usage, Users
 from ferrogate.store.errors import Conflict, InUse, InvalidReference, InvalidValue, NotFound, SchemaError, StoreError
 from ferrogate.store.guardrails import GuardrailPolicy
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
+from ferrogate.store.routing import RoutingOverride, RoutingOverrides
 from ferrogate.store.usage import UsageRecord, UsageRow
 
 __all__ = [
@@ -28,6 +29,9 @@ __all__ = [
     "Keys",
     "NotFound",
     "Page",
+    "Routing",
+    "RoutingOverride",
+    "RoutingOverrides",
     "SchemaError",
     "Store",
     "StoreError",

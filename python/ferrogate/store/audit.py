@@ -260,8 +260,12 @@ class RequestFacts(
         try:
             raw = orjson.loads(data)
             raw[1] = datetime.fromisoformat(raw[1]).astimezone(UTC)
-            if len(raw) == len(RequestFacts.FIELDS) + 1:  # a guarded request's: its findings come last
-                raw[-1] = tuple(tuple(str(part) for part in finding) for finding in raw[-1])
+            extra = len(raw) - len(RequestFacts.FIELDS)
+            if extra in (1, 2):  # guardrail findings, then (a request retried) its failed attempts
+                base = len(RequestFacts.FIELDS)
+                raw[base] = tuple(tuple(str(part) for part in finding) for finding in raw[base])
+                if extra == 2:
+                    raw[base + 1] = tuple((str(key), int(status), str(outcome)) for key, status, outcome in raw[-1])
                 facts: RequestFacts = GuardedFacts(raw)
             else:
                 facts = cls(raw)
@@ -271,12 +275,15 @@ class RequestFacts(
 
 
 class GuardedFacts(RequestFacts):
-    """The facts of a request the guardrails found something in: the 21 facts of :class:`RequestFacts` and,
-    22nd, its findings (``(rule, category, action, path)`` each, never the text found).
+    """The facts of a request with more to say than :class:`RequestFacts`: the 21 facts and, 22nd, what the
+    guardrails found (``(rule, category, action, path)`` each, never the text found) and, 23rd when the request
+    took more than one attempt, its failed attempts (``(deployment key, status, outcome)`` each; status 0: no
+    answer).
 
     The request journal holds them as one line like any request's, so a killed process loses neither the
     request nor its findings; the audit writer stores them as an event (:meth:`event`), whose ``data`` adds
-    ``guardrails``, not through the Rust core's compact request records.
+    ``guardrails`` (and ``attempts``, the count, with ``failed_attempts``), not through the Rust core's
+    compact request records.
 
     Example:
         >>> facts = RequestFacts(("req_1", datetime(2025, 1, 1, tzinfo=UTC), "key_1", "chat.completions", "m",
@@ -284,6 +291,9 @@ class GuardedFacts(RequestFacts):
         >>> guarded = GuardedFacts((*facts, (("aws-access-key-id", "secret", "redact", "messages[0].content"),)))
         >>> guarded.event().data["guardrails"][0]["rule"], RequestFacts.from_json(guarded.to_json()) == guarded
         ('aws-access-key-id', True)
+        >>> retried = GuardedFacts((*facts, (), (("a/m", 503, "error"),)))
+        >>> retried.event().data["attempts"], RequestFacts.from_json(retried.to_json()) == retried
+        (2, True)
     """
 
     __slots__ = ()
@@ -291,17 +301,31 @@ class GuardedFacts(RequestFacts):
     @property
     def findings(self) -> tuple[tuple[str, str, str, str], ...]:
         """The guardrails' findings."""
-        return cast("tuple[tuple[str, str, str, str], ...]", tuple.__getitem__(self, -1))
+        return cast("tuple[tuple[str, str, str, str], ...]", tuple.__getitem__(self, len(RequestFacts.FIELDS)))
+
+    @property
+    def failed_attempts(self) -> tuple[tuple[str, int, str], ...]:
+        """The attempts that failed before the one that answered (or the last one), in order."""
+        if len(self) < len(RequestFacts.FIELDS) + 2:
+            return ()
+        return cast("tuple[tuple[str, int, str], ...]", tuple.__getitem__(self, len(RequestFacts.FIELDS) + 1))
 
     def plain(self) -> RequestFacts:
-        """The request's facts without the findings."""
+        """The request's facts without the findings and attempts."""
         return RequestFacts(cast(Any, self[: len(RequestFacts.FIELDS)]))
 
     def event(self) -> AuditEvent:
-        """The request as an :class:`AuditEvent` whose ``data`` also lists the findings, ``guardrails``."""
+        """The request as an :class:`AuditEvent` whose ``data`` also lists the findings (``guardrails``) and, for
+        a request that took more than one attempt, ``attempts`` (the count) and ``failed_attempts``."""
         event = self.plain().event()
-        listed = [{"rule": r, "category": c, "action": a, "path": p} for r, c, a, p in self.findings]
-        return dataclasses.replace(event, data={**event.data, "guardrails": listed})
+        data = dict(event.data)
+        if self.findings:
+            data["guardrails"] = [{"rule": r, "category": c, "action": a, "path": p} for r, c, a, p in self.findings]
+        failed = self.failed_attempts
+        if failed:
+            data["attempts"] = len(failed) + 1
+            data["failed_attempts"] = [{"deployment": k, "status": st, "outcome": o} for k, st, o in failed]
+        return dataclasses.replace(event, data=data)
 
 
 #: The keys of a request record's ``data`` in order (sorted: the facts' own and ``content``): a compact block

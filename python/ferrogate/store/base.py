@@ -21,6 +21,7 @@ from ferrogate.store.audit import AuditEvent, AuditRecord, RequestFacts
 from ferrogate.store.budgets import Balance, Hold, Reservation
 from ferrogate.store.guardrails import GuardrailPolicy
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
+from ferrogate.store.routing import Kind, RoutingOverride, RoutingOverrides
 from ferrogate.store.usage import GroupBy, UsageRecord, UsageRow
 
 
@@ -186,6 +187,23 @@ class Guardrails(Protocol):
     async def version(self) -> int: ...
 
 
+class Routing(Protocol):
+    """``store.routing``: admin overrides of upstreams, model groups and the routing rules (see
+    :class:`~ferrogate.store.routing.SqlRouting`).
+
+    Every ``put`` and ``delete`` raises ``version``; given ``expect_version``, one made on top of another change is
+    refused (``Conflict``).
+    """
+
+    async def overrides(self) -> RoutingOverrides: ...
+    async def get(self, kind: Kind, name: str) -> RoutingOverride | None: ...
+    async def put(
+        self, kind: Kind, name: str, doc: Mapping[str, Any] | None, actor: str, *, expect_version: int | None = None
+    ) -> RoutingOverride: ...
+    async def delete(self, kind: Kind, name: str, *, expect_version: int | None = None) -> bool: ...
+    async def version(self) -> int: ...
+
+
 class Store(Protocol):
     """A store backend: entity repositories, schema management and health."""
 
@@ -225,6 +243,11 @@ class Store(Protocol):
     @property
     def guardrails(self) -> Guardrails:
         """Guardrail policy overrides (global, per team, per key) and their change counter."""
+        ...
+
+    @property
+    def routing(self) -> Routing:
+        """Admin overrides of upstreams, model groups and routing rules, and their change counter."""
         ...
 
     async def ping(self) -> str | None:

@@ -116,7 +116,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 class SqlStore(ABC):
     """The store over SQL: repositories (``teams``, ``users``, ``keys``, ``usage``, ``budgets``, ``audit``,
-    ``guardrails``) plus schema management."""
+    ``guardrails``, ``routing``) plus schema management."""
 
     kind: str
 
@@ -125,6 +125,7 @@ class SqlStore(ABC):
         from ferrogate.store.budgets import SqlBudgets
         from ferrogate.store.guardrails import SqlGuardrails
         from ferrogate.store.keys import SqlKeys
+        from ferrogate.store.routing import SqlRouting
         from ferrogate.store.teams import SqlTeams
         from ferrogate.store.usage import SqlUsage
         from ferrogate.store.users import SqlUsers
@@ -137,6 +138,7 @@ class SqlStore(ABC):
         self.budgets = SqlBudgets(self)
         self.audit = SqlAudit(self)
         self.guardrails = SqlGuardrails(self)
+        self.routing = SqlRouting(self)
 
     # ---- what a backend provides -------------------------------------------------------------------------
     @abstractmethod

@@ -2,7 +2,8 @@
 //!
 //! Hierarchy (all in `ferrogate._core`):
 //! `CoreError(Exception)` > `UnknownEncodingError`, `SseError`, `InvalidBodyError`,
-//! `LimiterError`, `InvalidRateError`; `RuleError(ValueError)` for a guardrail rule that does not
+//! `LimiterError`, `InvalidRateError`, `SchemaError` (a JSON schema that does not compile, or an answer
+//! too costly to check), `RoutePolicyError` (routing rules that do not load); `RuleError(ValueError)` for a guardrail rule that does not
 //! compile (a request body `scan_json` cannot read is an `InvalidBodyError`, bad action bytes a
 //! `ValueError`). A stream relay that cannot be set up (an unknown protocol,
 //! a pair it does not translate) is a bad argument: `ValueError`.
@@ -55,6 +56,27 @@ pyo3::create_exception!(
     "A rate limit, period or cost that is not a usable number (limit and period must be positive and finite, cost finite and >= 0)."
 );
 
+pyo3::create_exception!(
+    ferrogate._core,
+    CircuitError,
+    CoreError,
+    "The circuit breakers' table: a bad policy setting, a full table, a slot out of range, or a table file that cannot be opened (another layout or capacity)."
+);
+
+pyo3::create_exception!(
+    ferrogate._core,
+    SchemaError,
+    CoreError,
+    "A JSON schema that does not compile (not JSON, over the size limit, not a schema of its draft, an unresolvable or remote $ref, a pattern that needs backtracking), or an answer that checking would take over its work budget."
+);
+
+pyo3::create_exception!(
+    ferrogate._core,
+    RoutePolicyError,
+    CoreError,
+    "Routing rules that do not parse or validate, or a bad @id/@priority: one line per problem, \"<source>:<line>:<col>: <what>\"."
+);
+
 /// Adds the exception classes to the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -68,6 +90,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LimiterError", py.get_type::<LimiterError>())?;
     m.add("InvalidRateError", py.get_type::<InvalidRateError>())?;
     m.add("RuleError", py.get_type::<RuleError>())?;
+    m.add("RoutePolicyError", py.get_type::<RoutePolicyError>())?;
+    m.add("SchemaError", py.get_type::<SchemaError>())?;
+    m.add("CircuitError", py.get_type::<CircuitError>())?;
     Ok(())
 }
 
@@ -120,5 +145,31 @@ impl From<core_error::RelayError> for PyErr {
     /// A relay that cannot be set up is a bad argument: `ValueError` naming the protocol or pair.
     fn from(error: core_error::RelayError) -> Self {
         PyValueError::new_err(error.to_string())
+    }
+}
+
+impl From<core_error::CircuitError> for PyErr {
+    fn from(error: core_error::CircuitError) -> Self {
+        CircuitError::new_err(error.to_string())
+    }
+}
+
+impl From<core_error::SchemaError> for PyErr {
+    fn from(error: core_error::SchemaError) -> Self {
+        SchemaError::new_err(error.to_string())
+    }
+}
+
+impl From<core_error::RoutePolicyError> for PyErr {
+    /// Bad rules (and facts Cedar refuses) are a `RoutePolicyError`; an unregistered deployment id
+    /// is a bad argument: `ValueError`.
+    fn from(error: core_error::RoutePolicyError) -> Self {
+        let message = error.to_string();
+        match error {
+            core_error::RoutePolicyError::UnknownDeployment(_) => PyValueError::new_err(message),
+            core_error::RoutePolicyError::Rules { .. } | core_error::RoutePolicyError::Facts(_) => {
+                RoutePolicyError::new_err(message)
+            }
+        }
     }
 }

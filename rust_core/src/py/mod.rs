@@ -9,11 +9,14 @@
 //! `python/ferrogate/_core.pyi`.
 
 mod audit;
+mod circuit;
 mod errors;
 mod meter;
+mod policy;
 mod ratelimit;
 mod relay;
 mod scan;
+mod schema;
 mod sse;
 mod tokens;
 
@@ -50,8 +53,12 @@ pub fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sse::PySseParser>()?;
     m.add_class::<meter::PyChatStreamMeter>()?;
     m.add_class::<ratelimit::PyRateLimiter>()?;
+    m.add_class::<circuit::PyCircuitPolicy>()?;
+    m.add_class::<circuit::PyCircuits>()?;
     m.add_class::<relay::PyStreamRelay>()?;
     scan::register(m)?;
+    policy::register(m)?;
+    m.add_class::<schema::PyJsonSchema>()?;
     m.add_function(wrap_pyfunction!(audit::audit_hash, m)?)?;
     m.add_function(wrap_pyfunction!(audit::audit_block, m)?)?;
     m.add_function(wrap_pyfunction!(audit::audit_request_data, m)?)?;

@@ -160,6 +160,12 @@ impl PyStreamRelay {
         lock(&self.inner).completion_text().to_owned()
     }
 
+    /// Whether any content (text, reasoning, refusal or a tool call) reached the stream yet.
+    #[getter]
+    fn content_started(&self) -> bool {
+        lock(&self.inner).content_started()
+    }
+
     /// How many data events the source decoder could not read.
     #[getter]
     fn malformed_events(&self) -> u64 {

@@ -27,7 +27,7 @@
 
 pub mod gcra;
 pub mod headers;
-mod shm;
+pub(crate) mod shm;
 pub mod table;
 
 pub use gcra::{Decision, Rate, MAX_DEBT_PERIODS};

@@ -428,6 +428,13 @@ impl StreamRelay {
         &self.meter.text
     }
 
+    /// Whether any content reached the stream yet: answer, reasoning or refusal text, or a tool
+    /// call. Until then the stream holds nothing the client could not be given again by another
+    /// deployment: the route phase may still fail it over (docs/routing.md).
+    pub fn content_started(&self) -> bool {
+        !self.meter.text.is_empty()
+    }
+
     /// Counts the tokens of [`Self::completion_text`] with the configured encoding.
     pub fn count_completion_tokens(&self) -> usize {
         self.config.encoding.count(&self.meter.text)

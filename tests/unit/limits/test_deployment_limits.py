@@ -24,7 +24,7 @@ def test_deployment_limits_must_be_positive_integers(field: str, value: object) 
     assert [path for path, _ in found] == [f"model_groups[0].deployments[0].{field}"]
 
 
-def test_router_lists_only_groups_whose_serving_deployment_has_limits() -> None:
+def test_router_keeps_each_deployments_limits() -> None:
     config = load_config_text(
         UPSTREAMS
         + "model_groups:\n"
@@ -38,10 +38,17 @@ def test_router_lists_only_groups_whose_serving_deployment_has_limits() -> None:
     assert config.model_groups[1].deployments[0].tpm is None
     router = Router(config)
     try:
-        assert list(router.limited) == ["rpm-only"]  # the first deployment serves: its limits apply
-        limits = router.limited["rpm-only"]
+        limited = {
+            name: [t.limits is not None for t in router.group(name).by_priority]  # type: ignore[union-attr]
+            for name in ("plain", "rpm-only", "second-limited")
+        }
+        assert limited == {"plain": [False], "rpm-only": [True], "second-limited": [False, True]}
+        limits = router.group("rpm-only").by_priority[0].limits  # type: ignore[union-attr]
+        assert limits is not None
         assert (limits.rpm, limits.tpm) == (3, None)
         assert (limits.rpm_key, limits.tpm_key) == ("d:rpm-only:0:rpm", "d:rpm-only:0:tpm")
         assert limits.subject == "model group 'rpm-only' (its deployment on upstream 'up')"
+        second = router.group("second-limited").by_priority[1].limits  # type: ignore[union-attr]
+        assert second is not None and second.tpm_key == "d:second-limited:1:tpm"
     finally:
         asyncio.run(router.close())

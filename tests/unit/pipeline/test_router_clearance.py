@@ -1,4 +1,4 @@
-"""The route phase's choice by classification: the group's first deployment cleared for it, else 403."""
+"""The route phase's choice by classification: the group's deployments cleared for it, in order, else 403."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from ferrogate.config.loader import load_config_text
 from ferrogate.errors import GatewayError
-from ferrogate.pipeline.context import RequestContext
 from ferrogate.pipeline.router import Router
 
 CONFIG = """
@@ -32,10 +31,9 @@ def router() -> Iterator[Router]:
 
 
 def pick(router: Router, model: str, classification: str) -> tuple[str, int, object]:
-    ctx = RequestContext("r1")
-    ctx.model, ctx.classification = model, classification
-    limits = router.pick(ctx)
-    return ctx.upstream_model, ctx.deployment_index, limits
+    _, targets = router.resolve(model, classification, stream=False)
+    first = targets[0]
+    return first.model, first.index, first.limits
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,192 @@
+"""A model group as the route phase uses it (:class:`Group`, :class:`Target`), and the strategies that order its
+deployments for one request (:func:`order`).
+
+Built once per configuration by :class:`ferrogate.pipeline.router.Router`: nothing here parses or validates.
+The order is the attempt order: the first deployment whose circuit admits the request and that has room serves;
+a failed attempt goes to the next (:mod:`ferrogate.pipeline.failover`).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ferrogate._core import CircuitPolicy, Circuits
+    from ferrogate.config.routing import RetrySettings
+    from ferrogate.providers import Provider
+
+
+class DeploymentLimits:
+    """The rate limits of one deployment, with its bucket keys (``d:<group>:<index>:rpm``/``:tpm``).
+
+    Example:
+        >>> d = DeploymentLimits("gpt", 0, "openai-eu", rpm=2, tpm=None)
+        >>> d.rpm_key, d.subject
+        ('d:gpt:0:rpm', "model group 'gpt' (its deployment on upstream 'openai-eu')")
+    """
+
+    __slots__ = ("rpm", "rpm_key", "subject", "tpm", "tpm_key")
+
+    def __init__(self, group: str, index: int, upstream: str, rpm: int | None, tpm: int | None) -> None:
+        self.rpm = rpm
+        self.tpm = tpm
+        self.rpm_key = f"d:{group}:{index}:rpm"
+        self.tpm_key = f"d:{group}:{index}:tpm"
+        #: What a refusal names (clients see the group and the upstream, never its URL or key).
+        self.subject = f"model group '{group}' (its deployment on upstream '{upstream}')"
+
+
+class Target:
+    """One deployment of one group: where an attempt goes.
+
+    ``key`` (``<upstream>/<model>``) names its health: circuit state, in-flight count and latency EWMAs live in
+    ``slot`` of the instance's shared :class:`~ferrogate._core.Circuits` table, shared with every group that
+    serves the same upstream model. ``price`` is USD per million input plus output tokens (``None``: unpriced).
+    """
+
+    __slots__ = (
+        "clearance",
+        "group",
+        "index",
+        "key",
+        "limits",
+        "model",
+        "price",
+        "priority",
+        "provider",
+        "rule_id",
+        "slot",
+        "tags",
+        "upstream",
+        "upstream_kind",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        provider: Provider,
+        upstream_kind: str,
+        group: str,
+        index: int,
+        model: str,
+        clearance: int,
+        limits: DeploymentLimits | None,
+        slot: int,
+        weight: float = 1.0,
+        priority: int = 0,
+        price: float | None = None,
+        tags: tuple[str, ...] = (),
+    ) -> None:
+        self.provider = provider
+        self.upstream: str = provider.name
+        self.upstream_kind = upstream_kind  # the provider: openai, anthropic, mock
+        self.group = group
+        self.index = index
+        self.model = model
+        self.key = f"{self.upstream}/{model}"
+        self.clearance = clearance
+        self.limits = limits
+        self.slot = slot
+        self.weight = weight
+        self.priority = priority
+        self.price = price
+        self.tags = tags
+        self.rule_id = -1  # its id in the routing rules (-1: no rules)
+
+    def __repr__(self) -> str:
+        return f"Target({self.key!r} of {self.group!r})"
+
+
+class Group:
+    """A model group: its deployments in ``priority`` order, how to order them for a request, and what to try when
+    they all fail."""
+
+    __slots__ = (
+        "by_cost",
+        "by_priority",
+        "cleared",
+        "cp_fallbacks",
+        "cw_fallbacks",
+        "fallbacks",
+        "inverse_weights",
+        "name",
+        "policy",
+        "retries",
+        "schema_check",
+        "slots",
+        "strategy",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        targets: list[Target],
+        strategy: str,
+        retries: RetrySettings,
+        policy: CircuitPolicy,
+        fallbacks: tuple[str, ...] = (),
+        cw_fallbacks: tuple[str, ...] = (),
+        cp_fallbacks: tuple[str, ...] = (),
+        schema_check: str = "off",
+    ) -> None:
+        self.name = name
+        #: Every deployment, by ``priority`` then configuration order (the ``priority`` strategy's order).
+        self.by_priority = tuple(sorted(targets, key=lambda t: (t.priority, t.index)))
+        #: Per classification rank, the deployments cleared for it (by priority).
+        self.cleared = tuple(tuple(t for t in self.by_priority if t.clearance >= rank) for rank in range(5))
+        #: Per rank, the cleared deployments' circuit slots (one ``Circuits.facts`` call reads them all).
+        self.slots = tuple([t.slot for t in cleared] for cleared in self.cleared)
+        #: Per rank, the cleared deployments by price (the ``cost`` strategy: prices do not change per request).
+        self.by_cost = tuple(
+            [*sorted(cleared, key=lambda t: float("inf") if t.price is None else t.price)] for cleared in self.cleared
+        )
+        self.inverse_weights = tuple([1.0 / t.weight for t in cleared] for cleared in self.cleared)
+        self.strategy = strategy
+        self.retries = retries
+        self.policy = policy
+        self.fallbacks = fallbacks
+        self.cw_fallbacks = cw_fallbacks
+        self.cp_fallbacks = cp_fallbacks
+        self.schema_check = schema_check
+
+
+def order(group: Group, rank: int, stream: bool, circuits: Circuits, remaining: Any = None) -> list[Target]:
+    """The deployments of ``group`` cleared for classification ``rank``, in the attempt order of its strategy.
+
+    ``remaining`` (strategy ``capacity`` only) maps a target to the share of its rpm/tpm left (0..1; a target
+    with no limits is taken as 1.0... less than a measured one: it sorts after those with room).
+
+    Example:
+        >>> from ferrogate._core import CircuitPolicy, Circuits
+        >>> from ferrogate.config.routing import RetrySettings
+        >>> class P:
+        ...     def __init__(self, name): self.name = name
+        >>> c = Circuits(None)
+        >>> ts = [Target(P(n), "mock", "g", i, "m", 4, None, c.slot(n + "/m"), price=p) for i, (n, p) in
+        ...       enumerate([("a", 5.0), ("b", 1.0)])]
+        >>> g = Group("g", ts, "cost", RetrySettings(), None)
+        >>> [t.upstream for t in order(g, 0, False, c)]
+        ['b', 'a']
+    """
+    cleared = group.cleared[rank]
+    strategy = group.strategy
+    if strategy == "priority" or len(cleared) < 2:
+        return list(cleared)
+    if strategy == "weighted":
+        # Efraimidis-Spirakis: a random order in which each is first in proportion to its weight
+        draw = random.random
+        keys = [draw() ** w for w in group.inverse_weights[rank]]
+        return [cleared[i] for i in sorted(range(len(keys)), key=keys.__getitem__, reverse=True)]
+    if strategy == "cost":
+        return list(group.by_cost[rank])
+    if strategy in ("least_in_flight", "latency"):
+        # (state, in_flight, error_rate, latency_ewma_s, ttft_ewma_s) of each, in one call; ties keep priority
+        # order (the sort is stable); an EWMA not known yet is -1: that deployment goes first and gets a sample
+        field = 1 if strategy == "least_in_flight" else 4 if stream else 3
+        facts = circuits.facts(group.slots[rank])
+        values = [f[field] for f in facts]
+        return [cleared[i] for i in sorted(range(len(values)), key=values.__getitem__)]
+    if strategy == "capacity" and remaining is not None:
+        return sorted(cleared, key=lambda t: -remaining(t))
+    return list(cleared)

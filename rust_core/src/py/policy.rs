@@ -1,0 +1,229 @@
+//! The routing rules for Python: `RoutePolicy` (see [`crate::policy`]).
+//!
+//! The rules cross once, as text; each deployment once, at registration; a decision takes the
+//! request's facts as plain arguments and each candidate as a tuple, and answers one tuple per
+//! candidate. Rule ids are kept as Python strings, so an answer's lists share them. A decision
+//! takes a few microseconds: it keeps the GIL.
+
+use std::sync::{PoisonError, RwLock};
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+
+use crate::policy::{Deployment, Observed, RequestFacts, RoutePolicy, Verdict};
+
+/// A verdict as Python sees it: (deployment id, eligible, score, ids of the rules that decided).
+type PyVerdict<'py> = (usize, bool, i64, Bound<'py, PyList>);
+
+/// The circuit states a candidate may be in.
+const CIRCUITS: [&str; 3] = ["closed", "open", "half_open"];
+
+/// One candidate tuple: (deployment id, latency_ms, ttft_ms, error_rate_pct, circuit, in_flight).
+fn candidate(item: &Bound<'_, PyAny>) -> PyResult<Observed<'static>> {
+    let bad = || {
+        PyTypeError::new_err(
+            "a candidate is a tuple (id, latency_ms, ttft_ms, error_rate_pct, circuit, in_flight)",
+        )
+    };
+    let tuple = item.cast::<PyTuple>().map_err(|_| bad())?;
+    if tuple.len() != 6 {
+        return Err(bad());
+    }
+    let long = |i: usize| -> PyResult<i64> {
+        tuple
+            .get_borrowed_item(i)?
+            .extract::<i64>()
+            .map_err(|_| bad())
+    };
+    let state = tuple.get_borrowed_item(4)?;
+    let state = state.cast::<PyString>().map_err(|_| bad())?;
+    let state = state.to_str()?;
+    let circuit = CIRCUITS.into_iter().find(|c| *c == state).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "circuit {state:?}: expected closed, open or half_open"
+        ))
+    })?;
+    Ok(Observed {
+        deployment: tuple
+            .get_borrowed_item(0)?
+            .extract::<usize>()
+            .map_err(|_| bad())?,
+        latency_ms: long(1)?,
+        ttft_ms: long(2)?,
+        error_rate_pct: long(3)?,
+        circuit,
+        in_flight: long(5)?,
+    })
+}
+
+/// Compiled routing rules and the deployments registered with them (Python `RoutePolicy`).
+#[pyclass(name = "RoutePolicy", module = "ferrogate._core", frozen)]
+pub struct PyRoutePolicy {
+    inner: RwLock<RoutePolicy>,
+    ids: Vec<Py<PyString>>,
+}
+
+impl PyRoutePolicy {
+    fn verdicts(
+        &self,
+        req: &RequestFacts<'_>,
+        candidates: &Bound<'_, PyList>,
+    ) -> PyResult<Vec<Verdict>> {
+        let observed = candidates
+            .iter()
+            .map(|item| candidate(&item))
+            .collect::<PyResult<Vec<_>>>()?;
+        let policy = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(policy.decide(req, &observed)?)
+    }
+
+    fn wrap(py: Python<'_>, policy: RoutePolicy) -> Self {
+        let ids = policy
+            .ids()
+            .iter()
+            .map(|id| PyString::new(py, id).unbind())
+            .collect();
+        Self {
+            inner: RwLock::new(policy),
+            ids,
+        }
+    }
+}
+
+#[pymethods]
+impl PyRoutePolicy {
+    /// Parses and validates `text` (Cedar policies); `source` names it in errors.
+    #[new]
+    fn new(py: Python<'_>, text: &str, source: &str) -> PyResult<Self> {
+        let policy = RoutePolicy::new(text, source)?;
+        Ok(Self::wrap(py, policy))
+    }
+
+    /// The rules of several `(text, source)` pairs as one set (ids unique across them).
+    #[staticmethod]
+    fn from_sources(py: Python<'_>, sources: Vec<(String, String)>) -> PyResult<Self> {
+        let pairs: Vec<(&str, &str)> = sources
+            .iter()
+            .map(|(t, s)| (t.as_str(), s.as_str()))
+            .collect();
+        let policy = RoutePolicy::from_sources(&pairs)?;
+        Ok(Self::wrap(py, policy))
+    }
+
+    /// Registers a deployment's fixed attributes; returns its id for `decide`.
+    #[allow(clippy::too_many_arguments)]
+    fn deployment(
+        &self,
+        key: String,
+        provider: String,
+        upstream: String,
+        model: String,
+        group: String,
+        tags: Vec<String>,
+        input_price_micro_usd: i64,
+        output_price_micro_usd: i64,
+    ) -> usize {
+        let mut policy = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        policy.deployment(Deployment {
+            key,
+            provider,
+            upstream,
+            model,
+            group,
+            tags,
+            input_price_micro_usd,
+            output_price_micro_usd,
+        })
+    }
+
+    /// What the rules say of each candidate, in input order: (id, eligible, score, ids of the
+    /// rules that decided).
+    #[allow(clippy::too_many_arguments)]
+    fn decide<'py>(
+        &self,
+        py: Python<'py>,
+        team: &str,
+        key: &str,
+        user: &str,
+        classification: &str,
+        sla_ms: i64,
+        budget_left_cents: i64,
+        model: &str,
+        stream: bool,
+        ingress: &str,
+        candidates: &Bound<'py, PyList>,
+    ) -> PyResult<Vec<PyVerdict<'py>>> {
+        let req = RequestFacts {
+            team,
+            key,
+            user,
+            classification,
+            sla_ms,
+            budget_left_cents,
+            model,
+            stream,
+            ingress,
+        };
+        self.verdicts(&req, candidates)?
+            .into_iter()
+            .map(|v| {
+                let ids = PyList::new(py, v.rules.iter().map(|&i| self.ids[i].bind(py)))?;
+                Ok((v.deployment, v.eligible, v.score, ids))
+            })
+            .collect()
+    }
+
+    /// The eligible candidates' ids, highest score first (ties in input order): `decide` reduced
+    /// to what the router needs.
+    #[allow(clippy::too_many_arguments)]
+    fn order(
+        &self,
+        team: &str,
+        key: &str,
+        user: &str,
+        classification: &str,
+        sla_ms: i64,
+        budget_left_cents: i64,
+        model: &str,
+        stream: bool,
+        ingress: &str,
+        candidates: &Bound<'_, PyList>,
+    ) -> PyResult<Vec<usize>> {
+        let req = RequestFacts {
+            team,
+            key,
+            user,
+            classification,
+            sla_ms,
+            budget_left_cents,
+            model,
+            stream,
+            ingress,
+        };
+        let mut verdicts = self.verdicts(&req, candidates)?;
+        verdicts.retain(|v| v.eligible);
+        verdicts.sort_by_key(|v| std::cmp::Reverse(v.score)); // stable
+        Ok(verdicts.into_iter().map(|v| v.deployment).collect())
+    }
+
+    /// The rules' ids, in source order (`@id`, else `policy<N>`).
+    #[getter]
+    fn ids(&self, py: Python<'_>) -> Vec<Py<PyString>> {
+        self.ids.iter().map(|id| id.clone_ref(py)).collect()
+    }
+
+    fn __repr__(&self) -> String {
+        let policy = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        format!(
+            "RoutePolicy(rules={}, compiled={})",
+            self.ids.len(),
+            self.ids.len() - policy.cedar_rules()
+        )
+    }
+}
+
+/// Registers the class.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyRoutePolicy>()
+}
