@@ -244,7 +244,10 @@ fn a_disabled_policy_still_holds_back_for_a_retry_after() {
     table.trip_at(slot, 2.0, T0).unwrap(); // a provider's Retry-After: 2
     assert_eq!(table.admit_at(slot, &p, T0 + S).unwrap(), Admit::Skip);
     assert_eq!(table.view_at(slot, T0 + S).unwrap().in_flight, 0);
-    assert_eq!(run(&table, slot, &p, true, T0 + 2 * S), (Admit::Closed, false));
+    assert_eq!(
+        run(&table, slot, &p, true, T0 + 2 * S),
+        (Admit::Closed, false)
+    );
 }
 
 #[test]
