@@ -56,13 +56,18 @@ def config_text(strategy: str, deployments: int, rules: int) -> str:
 def measure(router: Router, limiter: LocalLimiter, n: int) -> float:
     """Median µs per request over 7 batches of ``n``."""
     headers: list[tuple[str, str]] = []
+    facts = None
+    if router.table.rules is not None:  # what the route phase passes: the request's facts
+        from ferrogate.routing.rules import RequestFacts
+
+        facts = RequestFacts(team="team_1", key="key_1", sla_ms=800, budget_left_cents=500, model="g")
     times = []
     for _ in range(7):
         start = time.perf_counter()
         for _ in range(n):
             ctx = RequestContext("r")
             ctx.model = "g"
-            assert begin(router, ctx, limiter, headers) is None
+            assert begin(router, ctx, limiter, headers, facts) is None
             plan = ctx.plan
             plan.begin()
             plan.finish(True, 200)

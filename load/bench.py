@@ -98,6 +98,7 @@ def start_gateway(
     limits: bool = True,
     metering: bool = True,
     extra_yaml: str = "",
+    config_yaml: str | None = None,
 ) -> tuple[Any, Target | None, str]:
     """Start `ferrogate serve` on the server CPU; (proc, target, '') or (None, None, reason to skip).
 
@@ -105,7 +106,8 @@ def start_gateway(
     refuse: their cost is measured, not their refusals) and usage metering. ``bare`` (``--ab``): a key without
     limits and metering off, the same run's baseline for the cost of limits + metering. ``limits`` and
     ``metering`` switch the two separately; ``extra_yaml`` is appended to the configuration (e.g. the
-    ``metrics``, ``audit`` or ``logging`` switches, see load/features.py).
+    ``metrics``, ``audit`` or ``logging`` switches, see load/features.py); ``config_yaml`` replaces
+    :data:`GATEWAY_YAML` (formatted with ``port`` the same way; load/routing.py).
     """
     exe = Path(args.ferrogate)
     if not exe.exists():
@@ -113,9 +115,8 @@ def start_gateway(
     logdir = logdir / name
     logdir.mkdir(exist_ok=True)
     config = logdir / "gateway.yaml"
-    config.write_text(
-        GATEWAY_YAML.format(port=upstream_port) + ("" if metering else "metering: {enabled: false}\n") + extra_yaml
-    )
+    base = (config_yaml or GATEWAY_YAML).format(port=upstream_port)
+    config.write_text(base + ("" if metering else "metering: {enabled: false}\n") + extra_yaml)
     port = procs.free_port()
     cmd = [str(exe), "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     cmd += args.gateway_arg

@@ -567,6 +567,9 @@ class Circuits:
         """The shared file's path, or ``None`` for process-local memory."""
     def occupancy(self) -> int:
         """Slots holding a deployment key."""
+    def rank(self, slots: Sequence[int], by: int) -> list[int]:
+        """The positions of ``slots`` in ascending order of ``by`` (0: in-flight count, 1: latency EWMA, 2: time to
+        first token EWMA; one not known yet first), ties in the given order."""
     def clear_in_flight(self) -> None:
         """Set every in-flight count to 0: after a worker was killed mid-request (its attempts would stay counted);
         the live workers' attempts then end on a count held at 0, and the counts are right once they have."""
@@ -671,6 +674,23 @@ class RoutePolicy:
     ) -> list[int]:
         """The eligible candidates' ids, highest score first, ties in input order (:meth:`decide` reduced to the
         router's need)."""
+    def order_live(
+        self,
+        team: str,
+        key: str,
+        user: str,
+        classification: str,
+        sla_ms: int,
+        budget_left_cents: int,
+        model: str,
+        stream: bool,
+        ingress: str,
+        circuits: Circuits,
+        targets: Sequence[tuple[int, int]],
+    ) -> list[int]:
+        """:meth:`order` in one call for the router: ``targets`` are ``(deployment id, circuit slot)`` in the
+        strategy's order, their health read from ``circuits``; the positions in ``targets`` of the eligible ones,
+        highest score first, ties in the given order."""
     @property
     def ids(self) -> list[str]:
         """The rules' ids, in source order."""

@@ -23,7 +23,6 @@ from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.providers import Provider, build_provider
 from ferrogate.routing.health import circuit_policy
 from ferrogate.routing.plan import DeploymentLimits, Group, Target, order
-from ferrogate.routing.rules import candidates
 
 if TYPE_CHECKING:
     from ferrogate.metering import PriceTable
@@ -82,6 +81,7 @@ class Table:
                 )
                 if rules is not None:
                     target.rule_id = rules.register(target, price)
+                    target.rule_pair = (target.rule_id, target.slot)
                 targets.append(target)
             group = Group(
                 g.name,
@@ -181,7 +181,6 @@ class Router:
         group, targets = self.resolve(facts["model"], facts.get("classification") or "", bool(facts.get("stream")))
         verdicts = self.judge(facts, targets) if self.table.rules is not None else None
         candidates: list[dict[str, Any]] = []
-        chosen = None
         for i, target in enumerate(targets):
             view = self.circuits.view(target.slot)
             eligible, score, rules = (True, 0, []) if verdicts is None else verdicts[i][1:]
@@ -201,12 +200,11 @@ class Router:
                     "latency_ewma_ms": round(view[8] * 1000.0, 3),
                 }
             )
-            if chosen is None and eligible and state != "open":
-                chosen = target.key
         if verdicts is not None:  # the rules' order: eligible first, by score, then the strategy's
-            order_of = {id(t): (not v[1], -v[2], i) for i, (t, v) in enumerate(zip(targets, verdicts, strict=True))}
-            pairs = sorted(zip(targets, candidates, strict=True), key=lambda p: order_of[id(p[0])])
+            ranks = {id(v[0]): (not v[1], -v[2], i) for i, v in enumerate(verdicts)}
+            pairs = sorted(zip(targets, candidates, strict=True), key=lambda p: ranks[id(p[0])])
             candidates = [c for _, c in pairs]
+        chosen = next((c["deployment"] for c in candidates if c["eligible"] and c["circuit"] != "open"), None)
         return {
             "model": facts["model"],
             "group": group.name,
@@ -231,8 +229,8 @@ class Router:
         """
         rules = self.table.rules
         assert rules is not None
-        by_id = {t.rule_id: t for t in targets}
-        ordered = [by_id[i] for i in rules.order(facts, candidates(targets, self.circuits))]
+        positions = rules.order_live(facts, self.circuits, [t.rule_pair for t in targets])
+        ordered = [targets[i] for i in positions]
         if not ordered:
             raise GatewayError(
                 ErrorKind.ROUTE_FORBIDDEN,

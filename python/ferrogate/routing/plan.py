@@ -8,13 +8,17 @@ a failed attempt goes to the next (:mod:`ferrogate.pipeline.failover`).
 
 from __future__ import annotations
 
-import random
+from itertools import accumulate
+from random import choices
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ferrogate._core import CircuitPolicy, Circuits
     from ferrogate.config.routing import RetrySettings
     from ferrogate.providers import Provider
+
+
+_POSITIONS = range(1 << 16)
 
 
 class DeploymentLimits:
@@ -56,6 +60,7 @@ class Target:
         "priority",
         "provider",
         "rule_id",
+        "rule_pair",
         "slot",
         "tags",
         "upstream",
@@ -93,6 +98,7 @@ class Target:
         self.price = price
         self.tags = tags
         self.rule_id = -1  # its id in the routing rules (-1: no rules)
+        self.rule_pair = (-1, slot)  # (rule_id, slot): what the rules' one-call order takes
 
     def __repr__(self) -> str:
         return f"Target({self.key!r} of {self.group!r})"
@@ -107,9 +113,9 @@ class Group:
         "by_priority",
         "cleared",
         "cp_fallbacks",
+        "cum_weights",
         "cw_fallbacks",
         "fallbacks",
-        "inverse_weights",
         "name",
         "policy",
         "retries",
@@ -141,7 +147,7 @@ class Group:
         self.by_cost = tuple(
             [*sorted(cleared, key=lambda t: float("inf") if t.price is None else t.price)] for cleared in self.cleared
         )
-        self.inverse_weights = tuple([1.0 / t.weight for t in cleared] for cleared in self.cleared)
+        self.cum_weights = tuple(list(accumulate(t.weight for t in cleared)) for cleared in self.cleared)
         self.strategy = strategy
         self.retries = retries
         self.policy = policy
@@ -174,19 +180,16 @@ def order(group: Group, rank: int, stream: bool, circuits: Circuits, remaining: 
     if strategy == "priority" or len(cleared) < 2:
         return list(cleared)
     if strategy == "weighted":
-        # Efraimidis-Spirakis: a random order in which each is first in proportion to its weight
-        draw = random.random
-        keys = [draw() ** w for w in group.inverse_weights[rank]]
-        return [cleared[i] for i in sorted(range(len(keys)), key=keys.__getitem__, reverse=True)]
+        # the first drawn in proportion to the weights; the others (the retry order) by priority
+        first = cleared[choices(_POSITIONS[: len(cleared)], cum_weights=group.cum_weights[rank])[0]]
+        return [first, *(t for t in cleared if t is not first)]
     if strategy == "cost":
         return list(group.by_cost[rank])
     if strategy in ("least_in_flight", "latency"):
-        # (state, in_flight, error_rate, latency_ewma_s, ttft_ewma_s) of each, in one call; ties keep priority
-        # order (the sort is stable); an EWMA not known yet is -1: that deployment goes first and gets a sample
-        field = 1 if strategy == "least_in_flight" else 4 if stream else 3
-        facts = circuits.facts(group.slots[rank])
-        values = [f[field] for f in facts]
-        return [cleared[i] for i in sorted(range(len(values)), key=values.__getitem__)]
+        # one call into the circuit table orders them (ties keep the priority order); an EWMA not known yet
+        # sorts first, so that deployment gets a sample
+        by = 0 if strategy == "least_in_flight" else 2 if stream else 1
+        return [cleared[i] for i in circuits.rank(group.slots[rank], by)]
     if strategy == "capacity" and remaining is not None:
         return sorted(cleared, key=lambda t: -remaining(t))
     return list(cleared)

@@ -374,6 +374,26 @@ class RoutingRules:
             candidates,
         )
 
+    def order_live(
+        self, request: RequestFacts, circuits: _core.Circuits, targets: Sequence[tuple[int, int]]
+    ) -> list[int]:
+        """The router's hot path in one core call: ``targets`` are ``(rule id, circuit slot)`` in the strategy's
+        order; the positions of the eligible ones, highest score first, ties in that order."""
+        r = request
+        return self.policy.order_live(
+            r.team,
+            r.key,
+            r.user,
+            r.classification,
+            r.sla_ms,
+            r.budget_left_cents,
+            r.model,
+            r.stream,
+            r.ingress,
+            circuits,
+            targets,
+        )
+
     def judge(
         self, facts: Mapping[str, Any], targets: Sequence[T], circuits: CircuitsLike
     ) -> list[tuple[T, bool, int, list[str]]]:

@@ -125,6 +125,13 @@ pub struct PyCircuits {
     inner: Circuits,
 }
 
+impl PyCircuits {
+    /// The table (for the routing rules' one-call order: `py/policy.rs`).
+    pub(super) fn table(&self) -> &Circuits {
+        &self.inner
+    }
+}
+
 #[pymethods]
 impl PyCircuits {
     #[new]
@@ -222,6 +229,26 @@ impl PyCircuits {
                 ))
             })
             .collect()
+    }
+
+    /// The positions of `slots` in ascending order of `by` (0: in-flight count, 1: latency EWMA,
+    /// 2: time-to-first-token EWMA; an EWMA not known yet first, so that deployment gets a
+    /// sample), ties in the given order: the `least_in_flight` and `latency` strategies in one
+    /// call.
+    fn rank(&self, slots: Vec<usize>, by: u8) -> PyResult<Vec<usize>> {
+        let now = now_ns();
+        let mut keyed = Vec::with_capacity(slots.len());
+        for (i, slot) in slots.into_iter().enumerate() {
+            let v = self.inner.view_at(slot, now)?;
+            let key = match by {
+                0 => v.in_flight as f64,
+                1 => v.latency_ewma_s.unwrap_or(-1.0),
+                _ => v.ttft_ewma_s.unwrap_or(-1.0),
+            };
+            keyed.push((key, i));
+        }
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0)); // stable: ties keep the priority order
+        Ok(keyed.into_iter().map(|(_, i)| i).collect())
     }
 
     /// Sets every in-flight count to 0 (after a worker was killed mid-request; see the Rust docs).

@@ -11,7 +11,10 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 
+use super::circuit::PyCircuits;
+use crate::circuit::State;
 use crate::policy::{Deployment, Observed, RequestFacts, RoutePolicy, Verdict};
+use crate::ratelimit::now_ns;
 
 /// A verdict as Python sees it: (deployment id, eligible, score, ids of the rules that decided).
 type PyVerdict<'py> = (usize, bool, i64, Bound<'py, PyList>);
@@ -205,6 +208,66 @@ impl PyRoutePolicy {
         verdicts.retain(|v| v.eligible);
         verdicts.sort_by_key(|v| std::cmp::Reverse(v.score)); // stable
         Ok(verdicts.into_iter().map(|v| v.deployment).collect())
+    }
+
+    /// [`Self::order`] for the router's hot path in one call: `targets` are `(deployment id,
+    /// circuit slot)` pairs in the strategy's order, their health read from `circuits` here (as
+    /// `routing.rules.candidates` reads it); returns the positions in `targets` of the eligible
+    /// ones, highest score first, ties in the given order.
+    #[allow(clippy::too_many_arguments)]
+    fn order_live(
+        &self,
+        team: &str,
+        key: &str,
+        user: &str,
+        classification: &str,
+        sla_ms: i64,
+        budget_left_cents: i64,
+        model: &str,
+        stream: bool,
+        ingress: &str,
+        circuits: PyRef<'_, PyCircuits>,
+        targets: Vec<(usize, usize)>,
+    ) -> PyResult<Vec<usize>> {
+        let req = RequestFacts {
+            team,
+            key,
+            user,
+            classification,
+            sla_ms,
+            budget_left_cents,
+            model,
+            stream,
+            ingress,
+        };
+        let table = circuits.table();
+        let now = now_ns();
+        let mut observed = Vec::with_capacity(targets.len());
+        for &(deployment, slot) in &targets {
+            let v = table.view_at(slot, now)?;
+            let ms = |s: Option<f64>| s.map_or(-1, |s| (s * 1000.0).round() as i64);
+            observed.push(Observed {
+                deployment,
+                latency_ms: ms(v.latency_ewma_s),
+                ttft_ms: ms(v.ttft_ewma_s),
+                error_rate_pct: (v.error_rate * 100.0).round() as i64,
+                circuit: match v.state {
+                    State::Closed => "closed",
+                    State::Open => "open",
+                    State::HalfOpen => "half_open",
+                },
+                in_flight: i64::from(v.in_flight),
+            });
+        }
+        let policy = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let mut verdicts: Vec<(usize, Verdict)> = policy
+            .decide(&req, &observed)?
+            .into_iter()
+            .enumerate()
+            .collect();
+        verdicts.retain(|(_, v)| v.eligible);
+        verdicts.sort_by_key(|(_, v)| std::cmp::Reverse(v.score)); // stable
+        Ok(verdicts.into_iter().map(|(at, _)| at).collect())
     }
 
     /// The rules' ids, in source order (`@id`, else `policy<N>`).
