@@ -110,7 +110,17 @@ class Router:
     price table the ``cost`` strategy orders by; ``rules`` the routing rules loader (``None``: no rules).
     """
 
-    __slots__ = ("_closing", "circuits", "default_max_tokens", "grace_s", "load_rules", "prices", "table", "tripped")
+    __slots__ = (
+        "_closing",
+        "circuits",
+        "default_max_tokens",
+        "grace_s",
+        "load_rules",
+        "peek",
+        "prices",
+        "table",
+        "tripped",
+    )
 
     def __init__(
         self,
@@ -129,6 +139,9 @@ class Router:
         self.grace_s = grace_s
         #: Called with a deployment key when an attempt tripped its circuit (``Health.tripped``: other instances).
         self.tripped: Any = None
+        #: ``(key, limit, period_s) -> (remaining, reset_s)`` of the local limiter (the ``capacity`` strategy);
+        #: None: the deployment limits' buckets are in Redis and capacity orders by priority.
+        self.peek: Any = None
         self._closing: set[asyncio.Task[None]] = set()
         rules = load_rules(config.routing) if load_rules is not None else None
         providers = {u.name: build_provider(u, default_max_tokens) for u in config.upstreams}
@@ -161,7 +174,8 @@ class Router:
                 f"The model '{model}' does not exist or you do not have access to it.",
                 param="model",
             )
-        targets = order(group, RANK[classification], stream, self.circuits)
+        remaining = self._remaining if group.strategy == "capacity" else None
+        targets = order(group, RANK[classification], stream, self.circuits, remaining)
         if not targets:
             raise GatewayError(
                 ErrorKind.CLASSIFICATION_NOT_CLEARED,
@@ -219,6 +233,19 @@ class Router:
         rules = self.table.rules
         assert rules is not None
         return rules.judge(facts, targets, self.circuits)
+
+    def _remaining(self, target: Target) -> float:
+        """The share of a deployment's rpm/tpm left (the ``capacity`` strategy): the tighter of the two; 0.0 without
+        limits, or when its buckets are not in this process (``peek`` is None: Redis), so those sort last."""
+        limits, peek = target.limits, self.peek
+        if limits is None or peek is None:
+            return 0.0
+        share = 1.0
+        if limits.rpm is not None:
+            share = min(share, peek(limits.rpm_key, float(limits.rpm), 60.0)[0] / limits.rpm)
+        if limits.tpm is not None:
+            share = min(share, peek(limits.tpm_key, float(limits.tpm), 60.0)[0] / limits.tpm)
+        return share
 
     def apply_rules(self, model: str, targets: list[Target], facts: RequestFacts) -> list[Target]:
         """``targets`` as the routing rules order them for a request: the eligible ones, highest score first, ties

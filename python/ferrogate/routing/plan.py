@@ -190,6 +190,6 @@ def order(group: Group, rank: int, stream: bool, circuits: Circuits, remaining: 
         # sorts first, so that deployment gets a sample
         by = 0 if strategy == "least_in_flight" else 2 if stream else 1
         return [cleared[i] for i in circuits.rank(group.slots[rank], by)]
-    if strategy == "capacity" and remaining is not None:
+    if strategy == "capacity" and remaining is not None:  # stable: ties (no limits, Redis) keep priority order
         return sorted(cleared, key=lambda t: -remaining(t))
     return list(cleared)

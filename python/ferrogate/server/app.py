@@ -140,6 +140,8 @@ class Gateway:
             self.limiter: Limiter = RedisLimiter.from_url(settings.redis_url)
         else:
             self.limiter = LocalLimiter(settings.limits_path)
+        if self.limiter.sync_core is not None:  # the capacity strategy reads the local buckets
+            self.router.peek = self.limiter.sync_core.peek
         self.prometheus = Metrics(config, prices, self.recorder, self.audit)  # GET /metrics; flushed every second
         self.prometheus.collectors.append(self._circuit_gauges)
         self.router.tripped = self._tripped
