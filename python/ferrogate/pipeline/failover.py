@@ -298,7 +298,10 @@ class Plan:
     def release(self) -> None:
         """Account phase: an attempt whose outcome was never given (the request was cancelled) counts as done."""
         if self.open:
-            self.finish(True, 499)
+            if self.started == 0.0:  # admitted but never sent (count_tokens answered by the gateway, a refusal)
+                self.release_unstarted()
+            else:
+                self.finish(True, 499)
 
     def next_after(
         self,
