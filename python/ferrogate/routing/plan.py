@@ -8,17 +8,15 @@ a failed attempt goes to the next (:mod:`ferrogate.pipeline.failover`).
 
 from __future__ import annotations
 
+from bisect import bisect
 from itertools import accumulate
-from random import choices
+from random import random
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ferrogate._core import CircuitPolicy, Circuits
     from ferrogate.config.routing import RetrySettings
     from ferrogate.providers import Provider
-
-
-_POSITIONS = range(1 << 16)
 
 
 class DeploymentLimits:
@@ -181,7 +179,8 @@ def order(group: Group, rank: int, stream: bool, circuits: Circuits, remaining: 
         return list(cleared)
     if strategy == "weighted":
         # the first drawn in proportion to the weights; the others (the retry order) by priority
-        first = cleared[choices(_POSITIONS[: len(cleared)], cum_weights=group.cum_weights[rank])[0]]
+        cum = group.cum_weights[rank]
+        first = cleared[bisect(cum, random() * cum[-1])]
         return [first, *(t for t in cleared if t is not first)]
     if strategy == "cost":
         return list(group.by_cost[rank])
