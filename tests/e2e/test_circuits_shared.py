@@ -3,7 +3,8 @@ and, with Redis, for every instance; the admin API and the metrics show it (docs
 
 Two instances (two workers each) over the same two fakes and Redis: the group ``guarded`` has a breaker that opens
 after two failures in a row. Once it trips, no worker of either instance sends the failing upstream another
-request, whatever connection a request comes in on.
+request, whatever connection a request comes in on. Last, a routing rule on the budget left on the key's chain
+(read from the ledger only because a rule reads it) routes by it.
 """
 
 from __future__ import annotations
@@ -92,3 +93,45 @@ def test_the_admin_api_and_the_metrics_show_the_open_circuit(pair: tuple[Gateway
             break
         time.sleep(0.2)
     assert value == 1
+
+
+RULES = """
+@id("cheap-when-low") @priority("10")
+permit(principal, action, resource) when {
+  context.budget_left_cents >= 0 && context.budget_left_cents < 1000 && resource.tags.contains("self-hosted")
+};
+"""
+
+
+@pytest.fixture(scope="module")
+def budgeted(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway whose rules prefer the self-hosted deployment when the key's budget left is under 10 USD."""
+    tmp = tmp_path_factory.mktemp("budget-rules")
+    price = "price: {input: 1, output: 1}"
+    text = config(fleet, []) + (
+        f"  - {{name: thrifty, deployments: [{{upstream: bad, model: gpt, {price}}},"
+        f" {{upstream: good, model: gpt, tags: [self-hosted], {price}}}]}}\n"
+    )
+    text = text.replace("routing:\n", "routing:\n  rules: |\n" + "".join(f"    {ln}\n" for ln in RULES.splitlines()))
+    gw = Gateway(tmp, text, dev=False, env={"FERROGATE_MASTER_KEY": MASTER}).wait_ready()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+def test_a_rule_on_the_budget_left_routes_by_it(budgeted: Gateway, fleet: Fleet) -> None:
+    fleet["bad"].script()
+    team = admin(budgeted, "POST", "/teams", {"name": "thrifty"})
+    served = {}
+    for budget in (5, 500):
+        key = admin(budgeted, "POST", "/keys", {"name": f"k{budget}", "team_id": team["id"], "budget": budget})
+        with httpx.Client(timeout=10) as client:
+            resp = client.post(
+                f"{budgeted.url}/v1/chat/completions",
+                headers={"authorization": f"Bearer {key['key']}"},
+                json={"model": "thrifty", "messages": HI, "max_tokens": 5},
+            )
+        assert resp.status_code == 200, resp.text
+        served[budget] = resp.headers["x-ferrogate-deployment"]
+    assert served == {5: "good/gpt", 500: "bad/gpt"}  # under 10 USD left: the self-hosted one first

@@ -136,7 +136,12 @@ async def _route_by_budget(s: Session, ctx: RequestContext) -> None:
     chain (key, user, team) is read first (the store, or Redis)."""
     deps = s.chain.deps
     left: float | None = None
-    for hold, balance in await deps.ledger.balances(ctx.identity.budgets):
+    try:
+        balances = await deps.ledger.balances(ctx.identity.budgets)
+    except Exception as exc:  # the store is down: route as if no budget were known (the budget phase decides)
+        log.warning("request %s: budgets unreadable for the routing rules: %s", ctx.request_id, exc)
+        balances = []
+    for hold, balance in balances:
         room = hold.limit_usd - balance.spent_usd - balance.reserved_usd
         left = room if left is None else min(left, room)
     cents = -1 if left is None else max(0, int(left * 100))
