@@ -80,6 +80,24 @@ class AdminApi:
     async def _serve(self, scope: Scope, proto: HTTPProtocol) -> tuple[int, bytes]:
         if scope.path == OPENAPI_PATH and scope.method == "GET":
             return 200, self._openapi
+        try:
+            route, params, principal = await self._authorized(scope)
+        except GatewayError as err:
+            if _has_body(scope):  # refused before its body was read: the connection must not carry another request
+                err.headers = [*err.headers, ("connection", "close")]
+            raise
+        call = Call(principal, params)
+        if route.request is not None:
+            raw = await read_body(scope, proto, _MAX_BODY)
+            call.body = _validate(route.request, _json(raw) if raw.strip() else {}, "")
+        if route.query is not None:
+            call.query = _validate(route.query, dict(parse_qsl(scope.query_string)), "")
+        result: BaseModel = await route.handler(self.service, call)
+        return route.status, result.__pydantic_serializer__.to_json(result)
+
+    async def _authorized(self, scope: Scope) -> tuple[AdminRoute, dict[str, str], Principal]:
+        """The route, its path parameters and the caller, who must hold the route's permission (404, 405, 401,
+        403 otherwise)."""
         route, params, methods = self.match(scope.method, scope.path)
         if route is None:
             if methods:
@@ -96,14 +114,7 @@ class AdminApi:
                 ErrorKind.PERMISSION_DENIED,
                 f"role {principal.role.value} lacks {route.permission.value} for {route.method} {route.path}",
             )
-        call = Call(principal, params)
-        if route.request is not None:
-            raw = await read_body(scope, proto, _MAX_BODY)
-            call.body = _validate(route.request, _json(raw) if raw.strip() else {}, "")
-        if route.query is not None:
-            call.query = _validate(route.query, dict(parse_qsl(scope.query_string)), "")
-        result: BaseModel = await route.handler(self.service, call)
-        return route.status, result.__pydantic_serializer__.to_json(result)
+        return route, params, principal
 
     async def principal(self, scope: Scope) -> Principal:
         """Who calls: the master key is ``admin``; an admin key carries its role and team.
@@ -141,6 +152,12 @@ def _validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
         param = ".".join(str(p) for p in first["loc"]) or where
         message = f"{param}: {first['msg']}" if param else first["msg"]
         raise GatewayError(ErrorKind.INVALID_FIELD, message, param=param or None) from None
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request declares a body (a non-zero ``content-length``, or a chunked one)."""
+    length = scope.headers.get("content-length")
+    return (length is not None and length.strip() not in ("", "0")) or "transfer-encoding" in scope.headers
 
 
 def _store_error(exc: StoreError) -> GatewayError:
