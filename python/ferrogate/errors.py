@@ -66,6 +66,12 @@ class ErrorKind(enum.Enum):
     ROUTE_FORBIDDEN = "route_forbidden"
     SCHEMA_MISMATCH = "schema_mismatch"
     NOT_READY = "not_ready"
+    TOOL_FORBIDDEN = "tool_forbidden"
+    MCP_SERVER_NOT_FOUND = "mcp_server_not_found"
+    MCP_TOOL_NOT_FOUND = "mcp_tool_not_found"
+    MCP_UPSTREAM_UNAVAILABLE = "mcp_upstream_unavailable"
+    MCP_UPSTREAM_TIMEOUT = "mcp_upstream_timeout"
+    TOOL_CALLS_RATE_LIMITED = "tool_calls_rate_limited"
     INTERNAL = "internal"
 
 
@@ -96,6 +102,18 @@ KINDS: dict[ErrorKind, KindInfo] = {
     ErrorKind.ROUTE_FORBIDDEN: KindInfo(403, "invalid_request_error", "no_deployment_allowed", False, Source.CLIENT),
     ErrorKind.SCHEMA_MISMATCH: KindInfo(502, "upstream_error", "response_schema_mismatch", True, Source.UPSTREAM),
     ErrorKind.NOT_READY: KindInfo(503, "server_error", "not_ready", True, Source.INTERNAL),
+    # the MCP tool gateway (python/ferrogate/mcp/): its REST front answers these as they are; /mcp maps them to
+    # JSON-RPC errors or isError results (mcp/errors.py)
+    ErrorKind.TOOL_FORBIDDEN: KindInfo(403, "invalid_request_error", "tool_not_allowed", False, Source.CLIENT),
+    ErrorKind.MCP_SERVER_NOT_FOUND: KindInfo(
+        404, "invalid_request_error", "mcp_server_not_found", False, Source.CLIENT
+    ),
+    ErrorKind.MCP_TOOL_NOT_FOUND: KindInfo(404, "invalid_request_error", "mcp_tool_not_found", False, Source.CLIENT),
+    ErrorKind.MCP_UPSTREAM_UNAVAILABLE: KindInfo(
+        502, "upstream_error", "mcp_server_unavailable", True, Source.UPSTREAM
+    ),
+    ErrorKind.MCP_UPSTREAM_TIMEOUT: KindInfo(504, "upstream_error", "mcp_timeout", True, Source.UPSTREAM),
+    ErrorKind.TOOL_CALLS_RATE_LIMITED: KindInfo(429, "tool_calls", "rate_limit_exceeded", True, Source.CLIENT),
     ErrorKind.INTERNAL: KindInfo(500, "server_error", "internal_error", True, Source.INTERNAL),
 }
 

@@ -41,6 +41,7 @@ class World:
     user_b: dict[str, Any]
     key_b: dict[str, Any]
     key_ids: dict[str, str]
+    mcp_server: str = ""  # the MCP server concrete_path made last (a PUT's body names it)
 
     def as_(self, name: str) -> Admin:
         return Admin(self.root.client, self.secrets[name])
@@ -104,6 +105,7 @@ def test_grants_cover_every_role_and_deny_writes_to_readers() -> None:
 # ---- the walk ------------------------------------------------------------------------------
 
 OPENAPI_ROUTE = ("GET", OPENAPI_PATH, Permission.PUBLIC)
+MCP_URL = "http://127.0.0.1:9/mcp"  # nothing listens: the walk's MCP servers never become ready
 
 # a valid body for every route that takes one (a new route with a body must add one here)
 BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
@@ -124,6 +126,9 @@ BODIES: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     },
     ("PUT", "/admin/v1/llm/rules"): lambda w: {"text": ""},
     ("POST", "/admin/v1/llm/route"): lambda w: {"model": "mock"},
+    ("POST", "/admin/v1/mcp/servers"): lambda w: {"id": unique("walk"), "transport": "http", "url": MCP_URL},
+    ("PUT", "/admin/v1/mcp/servers/{id}"): lambda w: {"id": w.mcp_server, "transport": "http", "url": MCP_URL},
+    ("POST", "/admin/v1/mcp/policies/{team_id}"): lambda w: {"allow": ["walk-*/*"]},
 }
 
 
@@ -136,6 +141,12 @@ def concrete_path(world: World, route: AdminRoute) -> str:
         path = path.replace("{key_id}", world.root.key(world.team_a["id"])["id"])
     # the PUT of an upstream or group comes before its DELETE in the table: a permitted DELETE finds it
     path = path.replace("{name}", "walk-upstream" if "/upstreams/" in path else "walk-group")
+    if "{id}" in path:  # a fresh MCP server of its own (a permitted DELETE drops it)
+        world.mcp_server = unique("walk")
+        world.root.ok("POST", "/mcp/servers", {"id": world.mcp_server, "transport": "http", "url": MCP_URL}, 201)
+        path = path.replace("{id}", world.mcp_server)
+    if "/mcp/policies/" in path:  # team A's tool policy exists (a permitted GET finds it, a DELETE drops it)
+        world.root.ok("POST", f"/mcp/policies/{world.team_a['id']}", {"allow": ["walk-*/*"]})
     assert "{" not in path, f"the walk cannot fill {route.path}"
     return path
 
@@ -143,6 +154,8 @@ def concrete_path(world: World, route: AdminRoute) -> str:
 def success_status(route: AdminRoute) -> int:
     if (route.method, route.path) == ("DELETE", "/admin/v1/teams/{team_id}"):
         return 409  # team A still has users and keys: refused for that, not for permission
+    if (route.method, route.path) == ("POST", "/admin/v1/mcp/servers/{id}/approve"):
+        return 409  # the server has listed no tools (nothing listens at MCP_URL): refused for that
     return route.status
 
 
@@ -153,10 +166,9 @@ def test_every_route_with_every_credential(world: World, credential: str) -> Non
     walked: list[tuple[str, str]] = []
     wrong: list[str] = []
     for route in ROUTES:
+        path = concrete_path(world, route)  # before the body: a PUT's body names the object the path made
         body = BODIES[(route.method, route.path)](world) if route.request is not None else None
-        resp = caller.client.request(
-            route.method, concrete_path(world, route), json=body, headers=bearer(caller.credential)
-        )
+        resp = caller.client.request(route.method, path, json=body, headers=bearer(caller.credential))
         if role is None:
             expected = 401
         elif allowed(role, route.permission):

@@ -40,6 +40,8 @@ class Permission(enum.StrEnum):
     AUDIT_READ = "audit:read"
     GUARDRAILS_READ = "guardrails:read"
     GUARDRAILS_WRITE = "guardrails:write"
+    MCP_READ = "mcp:read"
+    MCP_WRITE = "mcp:write"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
@@ -55,6 +57,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.LLM_READ,
             Permission.USAGE_READ,
             Permission.GUARDRAILS_READ,
+            Permission.MCP_READ,
         }
     ),
     Role.AUDITOR: frozenset(
@@ -64,6 +67,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.GUARDRAILS_READ,
             Permission.LLM_READ,
+            Permission.MCP_READ,
         }
     ),
     Role.MEMBER: frozenset({Permission.PUBLIC}),

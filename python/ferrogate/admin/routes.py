@@ -6,11 +6,14 @@ from __future__ import annotations
 from ferrogate.admin import guardrails as g
 from ferrogate.admin import llm as L
 from ferrogate.admin import llm_models as LM
+from ferrogate.admin import mcp as M
+from ferrogate.admin import mcp_models as MM
 from ferrogate.admin import models as m
 from ferrogate.admin.rbac import Permission as P
 from ferrogate.admin.service import AdminService as S
 from ferrogate.admin.table import AdminRoute as R
 from ferrogate.config import ModelGroup, Upstream
+from ferrogate.mcp.policy import ToolPolicy
 
 TEAM = "/admin/v1/teams/{team_id}"
 USER = "/admin/v1/users/{user_id}"
@@ -22,6 +25,9 @@ GG, GD, GO = g.GuardrailGlobal, g.GuardrailOverride, g.GuardrailOverrideOut
 LLM = "/admin/v1/llm"
 UP, MG, RULES = LLM + "/upstreams", LLM + "/model_groups", LLM + "/rules"
 UPN, MGN, DQ, SL = UP + "/{name}", MG + "/{name}", LM.DeleteQuery, ("name",)  # SL: a name may hold "/"
+MCP = "/admin/v1/mcp"
+SRV, POL = MCP + "/servers", MCP + "/policies/{team_id}"
+SRVN, MSO, TP = SRV + "/{id}", MM.McpServerOut, ToolPolicy
 
 ROUTES: tuple[R, ...] = (
     R("POST", "/admin/v1/teams", P.TEAMS_WRITE, "Create a team", m.TeamOut, S.create_team, m.TeamCreate, status=201),
@@ -60,4 +66,14 @@ ROUTES: tuple[R, ...] = (
     R("PUT", TEAM_G, P.GUARDRAILS_WRITE, "Replace a team's guardrail override", GO, g.put_team_guardrails, GD),
     R("GET", KEY_G, P.GUARDRAILS_READ, "A key's guardrail override", GO, g.get_key_guardrails),
     R("PUT", KEY_G, P.GUARDRAILS_WRITE, "Replace a key's guardrail override", GO, g.put_key_guardrails, GD),
+    R("GET", SRV, P.MCP_READ, "MCP servers in force, with live status", MM.McpServerList, M.list_servers),
+    R("POST", SRV, P.MCP_WRITE, "Add an MCP server", MSO, M.create_server, MM.McpServerIn, status=201),
+    R("GET", SRVN, P.MCP_READ, "Get an MCP server", MSO, M.get_server),
+    R("PUT", SRVN, P.MCP_WRITE, "Replace a stored MCP server", MSO, M.put_server, MM.McpServerIn),
+    R("POST", SRVN + "/approve", P.MCP_WRITE, "Approve a server's tools", MM.McpApprovalOut, M.approve_server),
+    R("DELETE", SRVN, P.MCP_WRITE, "Delete a stored MCP server", m.Deleted, M.delete_server),
+    R("GET", MCP + "/tools/changed", P.MCP_READ, "Tools changed since approval", MM.McpChangedList, M.changed_tools),
+    R("POST", POL, P.MCP_WRITE, "Set a team's tool policy", MM.McpPolicyOut, M.put_policy, TP),
+    R("GET", POL, P.MCP_READ, "A team's tool policy", MM.McpPolicyOut, M.get_policy),
+    R("DELETE", POL, P.MCP_WRITE, "Drop a team's tool policy", m.Deleted, M.delete_policy),
 )

@@ -5,7 +5,8 @@ existence is not revealed), lists are filtered to the team, and they may create 
 ``member`` keys and ``member``/``team_admin`` users there.
 
 Every change (create, update, delete of teams, users and keys; key revoke and rotate; guardrail policies, in
-:mod:`ferrogate.admin.guardrails`; upstreams, model groups and routing rules, in :mod:`ferrogate.admin.llm`) leaves
+:mod:`ferrogate.admin.guardrails`; upstreams, model groups and routing rules, in :mod:`ferrogate.admin.llm`; MCP
+servers, approvals and tool policies, in :mod:`ferrogate.admin.mcp`) leaves
 an audit event (actor, action, target, the object before and after, secrets removed) that is durable, in the store
 or in the audit spool, before the handler answers.
 """
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ferrogate.admin import models as m
 from ferrogate.admin.guardrails import GuardrailPolicies
 from ferrogate.admin.llm import HealthSource
+from ferrogate.admin.mcp_models import McpAdmin
 from ferrogate.admin.rbac import Principal, Role
 from ferrogate.admin.table import Call
 from ferrogate.audit.events import admin_event
@@ -55,8 +57,9 @@ class AdminService:
     """The admin plane's state: the store, the configuration, the key hasher, cache invalidation, the audit
     writer (``None``: changes are not audited), the worker's guardrail policies (``None``: documents are stored
     unchecked by the registry, and running workers pick them up by polling), the worker's configuration reloader
-    (``None``: the ``/llm`` listings show ``config`` and writes answer 503) and the instance's deployment health
-    (``None``: listings show ``health: null``)."""
+    (``None``: the ``/llm`` listings show ``config`` and writes answer 503), the instance's deployment health
+    (``None``: listings show ``health: null``) and the worker's MCP tool gateway (``None``: the ``/mcp`` listings show
+    ``status: null``, writes and approvals answer 503)."""
 
     def __init__(
         self,
@@ -68,6 +71,7 @@ class AdminService:
         policies: GuardrailPolicies | None = None,
         routing: ConfigReloader | None = None,
         health: HealthSource | None = None,
+        mcp: McpAdmin | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -77,6 +81,7 @@ class AdminService:
         self.policies = policies  # checks guardrail documents and applies a change everywhere (None: store only)
         self.routing = routing  # the running configuration: upstreams, model groups, routing rules
         self.health = health  # Health.snapshot(keys) for GET /admin/v1/llm/upstreams
+        self.mcp = mcp  # catalog status, pins, tool policies, the credential sealer, the change feed of store.mcp
 
     async def _audited(
         self, call: Call, action: str, target: str, team_id: str | None, before: Any, after: Any

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ferrogate.config.mcp import McpSettings
 from ferrogate.config.prices import Price
 from ferrogate.config.routing import CircuitSettings, RetrySettings, RoutingSettings, SchemaCheck, Strategy
 
@@ -328,10 +329,12 @@ class Config(_Strict):
     upstreams: list[Upstream] = Field(default_factory=list)
     model_groups: list[ModelGroup] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
         _unique([u.name for u in self.upstreams], "upstreams")
+        _unique([s.id for s in self.mcp.servers], "mcp.servers", "id")
         _unique([g.name for g in self.model_groups], "model_groups")
         named = {g.name: gi for gi, g in enumerate(self.model_groups)}
         for gi, group in enumerate(self.model_groups):

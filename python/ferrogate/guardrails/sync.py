@@ -14,6 +14,11 @@ the one it applied:
 A store fault keeps the policies in force (never an empty policy because the store blinked); so does a set
 of documents the registry refuses (logged once per version, the previous one stays applied).
 
+The same feed serves any store section with a version and a whole read (``source``: an object with async
+``version()`` and ``all()``, default ``store.guardrails``): the MCP gateway follows ``store.mcp`` this way, on its
+own channel (``PolicySync(target, store, redis_url, source=store.mcp, channel="ferrogate:mcp:changed",
+name="MCP settings")``), its target's ``apply`` receiving ``store.mcp.all()``.
+
 Example:
     >>> class Registry:
     ...     def apply(self, docs): print(sorted(docs))
@@ -26,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,8 +49,31 @@ CHANNEL = "ferrogate:guardrails:changed"
 POLL_S = 0.5
 
 
-class PolicyTarget(Protocol):
-    """What the policies are applied to: the worker's guardrails registry."""
+class SyncSource(Protocol):
+    """Where the documents are read: a store section with a change counter (``store.guardrails``,
+    ``store.mcp``)."""
+
+    async def version(self) -> int:
+        """The number of changes made so far."""
+        ...
+
+    async def all(self) -> Mapping[str, Any]:
+        """Every document (read after :meth:`version`)."""
+        ...
+
+
+class SyncTarget(Protocol):
+    """What the documents are applied to."""
+
+    def apply(self, docs: Any) -> object:
+        """Replace everything by ``docs`` (the mapping the source's ``all()`` returned); raises when it refuses
+        them. It may return an awaitable (an ``async def apply``): the feed awaits it before it counts the version
+        as applied."""
+        ...
+
+
+class PolicyTarget(SyncTarget, Protocol):
+    """What the guardrail policies are applied to: the worker's guardrails registry."""
 
     def apply(self, docs: Mapping[str, dict[str, Any]]) -> None:
         """Replace every override by ``docs`` (scope -> document); raises when it refuses them."""
@@ -56,29 +85,36 @@ class PolicyTarget(Protocol):
 
 
 class PolicySync:
-    """Applies the store's guardrail documents to ``target`` and follows their changes.
+    """Applies the store's guardrail documents (or another section's, ``source``) to ``target`` and follows their
+    changes.
 
     Args:
-        target: the registry the documents are applied to (``Guardrails.apply``).
+        target: what the documents are applied to (``Guardrails.apply``).
         store: the store that holds them.
         redis_url: ``FERROGATE_REDIS_URL`` (``None``: polling only).
         poll_s: how often the version is read.
         timeout_s: the longest one store read may take.
         channel: the Redis channel (every instance sharing the store must use the same).
+        source: the section read (``None``: ``store.guardrails``, looked up at each read).
+        name: what the documents are, in log lines.
     """
 
     def __init__(
         self,
-        target: PolicyTarget,
+        target: SyncTarget,
         store: Store,
         redis_url: str | None,
         *,
         poll_s: float = POLL_S,
         timeout_s: float = 2.0,
         channel: str = CHANNEL,
+        source: SyncSource | None = None,
+        name: str = "guardrail policies",
     ) -> None:
         self.target = target
         self.store = store
+        self.source = source
+        self.name = name
         self.redis_url = redis_url
         self.poll_s = poll_s
         self.timeout_s = timeout_s
@@ -89,6 +125,9 @@ class PolicySync:
         self._lock = asyncio.Lock()
         self._store_down = False
         self._redis: Any = None
+
+    def _source(self) -> SyncSource:
+        return self.source if self.source is not None else self.store.guardrails
 
     async def load(self, *, seen: int | None = None) -> bool:
         """Read the version, then every document, and apply them unless that version is applied already;
@@ -105,28 +144,38 @@ class PolicySync:
         async with self._lock:
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    version = await self.store.guardrails.version()
+                    source = self._source()
+                    version = await source.version()
                     if version == self.version:
                         return True
                     if version == self._refused:
                         return False
-                    docs = await self.store.guardrails.all()  # after the version: a later change is seen again
+                    docs = await source.all()  # after the version: a later change is seen again
             except STORE_FAULTS as exc:
                 self._fault(exc)
                 return False
             self._recovered()
             try:
-                self.target.apply(docs)
+                done = self.target.apply(docs)
+                if inspect.isawaitable(done):
+                    await done
             except Exception as exc:  # a document the registry refuses: the previous policies stay
                 self._refused = version
-                log.error("guardrail policies of version %d not applied (the previous ones stay): %s", version, exc)
+                log.error("%s of version %d not applied (the previous ones stay): %s", self.name, version, exc)
                 return False
             self.version = version
             return True
 
     def validate(self, scope: str, doc: dict[str, Any]) -> None:
-        """Check ``doc`` as the document of ``scope`` (the registry's ``validate``; raises naming the rule)."""
-        self.target.validate(scope, doc)
+        """Check ``doc`` as the document of ``scope`` (the target's ``validate``; raises naming the rule).
+
+        Raises:
+            TypeError: the target does not validate documents.
+        """
+        check = getattr(self.target, "validate", None)
+        if check is None:
+            raise TypeError(f"{type(self.target).__name__} does not validate documents")
+        check(scope, doc)
 
     async def changed(self) -> None:
         """After this worker changed a document: apply the store's documents now, then tell the others.
@@ -139,7 +188,7 @@ class PolicySync:
             try:
                 await self._client().publish(self.channel, str(self.version))
             except Exception as exc:  # the others catch up by polling within poll_s
-                log.warning("could not publish a guardrail policy change to Redis: %s", exc)
+                log.warning("could not publish a change of the %s to Redis: %s", self.name, exc)
 
     async def poll(self) -> None:
         """Read the store's version every ``poll_s`` seconds and load the documents when it moved (runs until
@@ -148,7 +197,7 @@ class PolicySync:
             await asyncio.sleep(self.poll_s)
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    version = await self.store.guardrails.version()
+                    version = await self._source().version()
             except STORE_FAULTS as exc:
                 self._fault(exc)
                 continue
@@ -176,7 +225,7 @@ class PolicySync:
                 raise
             except Exception as exc:
                 if not lost:  # once per loss; meanwhile the poll keeps the policies current
-                    log.warning("guardrail policy listener lost Redis (%s); retrying every 1 s", exc)
+                    log.warning("the %s listener lost Redis (%s); retrying every 1 s", self.name, exc)
                     lost = True
                 await asyncio.sleep(1.0)
 
@@ -196,10 +245,10 @@ class PolicySync:
 
     def _fault(self, exc: BaseException) -> None:
         if not self._store_down:  # once per outage, not twice a second
-            log.warning("guardrail policies: the store cannot be read (%s); the current policies stay", exc)
+            log.warning("%s: the store cannot be read (%s); the current ones stay", self.name, exc)
             self._store_down = True
 
     def _recovered(self) -> None:
         if self._store_down:
-            log.warning("guardrail policies: the store answers again")
+            log.warning("%s: the store answers again", self.name)
             self._store_down = False

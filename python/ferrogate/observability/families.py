@@ -280,3 +280,30 @@ STORE_UP = gauge(
     "cannot be reached (the data plane then answers from cached keys); one series per worker (pid).",
     mode="liveall",
 )
+
+# ---- the MCP tool gateway (mcp/calls.py, mcp/catalog.py) ---------------------------------------------------
+# server: a configured or stored MCP server's id; tool: the upstream's tool name as the catalog lists it (bounded
+# by the catalog: at most 10,000 tools per server; a name the catalog does not know is never a label)
+MCP_TOOL_CALLS = counter(
+    "ferrogate_mcp_tool_calls_total",
+    "MCP tool calls through the gateway (REST and /mcp), by server, tool and outcome: ok, tool_error (an isError "
+    "result from the tool), or the refusal's or fault's error code (tool_not_allowed, invalid_value, "
+    "rate_limit_exceeded, content_policy_violation, mcp_server_unavailable, mcp_timeout, internal_error).",
+    "server",
+    "tool",
+    "outcome",
+)
+MCP_TOOL_CALL_SECONDS = histogram(
+    "ferrogate_mcp_tool_call_seconds",
+    "Time of MCP tool calls through the gateway, from the call's authorization to its accounting (the upstream's "
+    "time included), by server and tool.",
+    ("server", "tool"),
+    LATENCY_BUCKETS,
+)
+MCP_TOOL_CHANGES = counter(
+    "ferrogate_mcp_tool_changes_total",
+    "MCP tools whose definition (name, description, schemas) no longer matches the approved pin, counted once per "
+    "new definition seen, by server and tool.",
+    "server",
+    "tool",
+)

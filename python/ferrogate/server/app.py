@@ -24,6 +24,7 @@ from granian.rsgi import HTTPProtocol, Scope
 
 from ferrogate import _core
 from ferrogate.admin.api import AdminApi
+from ferrogate.admin.mcp_models import McpParts
 from ferrogate.admin.service import AdminService
 from ferrogate.audit.writer import AuditWriter
 from ferrogate.auth.authenticator import Authenticator
@@ -38,6 +39,7 @@ from ferrogate.guardrails import Guardrails
 from ferrogate.guardrails.sync import PolicySync
 from ferrogate.journal.requests import RequestJournal
 from ferrogate.limits import Limiter, LocalLimiter
+from ferrogate.mcp.runtime import McpRuntime, McpWiring
 from ferrogate.metering import PriceTable, UsageRecorder
 from ferrogate.metering.prices import standard_prices
 from ferrogate.observability import tracing_enabled
@@ -187,6 +189,23 @@ class Gateway:
             timeout_s=settings.store_timeout_s,
         )
         self.reloader.on_reload.append(self.routing_reloaded)
+        #: The MCP tool gateway: upstream MCP servers, tool policies, pins, the /mcp and /mcp/v1 fronts.
+        self.mcp = McpRuntime(
+            McpWiring(
+                settings=config.mcp,
+                store=store,
+                limiter=self.limiter,
+                guardrails=self.guardrails,
+                audit=self.audit if config.audit.requests else None,
+                metrics=self.prometheus if config.metrics.enabled else None,
+                auth=self.auth,
+                master_key=settings.master_key.encode(),
+                redis_url=settings.redis_url,
+                timeout_s=settings.store_timeout_s,
+                poll_s=settings.guardrails_poll_s,
+            )
+        )
+        mcp = self.mcp
         service = AdminService(
             store,
             config,
@@ -196,6 +215,7 @@ class Gateway:
             self.policies,
             routing=self.reloader,
             health=self.upstream_health,
+            mcp=McpParts(mcp.catalog, mcp.pins, mcp.policies, mcp.sealer, mcp.sync),
         )
         self.admin = AdminApi(service, settings.master_key)
         self.tracer: Tracer | None = None  # set per worker in __rsgi_init__ when an OTLP endpoint is configured
@@ -213,6 +233,8 @@ class Gateway:
             "/ready": {"GET": self.ready},
             "/metrics": {"GET": self.metrics},
         }
+        if config.mcp.enabled:  # the aggregated MCP server; /mcp/v1/* (REST) is dispatched by prefix
+            self.routes["/mcp"] = {"POST": mcp.endpoint, "GET": mcp.endpoint, "DELETE": mcp.endpoint}
 
     async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
         """Serve one HTTP request (Granian's RSGI entry point)."""
@@ -228,8 +250,12 @@ class Gateway:
             headers = [("x-request-id", rid)]
         methods = self.routes.get(scope.path)
         handler = methods.get(scope.method) if methods is not None else None
-        if handler is None and scope.path.startswith("/admin/"):
-            handler = self.admin
+        if handler is None:
+            path = scope.path
+            if path.startswith("/admin/"):
+                handler = self.admin
+            elif path.startswith("/mcp/v1/") and self.config.mcp.enabled:
+                handler = self.mcp.rest
         if handler is None:
             write_error(proto, _no_route(scope, methods), headers)
             return
@@ -251,6 +277,8 @@ class Gateway:
         self._tasks.append(loop.create_task(self.reloader.listen()))
         self._tasks.append(loop.create_task(self.reloader.watch()))
         self._tasks.append(loop.create_task(self.upstream_health.listen()))
+        if self.config.mcp.enabled:  # each upstream MCP server connects in its own task; nothing waits for them
+            self._tasks.extend(loop.run_until_complete(self.mcp.start(loop)))
         self._tasks.append(loop.create_task(self.policies.poll()))
         self._tasks.append(loop.create_task(self.policies.listen()))
         self._tasks.append(loop.create_task(self._every(5.0, self.auth.flush_last_used)))
@@ -301,6 +329,8 @@ class Gateway:
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Worker stop: let in-flight requests finish within the grace period, then close pools."""
         loop.run_until_complete(self.drain(self.config.server.grace_period_s))
+        # upstream MCP sessions closed, stdio servers ended, pending first-use approvals audited before the writers
+        loop.run_until_complete(self.mcp.close())
         loop.run_until_complete(self.recorder.close())  # every usage record written, or spooled
         loop.run_until_complete(self.audit.close())  # every audit event chained, or spooled
         if self.journal is not None:

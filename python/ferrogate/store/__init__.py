@@ -9,9 +9,10 @@ Example:
 
 from __future__ import annotations
 
-from ferrogate.store.base import Guardrails, Keys, Routing, Store, Teams, Usage, Users
+from ferrogate.store.base import Guardrails, Keys, Mcp, Routing, Store, Teams, Usage, Users
 from ferrogate.store.errors import Conflict, InUse, InvalidReference, InvalidValue, NotFound, SchemaError, StoreError
 from ferrogate.store.guardrails import GuardrailPolicy
+from ferrogate.store.mcp import StoredPolicy, StoredServer
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
 from ferrogate.store.routing import RoutingOverride, RoutingOverrides
 from ferrogate.store.usage import UsageRecord, UsageRow
@@ -27,6 +28,7 @@ __all__ = [
     "Key",
     "KeyMatch",
     "Keys",
+    "Mcp",
     "NotFound",
     "Page",
     "Routing",
@@ -35,6 +37,8 @@ __all__ = [
     "SchemaError",
     "Store",
     "StoreError",
+    "StoredPolicy",
+    "StoredServer",
     "Team",
     "Teams",
     "Usage",

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from ferrogate.store.audit import AuditEvent, AuditRecord, RequestFacts
 from ferrogate.store.budgets import Balance, Hold, Reservation
 from ferrogate.store.guardrails import GuardrailPolicy
+from ferrogate.store.mcp import StoredPolicy, StoredServer
 from ferrogate.store.records import Key, KeyMatch, Page, Team, User
 from ferrogate.store.routing import Kind, RoutingOverride, RoutingOverrides
 from ferrogate.store.usage import GroupBy, UsageRecord, UsageRow
@@ -204,6 +205,29 @@ class Routing(Protocol):
     async def version(self) -> int: ...
 
 
+class Mcp(Protocol):
+    """``store.mcp``: MCP servers added through the admin API (credentials sealed), tool policies by team, approved
+    tool pins by server (see :class:`~ferrogate.store.mcp.SqlMcp`).
+
+    Every write raises ``version``; ``all`` is what the change feed applies.
+    """
+
+    async def version(self) -> int: ...
+    async def all(self) -> dict[str, dict[str, Any]]: ...
+    async def servers(self) -> list[StoredServer]: ...
+    async def get_server(self, server_id: str) -> StoredServer | None: ...
+    async def put_server(
+        self, server_id: str, doc: Mapping[str, Any], sealed: str | None, actor: str, *, create: bool = False
+    ) -> StoredServer: ...
+    async def delete_server(self, server_id: str, actor: str) -> bool: ...
+    async def get_policy(self, team_id: str) -> StoredPolicy | None: ...
+    async def put_policy(self, team_id: str, doc: Mapping[str, Any], actor: str) -> StoredPolicy: ...
+    async def delete_policy(self, team_id: str) -> bool: ...
+    async def approve(self, server_id: str, hashes: Mapping[str, str], actor: str) -> None: ...
+    async def pins(self, server_id: str) -> dict[str, str]: ...
+    async def approved(self, server_id: str) -> dict[str, str] | None: ...
+
+
 class Store(Protocol):
     """A store backend: entity repositories, schema management and health."""
 
@@ -248,6 +272,11 @@ class Store(Protocol):
     @property
     def routing(self) -> Routing:
         """Admin overrides of upstreams, model groups and routing rules, and their change counter."""
+        ...
+
+    @property
+    def mcp(self) -> Mcp:
+        """MCP servers, tool policies and tool pins set through the admin API, and their change counter."""
         ...
 
     async def ping(self) -> str | None:

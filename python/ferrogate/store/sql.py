@@ -116,7 +116,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 class SqlStore(ABC):
     """The store over SQL: repositories (``teams``, ``users``, ``keys``, ``usage``, ``budgets``, ``audit``,
-    ``guardrails``, ``routing``) plus schema management."""
+    ``guardrails``, ``routing``, ``mcp``) plus schema management."""
 
     kind: str
 
@@ -125,6 +125,7 @@ class SqlStore(ABC):
         from ferrogate.store.budgets import SqlBudgets
         from ferrogate.store.guardrails import SqlGuardrails
         from ferrogate.store.keys import SqlKeys
+        from ferrogate.store.mcp import SqlMcp
         from ferrogate.store.routing import SqlRouting
         from ferrogate.store.teams import SqlTeams
         from ferrogate.store.usage import SqlUsage
@@ -139,6 +140,7 @@ class SqlStore(ABC):
         self.audit = SqlAudit(self)
         self.guardrails = SqlGuardrails(self)
         self.routing = SqlRouting(self)
+        self.mcp = SqlMcp(self)
 
     # ---- what a backend provides -------------------------------------------------------------------------
     @abstractmethod

@@ -1,0 +1,210 @@
+"""The worker's MCP tool gateway, assembled in one place: pins, policies, the catalog of upstream servers, the
+credential sealer, the call phases and both fronts (``/mcp/v1/*`` REST and the aggregated ``/mcp`` endpoint), and
+the change feed that keeps them equal to the store's (servers added through the admin API, tool policies, pins).
+
+:class:`McpRuntime` is built by ``server.app.Gateway`` and started in ``__rsgi_init__``:
+
+1. the catalog connects to every configured server (each in its own supervisor task: one slow or dead server
+   delays nothing);
+2. :meth:`McpRuntime.apply` (the change feed's target, ``guardrails.sync.PolicySync`` over ``store.mcp``) adds
+   the stored servers (their credentials unsealed here, in memory only), applies the tool policies and the
+   approved pins; it runs at start and within a second of every change made on any worker of any instance;
+3. a server's first successful listing is its approval (trust on first use): the pins are stored with
+   ``first_use=True``, so of all the workers offering it one is stored, and audited as ``mcp.server.approve`` by
+   ``system``; a tool whose definition differs afterwards is counted (``ferrogate_mcp_tool_changes_total``) and
+   audited (``mcp.tool.changed``) once per new definition, and hidden when its server says ``on_change: hide``.
+
+Example:
+    >>> # runtime = McpRuntime(McpWiring(config.mcp, store, limiter, guardrails, audit, metrics, auth, ...))
+    >>> # await runtime.start(); ...; await runtime.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from ferrogate.audit.events import admin_event
+from ferrogate.config.mcp import McpServer, McpSettings
+from ferrogate.guardrails.sync import PolicySync
+from ferrogate.mcp.calls import McpDeps, ToolCalls
+from ferrogate.mcp.catalog import Catalog
+from ferrogate.mcp.endpoint import McpEndpoint
+from ferrogate.mcp.pins import Pins
+from ferrogate.mcp.policy import Policies
+from ferrogate.mcp.rest import McpRest
+from ferrogate.mcp.secrets import Sealer, SealError, merge_credentials
+from ferrogate.observability.families import MCP_TOOL_CHANGES
+from ferrogate.store.audit import AuditEvent
+from ferrogate.store.health import STORE_FAULTS
+from ferrogate.store.records import new_id
+
+if TYPE_CHECKING:
+    from ferrogate.audit.writer import AuditWriter
+    from ferrogate.auth.authenticator import Authenticator
+    from ferrogate.guardrails import Guardrails
+    from ferrogate.limits import Limiter
+    from ferrogate.observability.metrics import Metrics
+    from ferrogate.store import Store
+
+log = logging.getLogger("ferrogate.mcp")
+
+#: The Redis channel of MCP changes (stored servers, tool policies, approvals).
+CHANNEL = "ferrogate:mcp:changed"
+_SERVER: TypeAdapter[Any] = TypeAdapter(McpServer)
+
+
+@dataclass(frozen=True, slots=True)
+class McpWiring:
+    """What the MCP gateway takes from the worker (one object, not ten arguments)."""
+
+    settings: McpSettings
+    store: Store
+    limiter: Limiter
+    guardrails: Guardrails | None
+    audit: AuditWriter | None
+    metrics: Metrics | None
+    auth: Authenticator
+    master_key: bytes
+    redis_url: str | None
+    timeout_s: float
+    poll_s: float = 0.5
+
+
+class McpRuntime:
+    """The worker's MCP gateway: its parts, their start and stop, and the change feed's target."""
+
+    def __init__(self, wiring: McpWiring) -> None:
+        self.wiring = wiring
+        self.pins = Pins(self._flagged, on_first_use=self._first_use)
+        self.policies = Policies(wiring.settings)
+        self.catalog = Catalog(wiring.settings, self.pins)
+        self.sealer = Sealer(wiring.master_key)
+        deps = McpDeps(
+            catalog=self.catalog,
+            policies=self.policies,
+            limiter=wiring.limiter,
+            guardrails=wiring.guardrails,
+            audit=wiring.audit,
+            metrics=wiring.metrics,
+            settings=wiring.settings,
+            auth=wiring.auth,
+            master_key=wiring.master_key,
+        )
+        self.calls = ToolCalls(deps)
+        self.rest = McpRest(self.calls)
+        self.endpoint = McpEndpoint(self.calls)
+        #: Keeps servers, policies and pins equal to the store's (``apply`` is its target).
+        self.sync = PolicySync(
+            self,
+            wiring.store,
+            wiring.redis_url,
+            source=wiring.store.mcp,
+            channel=CHANNEL,
+            name="MCP settings",
+            poll_s=wiring.poll_s,
+            timeout_s=wiring.timeout_s,
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._configured = list(wiring.settings.servers)
+
+    async def start(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
+        """Worker start: connect the configured servers, load the stored state; the change feed's tasks (the
+        caller cancels them at stop)."""
+        await self.catalog.start()
+        await self.sync.load()
+        return [loop.create_task(self.sync.poll()), loop.create_task(self.sync.listen())]
+
+    async def close(self) -> None:
+        """Worker stop: pending approvals written, every upstream session closed (stdio children ended)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+        await self.catalog.close()
+        await self.sync.close()
+
+    async def apply(self, docs: Mapping[str, Any]) -> None:
+        """The change feed's target: ``store.mcp.all()`` -> the configured servers plus the stored ones, the tool
+        policies and the approved pins. A stored server that cannot be unsealed or read is left out (logged),
+        never the whole set; a policy set the registry refuses raises (the previous state stays)."""
+        servers: list[Any] = list(self._configured)
+        taken = {s.id for s in servers}
+        for server_id, row in sorted((docs.get("servers") or {}).items()):
+            if server_id in taken:
+                continue
+            try:
+                creds = self.sealer.unseal(row["sealed"]) if row.get("sealed") else {}
+                servers.append(_SERVER.validate_python(merge_credentials(row["doc"], creds)))
+            except SealError as exc:
+                log.error("MCP server %r left out: its credentials cannot be unsealed (%s)", server_id, exc)
+            except ValidationError as exc:
+                log.error(
+                    "MCP server %r left out: its stored document is invalid (%d errors)", server_id, exc.error_count()
+                )
+        self.policies.apply(docs.get("policies") or {})
+        # servers first: a deleted server must be gone before its pins are (else its listing is trusted anew)
+        await self.catalog.apply(servers)
+        self.pins.apply(docs.get("pins") or {})
+
+    def validate(self, scope: str, doc: dict[str, Any]) -> object:
+        """A tool policy document of team ``scope`` (raises naming the field)."""
+        return self.policies.validate(scope, doc)
+
+    # ---- pins -----------------------------------------------------------------------------------------------
+
+    def _first_use(self, server_id: str, hashes: Mapping[str, str]) -> None:
+        self._spawn(self._approve_first(server_id, dict(hashes)))
+
+    async def _approve_first(self, server_id: str, hashes: dict[str, str]) -> None:
+        if self.catalog.get(server_id) is None:  # removed meanwhile
+            return
+        try:
+            async with asyncio.timeout(self.wiring.timeout_s):
+                stored = await self.wiring.store.mcp.approve(server_id, hashes, "system", first_use=True)
+        except STORE_FAULTS as exc:  # the next listing offers it again
+            log.warning("the first approval of MCP server %r could not be stored (%s)", server_id, exc)
+            return
+        if stored:
+            audit = self.wiring.audit
+            if audit is not None:
+                event = admin_event("system", "mcp.server.approve", server_id, None)
+                event.data = {"before": None, "after": hashes, "first_use": True}
+                await audit.record_and_flush(event)
+            await self.sync.changed()
+        else:  # another worker or instance was first: its pins apply
+            await self.sync.load()
+
+    def _flagged(self, server_id: str, tool: str, approved: str, seen: str) -> None:
+        """A tool's definition differs from its approval (once per new definition): metric and audit record."""
+        metrics = self.wiring.metrics
+        if metrics is not None:
+            metrics.add(MCP_TOOL_CHANGES, (server_id, tool))
+        log.warning(
+            "MCP server %r: tool %r changed since its approval (%s)",
+            server_id,
+            tool,
+            "added" if not approved else "changed",
+        )
+        audit = self.wiring.audit
+        if audit is not None:
+            audit.record(
+                AuditEvent(
+                    event_id=new_id("evt"),
+                    created_at=datetime.now(UTC),
+                    kind="admin",
+                    actor="system",
+                    action="mcp.tool.changed",
+                    target=f"{server_id}__{tool}",
+                    data={"server": server_id, "tool": tool, "approved": approved or None, "seen": seen},
+                )
+            )
+
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
