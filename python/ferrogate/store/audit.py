@@ -51,7 +51,18 @@ GENESIS = "0" * 64
 KINDS: tuple[str, ...] = ("admin", "request")
 #: The actions of data-plane request events; every other action is an admin change's. The list query relies
 #: on it to name the kind (the action and kind indexes cover admin records only, migration 0005).
-REQUEST_ACTIONS = frozenset({"chat.completions", "messages", "messages.count_tokens", "responses", "embeddings"})
+REQUEST_ACTIONS = frozenset(
+    {
+        "chat.completions",
+        "messages",
+        "messages.count_tokens",
+        "responses",
+        "embeddings",
+        "mcp.tools.call",  # the MCP gateway (mcp/calls.py): one record per tool call, resource read, prompt get
+        "mcp.resources.read",
+        "mcp.prompts.get",
+    }
+)
 #: Statement size for batched inserts and lookups (11 parameters per row).
 CHUNK = 500
 #: Blocks read per query when listing or scanning.

@@ -3,7 +3,7 @@ a signed Mcp-Session-Id; ``mode="auto"``: 2026-07-28 discover and per-request en
 (Granian, a real store, real keys) in front of real fake MCP servers; and the raw HTTP edges (401, 400, 404,
 405, 202, header mismatches) and the REST front.
 
-The gateway is :mod:`tests.unit.mcp.sdk_app`: the stock one with the MCP fronts wired as app.py is to wire them.
+The gateway is the stock one (``ferrogate.server.app:create_app``, as ``ferrogate serve`` runs it).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 MASTER = "mcp-endpoint-test-master-key"
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
@@ -91,7 +91,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "PYTHONPATH": str(ROOT),
     }
     args = ["-m", "granian", "--interface", "rsgi", "--factory", "--no-ws", "--workers", "1"]
-    args += ["--host", "127.0.0.1", "--port", str(port), "tests.unit.mcp.sdk_app:create_app"]
+    args += ["--host", "127.0.0.1", "--port", str(port), "ferrogate.server.app:create_app"]
     log = (tmp / "gateway.log").open("wb")
     proc = subprocess.Popen([sys.executable, *args], cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
