@@ -152,6 +152,9 @@ class ToolCalls:
                 rec.findings = guarded.findings
             if sent is not arguments:
                 rec.arguments = audit_arguments(sent, AUDIT_ARGUMENTS_MAX)
+            logged = sum(1 for f in guarded.findings if f[2] == "log")
+            if logged:  # a log rule lets the text go upstream, never into the audit trail in clear
+                rec.arguments = f"[withheld: {logged} guardrail findings logged]"
             result = guard_result(deps, identity, await self._forward(upstream, name, sent), guarded)
             if guarded.blocked is not None:
                 rec.outcome = rec.error = "content_policy_violation"

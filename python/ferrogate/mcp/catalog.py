@@ -95,6 +95,7 @@ class Catalog:
         self._upstreams: dict[str, Upstream] = {}
         self._views: dict[str, _View] = {}
         self._started = False
+        self._applying = asyncio.Lock()  # one reload at a time (the change feed and a config reload may race)
         self._version = 0  # bumped on every change of what listing() answers
         self._rows: list[Row] = []
         self._tool_index: dict[str, tuple[Upstream, mcp_types.Tool]] = {}
@@ -113,7 +114,12 @@ class Catalog:
             await upstream.start()
 
     async def apply(self, servers: Sequence[McpServer]) -> None:
-        """Reload: new and changed servers are (re)started, removed ones closed, unchanged ones untouched."""
+        """Reload: new and changed servers are (re)started, removed ones closed, unchanged ones untouched
+        (servers compare by value, credentials included: applying the same servers again changes nothing)."""
+        async with self._applying:
+            await self._apply(servers)
+
+    async def _apply(self, servers: Sequence[McpServer]) -> None:
         specs = _unique(servers) if self._settings.enabled else []
         old = self._upstreams
         keep: dict[str, Upstream] = {}

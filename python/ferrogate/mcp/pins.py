@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import types
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 
 import mcp_types
@@ -74,12 +76,16 @@ class Pins:
         self._seen: dict[str, dict[str, str]] = {}
         self._flagged: dict[str, dict[str, tuple[str, str]]] = {}
         self._notified: set[tuple[str, str, str]] = set()
-        self._watchers: list[Callable[[], None]] = []
+        self._watchers: list[Callable[[], Callable[[], None] | None]] = []
         self._loaded = False
 
     def watch(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` after every :meth:`apply` (the catalog re-checks its servers then)."""
-        self._watchers.append(callback)
+        """Call ``callback`` after every :meth:`apply` (the catalog re-checks its servers then); a bound method is
+        held weakly (a catalog that is gone stops being called)."""
+        if isinstance(callback, types.MethodType):
+            self._watchers.append(weakref.WeakMethod(callback))
+        else:
+            self._watchers.append(lambda: callback)
 
     def apply(self, approved: Mapping[str, Mapping[str, str]]) -> None:
         """Replace the approvals (server -> tool -> approved hash, as stored); re-evaluates the flags."""
@@ -90,8 +96,12 @@ class Pins:
             if self.approved(server) is None:
                 self._trust(server, seen)
             self._evaluate(server, seen)
-        for callback in self._watchers:
-            callback()
+        for ref in list(self._watchers):
+            callback = ref()
+            if callback is None:
+                self._watchers.remove(ref)
+            else:
+                callback()
 
     def approved(self, server_id: str) -> Mapping[str, str] | None:
         """The approved hashes of a server, or None when it was never approved."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from typing import Any
 
@@ -140,3 +141,22 @@ def test_failing_hooks_do_not_break_checks(caplog: pytest.LogCaptureFixture) -> 
     assert pins.check("s", [tool("a")]) == set()
     assert pins.check("s", [tool("a", "v2")]) == {"a"}
     assert sum("failed" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_watchers_are_called_after_apply_and_gone_catalogs_are_not_held() -> None:
+    class Watcher:
+        calls = 0
+
+        def changed(self) -> None:
+            Watcher.calls += 1
+
+    pins = Pins()
+    kept, dropped = Watcher(), Watcher()
+    pins.watch(kept.changed)
+    pins.watch(dropped.changed)
+    pins.apply({})
+    assert Watcher.calls == 2
+    del dropped
+    gc.collect()
+    pins.apply({})
+    assert Watcher.calls == 3 and len(pins._watchers) == 1
