@@ -66,7 +66,7 @@ class Peer:
         self.conn.request("POST", self.path, body, headers)
         response = self.conn.getresponse()
         data = response.read()
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - start  # the answer's last byte: decoding it is the client's cost
         if response.status != 200:
             raise RuntimeError(f"{self.path} {method}: HTTP {response.status}: {data[:300]!r}")
         text = data.decode()

@@ -287,13 +287,11 @@ class ToolCalls:
         result: :meth:`Upstream.call_tool` makes it one)."""
         timeout = upstream.spec.timeout_s
         try:
-            result = await upstream.call_tool(name, arguments, timeout)
+            return await upstream.call_tool_json(name, arguments, timeout)
         except UpstreamUnavailable as exc:
             raise unavailable(upstream.id, exc) from None
         except UpstreamTimeout:
             raise timed_out(upstream.id, timeout) from None
-        dumped: dict[str, Any] = result.model_dump(by_alias=True, exclude_none=True, mode="json")
-        return dumped
 
     def _guarded(self, identity: Identity, rec: _Record, result: dict[str, Any]) -> dict[str, Any]:
         """A resource's or prompt's result through the result guard: a block refuses it."""

@@ -36,6 +36,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ferrogate.config.mcp import McpHttpServer, McpStdioServer
 from ferrogate.mcp.connect import REQUEST_TIMEOUT_S, connect, connection_level, list_everything
+from ferrogate.mcp.exchange import VERSION as EXCHANGE_VERSION
+from ferrogate.mcp.exchange import Exchange, ExchangeFailed, ExchangeRefused
 from ferrogate.mcp.scrub import describe, scrubber
 from mcp import Client
 
@@ -102,6 +104,8 @@ class Upstream:
         self._on_lists = on_lists
         self._scrub = scrubber(spec)
         self._client: Client | None = None
+        #: 2026-07-28 HTTP: tool calls as single exchanges over a pooled client (:mod:`.exchange`), not the session
+        self._exchange: Exchange | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._wake = asyncio.Event()  # list now (refresh(), a list-changed notification), lost, or stop
@@ -178,6 +182,36 @@ class Upstream:
                 _meta={"ferrogate/upstream_error": exc.code},
             )
 
+    async def call_tool_json(self, name: str, arguments: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """:meth:`call_tool`'s result as its JSON object: at 2026-07-28 over HTTP a single exchange whose result
+        comes back as the server sent it (:mod:`.exchange`), else the SDK session's result dumped.
+
+        Raises:
+            UpstreamUnavailable: as :meth:`call_tool` (a transport failure also ends the session: reconnect).
+            UpstreamTimeout: past ``timeout_s`` (the exchange is closed, which cancels the call).
+        """
+        exchange, client = self._exchange, self._client
+        if exchange is None or client is None or self.state != "ready":
+            result = await self.call_tool(name, arguments, timeout_s)
+            dumped: dict[str, Any] = result.model_dump(by_alias=True, exclude_none=True, mode="json")
+            return dumped
+        try:
+            return await exchange.call(name, arguments, timeout_s)
+        except TimeoutError:
+            raise UpstreamTimeout(f"no answer within {timeout_s:g} s (cancelled)") from None
+        except ExchangeRefused as exc:
+            text = f"MCP server '{self.id}' refused the call: {self._scrub(exc.message)} (JSON-RPC error {exc.code})"
+            return {
+                "content": [{"type": "text", "text": text}],
+                "isError": True,
+                "_meta": {"ferrogate/upstream_error": exc.code},
+            }
+        except ExchangeFailed as exc:
+            error = self._scrub(str(exc))
+            if exc.transport:
+                error = self._lose(client, error)
+            raise UpstreamUnavailable(error) from None
+
     async def read_resource(self, uri: str, timeout_s: float) -> mcp_types.ReadResourceResult:
         """Read ``uri`` upstream (errors as :meth:`call_tool`, plus :class:`UpstreamError`)."""
         return await self._request(lambda c: c.read_resource(uri, cache_mode="bypass"), timeout_s)
@@ -224,6 +258,9 @@ class Upstream:
                 self._set_state("unavailable", error)
             finally:
                 self._client = None
+                exchange, self._exchange = self._exchange, None
+                if exchange is not None:
+                    await exchange.close()
                 self._end_cycle()
             if self._stopping:
                 break
@@ -238,6 +275,8 @@ class Upstream:
         async with contextlib.AsyncExitStack() as stack:
             client = await connect(stack, self.spec, self._transport_ended, self._on_message)
             self.protocol_version = client.protocol_version
+            if isinstance(self.spec, McpHttpServer) and client.protocol_version == EXCHANGE_VERSION:
+                self._exchange = Exchange(self.spec)
             await self._list(client)
             self._client = client
             self._reached_ready = True
@@ -316,6 +355,8 @@ class Upstream:
         self.listed_at = time.monotonic()
         if new != (self.tools, self.resources, self.resource_templates, self.prompts) or self.lists_version == 0:
             self.tools, self.resources, self.resource_templates, self.prompts = new
+            if self._exchange is not None:
+                self._exchange.tools_listed({t.name: t.input_schema for t in self.tools})
             self.lists_version += 1
             self._notify()
 

@@ -67,7 +67,9 @@ class JsonFormatter(logging.Formatter):
 def logging_config(level: str, fmt: str = "json") -> dict[str, Any]:
     """The ``dictConfig`` for the server and its workers: ``fmt`` "json" or "text", at ``level``.
 
-    Granian's own loggers (``_granian``, ``granian.access``) get the same handler and format.
+    Granian's own loggers (``_granian``, ``granian.access``) get the same handler and format. The HTTP client
+    and the MCP SDK the MCP gateway uses (``httpx2``, ``httpcore2``, ``mcp``) log every request at INFO (with
+    session ids): they log from WARNING up, unless ``level`` is debug.
     """
     formatter: dict[str, Any] = (
         {"()": "ferrogate.observability.logs.JsonFormatter"}
@@ -76,6 +78,7 @@ def logging_config(level: str, fmt: str = "json") -> dict[str, Any]:
     )
     handler = {"class": "logging.StreamHandler", "formatter": "main", "stream": "ext://sys.stderr"}
     lvl = level.upper()
+    quiet = lvl if lvl == "DEBUG" else "WARNING"
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -85,6 +88,7 @@ def logging_config(level: str, fmt: str = "json") -> dict[str, Any]:
         "loggers": {
             "_granian": {"handlers": ["console"], "level": lvl, "propagate": False},
             "granian.access": {"handlers": ["console"], "level": lvl, "propagate": False},
+            **{name: {"level": quiet} for name in ("httpx2", "httpcore2", "mcp")},
         },
     }
 
