@@ -14,11 +14,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 
 import httpx
 import httpx2
-
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+
 from tests.fakes.mcp_support import port_of, start_http_server, stdio_params, stop_server
 from tests.support import Gateway, admin
 
@@ -97,19 +97,9 @@ def start_fake(generation: str, **opts: Any) -> Fake:
 
 def start_fakes(specs: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Fake]:
     """Several fakes started at once (each takes about a second to import the SDK): ``{id: (generation, opts)}``."""
-    procs = {}
-    for sid, (generation, opts) in specs.items():
-        procs[sid] = (generation, opts)
-    with contextlib.ExitStack():
-        out: dict[str, Fake] = {}
-        # start them all, then wait for each: the imports overlap
-        import concurrent.futures
-
-        with concurrent.futures.ThreadPoolExecutor(len(specs) or 1) as pool:
-            futures = {sid: pool.submit(start_fake, g, **o) for sid, (g, o) in procs.items()}
-            for sid, fut in futures.items():
-                out[sid] = fut.result()
-        return out
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(specs))) as pool:
+        futures = {sid: pool.submit(start_fake, generation, **opts) for sid, (generation, opts) in specs.items()}
+        return {sid: future.result() for sid, future in futures.items()}
 
 
 def http_server(sid: str, fake: Fake, **fields: Any) -> dict[str, Any]:
@@ -282,8 +272,21 @@ class World:
 
 
 @contextlib.contextmanager
-def running(world: World) -> Iterator[World]:
+def running(
+    tmp: Path, fakes: dict[str, Fake], servers: list[dict[str, Any]], *, store: Path | None = None,
+    ready: list[str] | None = None, **mcp: Any,
+) -> Iterator[World]:  # fmt: skip
+    """A gateway configured with ``servers`` (and ``mcp`` settings) over ``fakes``, the servers ``ready`` names
+    (default: every enabled one) ready; the gateway and the fakes stopped afterwards, whatever happens."""
     try:
+        gw = start_gateway(tmp, servers_yaml(servers, **mcp), store)
+    except BaseException:
+        for fake in fakes.values():
+            fake.stop()
+        raise
+    world = World(gw, fakes)
+    try:
+        wait_ready(gw, *(ready if ready is not None else [s["id"] for s in servers if s.get("enabled", True)]))
         yield world
     finally:
         world.close()
@@ -315,7 +318,6 @@ __all__ = [
     "start_fakes",
     "start_gateway",
     "stdio_server",
-    "sys",
     "text_of",
     "tool_names",
     "until",

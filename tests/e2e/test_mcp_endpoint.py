@@ -22,11 +22,11 @@ import httpx
 import httpx2
 import mcp_types
 import pytest
+from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from ferrogate.manage import prepare_store
-from mcp import Client
 from tests.fakes.mcp_servers import FAKE_AWS_KEY
 from tests.fakes.mcp_support import start_http_server, stop_server
 from tests.support import free_port

@@ -17,6 +17,7 @@ import anyio
 import anyio.abc
 import httpx2
 import mcp_types
+from mcp import Client, StdioServerParameters
 from mcp.client._transport import Transport, TransportStreams
 from mcp.client.session import MessageHandlerFnT
 from mcp.client.stdio import stdio_client
@@ -25,7 +26,6 @@ from mcp.shared.exceptions import MCPError
 
 from ferrogate import __version__
 from ferrogate.config.mcp import McpHttpServer, McpStdioServer
-from mcp import Client, StdioServerParameters
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -26,7 +26,7 @@ from typing import Any, Final
 import orjson
 from mcp.shared.inbound import encode_header_value, find_invalid_x_mcp_header, mcp_param_headers, x_mcp_header_map
 from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.exceptions import PyreqwestError
+from pyreqwest.exceptions import PyreqwestError, RequestTimeoutError
 
 from ferrogate import __version__
 from ferrogate.config.mcp import McpHttpServer
@@ -111,12 +111,23 @@ class Exchange:
         if header_map is not None:
             for key, value in mcp_param_headers(header_map, arguments).items():
                 builder = builder.header(key, value)
-        async with asyncio.timeout(timeout_s):
+        # The deadline is the request's own (reqwest drops the connection, which at 2026-07-28 cancels the call:
+        # cancelling the awaiting task alone leaves the request running in the client's runtime until the read
+        # timeout); the asyncio one is a backstop.
+        builder = builder.timeout(timedelta(seconds=timeout_s))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        async with asyncio.timeout(timeout_s + 1.0):
             try:
                 response = await builder.build().send()
                 status = response.status
                 content_type = response.get_header("content-type") or ""
                 data = bytes(await response.bytes())
+            except RequestTimeoutError as exc:
+                # reqwest names the request's deadline a connect timeout when no header came yet: told by the clock
+                if loop.time() >= deadline - 0.05:
+                    raise TimeoutError from None
+                raise ExchangeFailed(f"{type(exc).__name__}: {str(exc)[:300]}", transport=True) from None
             except PyreqwestError as exc:
                 raise ExchangeFailed(f"{type(exc).__name__}: {str(exc)[:300]}", transport=True) from None
         if len(data) > MAX_ANSWER_BYTES:

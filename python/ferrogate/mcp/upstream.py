@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 import httpx2
 import mcp_types
+from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -39,7 +40,6 @@ from ferrogate.mcp.connect import REQUEST_TIMEOUT_S, connect, connection_level, 
 from ferrogate.mcp.exchange import VERSION as EXCHANGE_VERSION
 from ferrogate.mcp.exchange import Exchange, ExchangeFailed, ExchangeRefused
 from ferrogate.mcp.scrub import describe, scrubber
-from mcp import Client
 
 logger = logging.getLogger(__name__)
 
