@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferrogate.store.fields import UPDATABLE, check, json_value
 from ferrogate.store.guardrails import drop_statements, scope_of
+from ferrogate.store.mcp import drop_policy_statements
 from ferrogate.store.records import Page, Team, new_id
 from ferrogate.store.sql import Row, Table
 
@@ -133,7 +134,8 @@ class SqlTeams:
         return self._record(await self._db.update(TEAMS, team_id, values, datetime.now(UTC)))
 
     async def delete(self, team_id: str) -> None:
-        """Delete a team that has no users and no keys, and its guardrail override (one transaction).
+        """Delete a team that has no users and no keys, its guardrail override and its MCP tool policy (one
+        transaction).
 
         Raises:
             NotFound: no such team.
@@ -142,7 +144,9 @@ class SqlTeams:
         Example:
             >>> # await store.teams.delete(team.id)
         """
-        await self._db.delete(TEAMS, team_id, drop_statements(scope_of("team", team_id)))
+        await self._db.delete(
+            TEAMS, team_id, [*drop_statements(scope_of("team", team_id)), *drop_policy_statements(team_id)]
+        )
 
     async def list(self, *, name_prefix: str | None = None, limit: int = 100, cursor: str | None = None) -> Page[Team]:
         """One page of teams ordered by ``(created_at, id)``.

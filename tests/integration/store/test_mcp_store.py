@@ -115,6 +115,18 @@ async def test_a_teams_delete_can_drop_its_policy_in_its_transaction(store: SqlS
     assert await store.mcp.version() == 3
 
 
+async def test_deleting_a_team_drops_its_policy(store: SqlStore) -> None:
+    team = await store.teams.create("mcp-users")
+    kept = await store.teams.create("mcp-others")
+    await store.mcp.put_policy(team.id, POLICY, "master")
+    await store.mcp.put_policy(kept.id, POLICY, "master")
+    version = await store.mcp.version()
+    await store.teams.delete(team.id)
+    assert await store.mcp.get_policy(team.id) is None
+    assert (await store.mcp.get_policy(kept.id) or {}).get("doc") == POLICY
+    assert await store.mcp.version() == version + 1  # the workers learn of it
+
+
 async def test_approve_replaces_a_servers_pins_and_an_empty_approval_counts(store: SqlStore) -> None:
     first = {"create_issue": "1" * 64, "list_issues": "2" * 64}
     await store.mcp.approve("github", first, "master")
