@@ -13,7 +13,13 @@ Example:
 
 import os
 from collections.abc import Sequence
-from typing import ClassVar, final
+from typing import ClassVar, Protocol, TypeVar, final
+
+class _HasRulePair(Protocol):
+    @property
+    def rule_pair(self) -> tuple[int, int]: ...
+
+_Paired = TypeVar("_Paired", bound=_HasRulePair)
 
 __all__ = [
     "ChatStreamMeter",
@@ -674,7 +680,7 @@ class RoutePolicy:
     ) -> list[int]:
         """The eligible candidates' ids, highest score first, ties in input order (:meth:`decide` reduced to the
         router's need)."""
-    def order_live(
+    def order_targets(
         self,
         team: str,
         key: str,
@@ -686,11 +692,11 @@ class RoutePolicy:
         stream: bool,
         ingress: str,
         circuits: Circuits,
-        targets: Sequence[tuple[int, int]],
-    ) -> list[int]:
-        """:meth:`order` in one call for the router: ``targets`` are ``(deployment id, circuit slot)`` in the
-        strategy's order, their health read from ``circuits``; the positions in ``targets`` of the eligible ones,
-        highest score first, ties in the given order."""
+        targets: list[_Paired],
+    ) -> list[_Paired]:
+        """:meth:`order` in one call for the router, on its targets: each has ``rule_pair``, ``(deployment id,
+        circuit slot)``; given in the strategy's order, their health read from ``circuits``; a new list of the
+        eligible ones, highest score first, ties in the given order."""
     @property
     def ids(self) -> list[str]:
         """The rules' ids, in source order."""

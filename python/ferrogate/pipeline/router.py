@@ -256,8 +256,7 @@ class Router:
         """
         rules = self.table.rules
         assert rules is not None
-        positions = rules.order_live(facts, self.circuits, [t.rule_pair for t in targets])
-        ordered = [targets[i] for i in positions]
+        ordered = rules.order_targets(facts, self.circuits, targets)
         if not ordered:
             raise GatewayError(
                 ErrorKind.ROUTE_FORBIDDEN,

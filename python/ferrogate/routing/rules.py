@@ -65,6 +65,16 @@ class CircuitsLike(Protocol):
 T = TypeVar("T", bound=TargetLike)
 
 
+class Paired(Protocol):
+    """A target as the router's one-call order reads it: ``rule_pair`` is ``(rule id, circuit slot)``."""
+
+    @property
+    def rule_pair(self) -> tuple[int, int]: ...
+
+
+P = TypeVar("P", bound=Paired)
+
+
 @dataclass(frozen=True, slots=True)
 class RequestFacts:
     """What the rules know of a request (``principal`` and ``context`` attributes, docs/routing.md).
@@ -374,13 +384,12 @@ class RoutingRules:
             candidates,
         )
 
-    def order_live(
-        self, request: RequestFacts, circuits: _core.Circuits, targets: Sequence[tuple[int, int]]
-    ) -> list[int]:
-        """The router's hot path in one core call: ``targets`` are ``(rule id, circuit slot)`` in the strategy's
-        order; the positions of the eligible ones, highest score first, ties in that order."""
+    def order_targets(self, request: RequestFacts, circuits: _core.Circuits, targets: list[P]) -> list[P]:
+        """The router's hot path in one core call: ``targets`` (each with ``rule_pair``, ``(rule id, circuit
+        slot)``) in the strategy's order; a new list of the eligible ones, highest score first, ties in that
+        order."""
         r = request
-        return self.policy.order_live(
+        return self.policy.order_targets(
             r.team,
             r.key,
             r.user,

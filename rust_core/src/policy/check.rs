@@ -13,6 +13,9 @@ pub(crate) enum Check {
     LongConst(usize, Op, i64),
     /// `attr <op> attr` on two `Long` attributes.
     LongAttrs(usize, Op, usize),
+    /// `attr <op> (attr2 + n)` or `attr <op> (attr2 - n)` (the fifth field: `Add` or `Sub`) on two
+    /// `Long` attributes: an SLA rule's `resource.ttft_ms > context.sla_ms + 200`.
+    LongShifted(usize, Op, usize, Op, i64),
     /// `attr == s` (`true`) or `attr != s` (`false`) on a `String` attribute.
     StrConst(usize, bool, String),
     /// `attr.contains(s)` on a `Set<String>` attribute.
@@ -54,6 +57,21 @@ fn is_comparison(op: Op) -> bool {
     matches!(op, Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge)
 }
 
+/// `(slot, Add | Sub, n)` of `attr + n`, `n + attr` or `attr - n` on a `Long` attribute.
+fn shifted(expr: &Expr) -> Option<(usize, Op, i64)> {
+    let long = |slot: usize| kind(slot) == Some(Kind::Long);
+    let Expr::Bin(op @ (Op::Add | Op::Sub), a, b) = expr else {
+        return None;
+    };
+    match (&**a, &**b) {
+        (Expr::Attr(y), Expr::Lit(Lit::Long(n))) if long(*y) => Some((*y, *op, *n)),
+        (Expr::Lit(Lit::Long(n)), Expr::Attr(y)) if *op == Op::Add && long(*y) => {
+            Some((*y, Op::Add, *n))
+        }
+        _ => None,
+    }
+}
+
 impl Check {
     /// The check of a conjunct.
     pub(crate) fn of(expr: Expr) -> Check {
@@ -73,6 +91,14 @@ impl Check {
                 (op, Expr::Attr(x), Expr::Attr(y)) if is_comparison(op) && long(x) && long(y) => {
                     Check::LongAttrs(x, op, y)
                 }
+                (op, Expr::Attr(x), b) if is_comparison(op) && long(x) => match shifted(&b) {
+                    Some((y, arith, n)) => Check::LongShifted(x, op, y, arith, n),
+                    None => Check::Expr(Expr::Bin(op, Box::new(Expr::Attr(x)), Box::new(b))),
+                },
+                (op, a, Expr::Attr(x)) if is_comparison(op) && long(x) => match shifted(&a) {
+                    Some((y, arith, n)) => Check::LongShifted(x, flipped(op), y, arith, n),
+                    None => Check::Expr(Expr::Bin(op, Box::new(a), Box::new(Expr::Attr(x)))),
+                },
                 (Op::Eq | Op::Ne, Expr::Attr(x), Expr::Lit(Lit::Str(s)))
                 | (Op::Eq | Op::Ne, Expr::Lit(Lit::Str(s)), Expr::Attr(x))
                     if kind(x) == Some(Kind::Str) =>
@@ -101,6 +127,16 @@ impl Check {
                 (Val::Long(v), Val::Long(w)) => compare(*op, v, w),
                 _ => None,
             },
+            Check::LongShifted(x, op, y, arith, n) => match (env.attr(*x)?, env.attr(*y)?) {
+                (Val::Long(v), Val::Long(w)) => {
+                    let shifted = match arith {
+                        Op::Add => w.checked_add(*n)?,
+                        _ => w.checked_sub(*n)?,
+                    };
+                    compare(*op, v, shifted)
+                }
+                _ => None,
+            },
             Check::StrConst(x, eq, s) => match env.attr(*x)? {
                 Val::Str(v) => Some((v == s) == *eq),
                 _ => None,
@@ -120,5 +156,95 @@ impl Check {
     /// Whether the conjunct evaluates to `true`.
     pub(crate) fn holds(&self, env: &Env<'_>) -> bool {
         self.eval(env) == Some(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::facts::{Observed, RequestFacts};
+
+    const SLA: usize = 4; // context.sla_ms
+    const TTFT: usize = 17; // resource.ttft_ms
+
+    fn attr(slot: usize) -> Box<Expr> {
+        Box::new(Expr::Attr(slot))
+    }
+
+    fn long(n: i64) -> Box<Expr> {
+        Box::new(Expr::Lit(Lit::Long(n)))
+    }
+
+    /// Every shape of `attr <op> attr ± n`, as the check and as the expression, over values
+    /// around the edges (overflow is an error both ways).
+    #[test]
+    fn shifted_comparisons_answer_as_their_expressions() {
+        let ops = [Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge];
+        let values = [i64::MIN, -5, 0, 195, 200, 205, i64::MAX];
+        for op in ops {
+            for arith in [Op::Add, Op::Sub] {
+                for n in [0, 5, -7, i64::MAX, i64::MIN] {
+                    let sum = Expr::Bin(arith, attr(SLA), long(n));
+                    let mut shapes = vec![
+                        Expr::Bin(op, attr(TTFT), Box::new(sum.clone())),
+                        Expr::Bin(op, Box::new(sum), attr(TTFT)),
+                    ];
+                    if arith == Op::Add {
+                        shapes.push(Expr::Bin(
+                            op,
+                            attr(TTFT),
+                            Box::new(Expr::Bin(Op::Add, long(n), attr(SLA))),
+                        ));
+                    }
+                    for expr in shapes {
+                        let check = Check::of(expr.clone());
+                        assert!(matches!(check, Check::LongShifted(..)), "{expr:?}");
+                        let negated = Check::of(Expr::Not(Box::new(expr.clone())));
+                        for sla in values {
+                            for ttft in values {
+                                let req = RequestFacts {
+                                    sla_ms: sla,
+                                    ..RequestFacts::default()
+                                };
+                                let obs = Observed {
+                                    ttft_ms: ttft,
+                                    ..Observed::new(0)
+                                };
+                                let env = Env {
+                                    req: Some(&req),
+                                    obs: Some(&obs),
+                                    ..Env::default()
+                                };
+                                let want = match expr.eval(&env) {
+                                    Some(Val::Bool(b)) => Some(b),
+                                    _ => None,
+                                };
+                                assert_eq!(check.eval(&env), want, "{expr:?} at {sla}, {ttft}");
+                                assert_eq!(negated.eval(&env), want.map(|b| !b));
+                            }
+                        }
+                        // a part absent from the environment is an error, as the expression's
+                        assert_eq!(check.eval(&Env::default()), None);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_shapes_stay_expressions() {
+        // `n - attr` is not a shift of the attribute; a string attribute is not a long
+        let minus = Expr::Bin(
+            Op::Gt,
+            attr(TTFT),
+            Box::new(Expr::Bin(Op::Sub, long(5), attr(SLA))),
+        );
+        assert!(matches!(Check::of(minus), Check::Expr(_)));
+        let team = Expr::Bin(
+            Op::Gt,
+            attr(TTFT),
+            Box::new(Expr::Bin(Op::Add, attr(0), long(1))),
+        );
+        assert!(matches!(Check::of(team), Check::Expr(_)));
     }
 }

@@ -37,6 +37,7 @@ pub use facts::{Deployment, Observed, RequestFacts, Verdict};
 
 use crate::error::{RoutePolicyError, RuleProblem};
 use cedar::{Answer, Cedar};
+use check::Check;
 use compile::Compiled;
 use eval::Env;
 use load::{Rule, BASE_ID};
@@ -214,15 +215,49 @@ impl RoutePolicy {
         req: &RequestFacts<'_>,
         candidates: &[Observed<'_>],
     ) -> Result<Vec<Verdict>, RoutePolicyError> {
+        self.judge(req, candidates, true)
+    }
+
+    /// The positions in `candidates` of the eligible ones, highest score first, ties in the given
+    /// order: [`RoutePolicy::decide`] reduced to what the router needs (the deciding rules are
+    /// not collected).
+    pub fn order(
+        &self,
+        req: &RequestFacts<'_>,
+        candidates: &[Observed<'_>],
+    ) -> Result<Vec<usize>, RoutePolicyError> {
+        let mut verdicts: Vec<(usize, Verdict)> = self
+            .judge(req, candidates, false)?
+            .into_iter()
+            .enumerate()
+            .filter(|(_, v)| v.eligible)
+            .collect();
+        verdicts.sort_by_key(|(_, v)| std::cmp::Reverse(v.score)); // stable
+        Ok(verdicts.into_iter().map(|(at, _)| at).collect())
+    }
+
+    /// [`RoutePolicy::decide`]; `with_rules`: the verdicts name the rules that decided.
+    fn judge(
+        &self,
+        req: &RequestFacts<'_>,
+        candidates: &[Observed<'_>],
+        with_rules: bool,
+    ) -> Result<Vec<Verdict>, RoutePolicyError> {
         let request = Env {
             req: Some(req),
             ..Env::default()
         };
-        let mut live = Vec::with_capacity(self.order.len());
-        live.extend(self.order.iter().copied().filter(|&i| {
-            self.compiled[i]
-                .as_ref()
-                .is_some_and(|c| c.request.iter().all(|e| e.holds(&request)))
+        // the rules whose request part holds, with what the candidates' loop reads of each
+        let mut live: Vec<(usize, bool, i64, &[Check])> = Vec::with_capacity(self.order.len());
+        live.extend(self.order.iter().filter_map(|&i| {
+            let c = self.compiled[i].as_ref()?;
+            let rule = &self.rules[i];
+            c.request.iter().all(|e| e.holds(&request)).then_some((
+                i,
+                rule.forbid,
+                rule.priority,
+                c.observed.as_slice(),
+            ))
         }));
         let mut matched = Vec::with_capacity(live.len());
         let cedar_facts = match self.fallback {
@@ -239,26 +274,27 @@ impl RoutePolicy {
             };
             let (mut eligible, mut score) = (true, 0);
             matched.clear();
-            for &i in &live {
-                let rule = &self.rules[i];
-                if !rule.forbid && !eligible {
+            for &(i, forbid, priority, observed) in &live {
+                if !forbid && !eligible {
                     break; // the permits come after the forbids: they cannot change this verdict
                 }
-                let matches = registered.statics[i]
-                    && self.compiled[i]
-                        .as_ref()
-                        .is_some_and(|c| c.observed.iter().all(|e| e.holds(&env)));
-                if matches {
-                    eligible &= !rule.forbid;
-                    score += rule.priority; // 0 for a forbid
-                    matched.push(i);
+                if registered.statics[i] && observed.iter().all(|e| e.holds(&env)) {
+                    eligible &= !forbid;
+                    score += priority; // 0 for a forbid
+                    if with_rules {
+                        matched.push(i);
+                    }
                 }
             }
             let mut verdict = Verdict {
                 deployment: obs.deployment,
                 eligible,
                 score,
-                rules: matched.clone(),
+                rules: if with_rules {
+                    matched.clone()
+                } else {
+                    Vec::new()
+                },
             };
             if let (Some(set), Some((principal, context))) = (&self.fallback, &cedar_facts) {
                 let answer = self.cedar.authorize(

@@ -210,13 +210,14 @@ impl PyRoutePolicy {
         Ok(verdicts.into_iter().map(|v| v.deployment).collect())
     }
 
-    /// [`Self::order`] for the router's hot path in one call: `targets` are `(deployment id,
-    /// circuit slot)` pairs in the strategy's order, their health read from `circuits` here (as
-    /// `routing.rules.candidates` reads it); returns the positions in `targets` of the eligible
-    /// ones, highest score first, ties in the given order.
+    /// [`Self::order`] for the router's hot path in one call, on its targets themselves: each
+    /// item of `targets` (in the strategy's order) has a `rule_pair` attribute `(deployment id,
+    /// circuit slot)`, its health read from `circuits` here (as `routing.rules.candidates` reads
+    /// it); returns a new list of the eligible ones, highest score first, ties in the given order.
     #[allow(clippy::too_many_arguments)]
-    fn order_live(
+    fn order_targets<'py>(
         &self,
+        py: Python<'py>,
         team: &str,
         key: &str,
         user: &str,
@@ -227,8 +228,8 @@ impl PyRoutePolicy {
         stream: bool,
         ingress: &str,
         circuits: PyRef<'_, PyCircuits>,
-        targets: Vec<(usize, usize)>,
-    ) -> PyResult<Vec<usize>> {
+        targets: &Bound<'py, PyList>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let req = RequestFacts {
             team,
             key,
@@ -240,34 +241,23 @@ impl PyRoutePolicy {
             stream,
             ingress,
         };
-        let table = circuits.table();
-        let now = now_ns();
-        let mut observed = Vec::with_capacity(targets.len());
-        for &(deployment, slot) in &targets {
-            let v = table.view_at(slot, now)?;
-            let ms = |s: Option<f64>| s.map_or(-1, |s| (s * 1000.0).round() as i64);
-            observed.push(Observed {
-                deployment,
-                latency_ms: ms(v.latency_ewma_s),
-                ttft_ms: ms(v.ttft_ewma_s),
-                error_rate_pct: (v.error_rate * 100.0).round() as i64,
-                circuit: match v.state {
-                    State::Closed => "closed",
-                    State::Open => "open",
-                    State::HalfOpen => "half_open",
-                },
-                in_flight: i64::from(v.in_flight),
-            });
-        }
-        let policy = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        let mut verdicts: Vec<(usize, Verdict)> = policy
-            .decide(&req, &observed)?
-            .into_iter()
-            .enumerate()
-            .collect();
-        verdicts.retain(|(_, v)| v.eligible);
-        verdicts.sort_by_key(|(_, v)| std::cmp::Reverse(v.score)); // stable
-        Ok(verdicts.into_iter().map(|(at, _)| at).collect())
+        let name = pyo3::intern!(py, "rule_pair");
+        let pairs = targets
+            .iter()
+            .map(|t| t.getattr(name)?.extract::<(usize, usize)>())
+            .collect::<PyResult<Vec<_>>>()?;
+        let observed = observe(&circuits, &pairs)?;
+        let positions = {
+            let policy = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+            policy.order(&req, &observed)?
+        };
+        PyList::new(
+            py,
+            positions
+                .into_iter()
+                .map(|at| targets.get_item(at))
+                .collect::<PyResult<Vec<_>>>()?,
+        )
     }
 
     /// The rules' ids, in source order (`@id`, else `policy<N>`).
@@ -284,6 +274,32 @@ impl PyRoutePolicy {
             self.ids.len() - policy.cedar_rules()
         )
     }
+}
+
+/// Each `(deployment id, circuit slot)` target as the rules see it, its health read from the
+/// circuit table now.
+fn observe(circuits: &PyCircuits, targets: &[(usize, usize)]) -> PyResult<Vec<Observed<'static>>> {
+    let table = circuits.table();
+    let now = now_ns();
+    let ms = |s: Option<f64>| s.map_or(-1, |s| (s * 1000.0).round() as i64);
+    targets
+        .iter()
+        .map(|&(deployment, slot)| {
+            let v = table.view_at(slot, now)?;
+            Ok(Observed {
+                deployment,
+                latency_ms: ms(v.latency_ewma_s),
+                ttft_ms: ms(v.ttft_ewma_s),
+                error_rate_pct: (v.error_rate * 100.0).round() as i64,
+                circuit: match v.state {
+                    State::Closed => "closed",
+                    State::Open => "open",
+                    State::HalfOpen => "half_open",
+                },
+                in_flight: i64::from(v.in_flight),
+            })
+        })
+        .collect()
 }
 
 /// Registers the class.
