@@ -56,7 +56,7 @@ FUZZ_EXAMPLES ?= 5000
 fuzz: install services ## long fuzz run: proptest (PROPTEST_CASES=$(FUZZ_CASES)) and hypothesis (FERROGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES))
 	time PROPTEST_CASES=$(FUZZ_CASES) cargo test --quiet --test 'fuzz_*'
 	time FERROGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -o timeout=1800 \
-		tests/e2e/test_fuzz_http.py tests/e2e/test_fuzz_admin.py
+		tests/e2e/test_fuzz_http.py tests/e2e/test_fuzz_admin.py tests/e2e/test_fuzz_mcp.py
 
 bench: install ## the throughput/latency benchmark (see BENCHMARKS.md)
 	$(BIN)/python load/bench.py

@@ -74,6 +74,8 @@ AUDIT_ARGUMENTS_MAX: Final = 4096
 _MINUTE: Final = 60.0
 #: Compiled input schemas kept at most (one per tool definition; the catalog holds at most 10,000 per server).
 _SCHEMAS_MAX: Final = 50_000
+#: How the schema checker's message begins when it could not read the arguments (deeper than its parser goes).
+_UNREADABLE: Final = "the answer is not JSON: "
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +217,8 @@ class ToolCalls:
                 raise unavailable(upstream.id, exc) from None
             except UpstreamTimeout:
                 raise timed_out(upstream.id, timeout) from None
-            return self._guarded(identity, rec, answer.model_dump(by_alias=True, exclude_none=True, mode="json"))
+            answered = passable(upstream.id, answer.model_dump(by_alias=True, exclude_none=True, mode="json"))
+            return self._guarded(identity, rec, answered)
         except GatewayError as err:
             rec.outcome = rec.error = err.wire_code or err.kind.value
             raise
@@ -227,7 +230,10 @@ class ToolCalls:
         """Phase 2: the arguments serialised, after their checks (object, size, the tool's input schema)."""
         if not isinstance(arguments, dict):
             raise GatewayError(ErrorKind.INVALID_FIELD, "'arguments' must be a JSON object", param="arguments")
-        raw = orjson.dumps(arguments)
+        try:
+            raw = orjson.dumps(arguments)
+        except orjson.JSONEncodeError:  # deeper than the encoder goes (254 levels): no tool takes that
+            raise GatewayError(ErrorKind.INVALID_FIELD, "'arguments' is nested too deeply", param="arguments") from None
         limit = self.deps.settings.max_argument_bytes
         if len(raw) > limit:
             raise GatewayError(
@@ -242,6 +248,11 @@ class ToolCalls:
                 return raw
             if errors:
                 pointer, message = errors[0]
+                if message.startswith(_UNREADABLE):  # the checker's parser stops at 128 levels
+                    detail = message[len(_UNREADABLE) :]
+                    raise GatewayError(
+                        ErrorKind.INVALID_FIELD, f"'arguments' cannot be checked: {detail}", param="arguments"
+                    )
                 param = f"arguments{pointer}"
                 raise GatewayError(
                     ErrorKind.INVALID_FIELD,
@@ -287,11 +298,12 @@ class ToolCalls:
         result: :meth:`Upstream.call_tool` makes it one)."""
         timeout = upstream.spec.timeout_s
         try:
-            return await upstream.call_tool_json(name, arguments, timeout)
+            result = await upstream.call_tool_json(name, arguments, timeout)
         except UpstreamUnavailable as exc:
             raise unavailable(upstream.id, exc) from None
         except UpstreamTimeout:
             raise timed_out(upstream.id, timeout) from None
+        return passable(upstream.id, result)
 
     def _guarded(self, identity: Identity, rec: _Record, result: dict[str, Any]) -> dict[str, Any]:
         """A resource's or prompt's result through the result guard: a block refuses it."""
@@ -355,6 +367,23 @@ class ToolCalls:
             log.warning(message, key[0], key[1], exc)
 
 
+def passable(server: str, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` if it can be passed on as JSON; an answer nested deeper than the encoder goes (254 levels, the
+    parser takes 1024) is the server's fault: 502.
+
+    Example:
+        >>> passable("files", {"content": []})
+        {'content': []}
+    """
+    try:
+        orjson.dumps(result)
+    except orjson.JSONEncodeError:
+        raise GatewayError(
+            ErrorKind.UPSTREAM_PROTOCOL, f"MCP server '{server}' answered with JSON nested too deeply to pass on"
+        ) from None
+    return result
+
+
 def audit_arguments(arguments: Any, limit: int, size: int | None = None) -> Any:
     """What an audit record keeps of a call's arguments: the value scrubbed of secrets (fields named like one,
     credential-shaped text: :func:`ferrogate.audit.events.scrub`), or a marker when its JSON is over ``limit``
@@ -376,4 +405,4 @@ def audit_arguments(arguments: Any, limit: int, size: int | None = None) -> Any:
     return scrub(arguments)
 
 
-__all__ = ["AUDIT_ARGUMENTS_MAX", "McpDeps", "ToolCalls", "ToolOutcome", "audit_arguments"]
+__all__ = ["AUDIT_ARGUMENTS_MAX", "McpDeps", "ToolCalls", "ToolOutcome", "audit_arguments", "passable"]
