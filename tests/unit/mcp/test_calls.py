@@ -16,7 +16,7 @@ from ferrogate.config.model import GuardrailSettings
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.guardrails import Guardrails
 from ferrogate.limits import LocalLimiter
-from ferrogate.mcp.calls import McpDeps, ToolCalls, audit_arguments
+from ferrogate.mcp.calls import McpDeps, ToolCalls, audit_arguments, passable
 from ferrogate.mcp.catalog import Catalog
 from ferrogate.mcp.pins import Pins
 from ferrogate.mcp.policy import Policies
@@ -312,3 +312,17 @@ def test_audit_arguments() -> None:
     assert audit_arguments({"token": "t", "q": "x"}, 100) == {"q": "x"}
     assert audit_arguments({"q": "x" * 200}, 100) == "[truncated: 208 bytes]"
     assert audit_arguments(None, 100) is None
+
+
+def test_an_answer_too_deep_to_pass_on_is_the_servers_fault() -> None:
+    deep: dict[str, Any] = {"content": []}
+    for _ in range(300):  # orjson parses 1024 levels but writes 254
+        deep = {"x": deep}
+    with pytest.raises(GatewayError) as caught:
+        passable("files", deep)
+    assert (caught.value.status, caught.value.message) == (
+        502,
+        "MCP server 'files' answered with JSON nested too deeply to pass on",
+    )
+    shallow = {"content": [{"type": "text", "text": "ok"}]}
+    assert passable("files", shallow) is shallow
