@@ -172,19 +172,26 @@ def deep(depth: int, where: str) -> bytes:
     return placed[where].encode()
 
 
+JUNK = [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b'"', b"\\", b"\\ud800", b"NaN", b"1e400"]
+
+
+def cut_or_corrupt(draw: st.DrawFn, valid: bytes, kind: str) -> bytes:
+    """``valid`` cut short (``cut``), or with one byte replaced by junk: a bad UTF-8 byte, a NUL, a stray quote or
+    escape, a lone surrogate escape, a non-JSON number (``corrupt``)."""
+    at = draw(st.integers(0, max(len(valid) - 1, 0)))
+    if kind == "cut":
+        return valid[:at]
+    junk = draw(st.sampled_from(JUNK))
+    return valid[:at] + junk + valid[at + 1 :]
+
+
 @st.composite
 def raw_bodies(draw: st.DrawFn) -> bytes:
     """Bodies that are not clean JSON objects: cut, corrupted, duplicated keys, deep, huge."""
     valid = dumps(draw(body))
     kind = draw(st.sampled_from(["cut", "corrupt", "duplicate", "deep", "huge", "bytes", "empty"]))
-    if kind == "cut":
-        return valid[: draw(st.integers(0, max(len(valid) - 1, 0)))]
-    if kind == "corrupt":
-        at = draw(st.integers(0, max(len(valid) - 1, 0)))
-        junk = draw(
-            st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b'"', b"\\", b"\\ud800", b"NaN", b"1e400"])
-        )
-        return valid[:at] + junk + valid[at + 1 :]
+    if kind in ("cut", "corrupt"):
+        return cut_or_corrupt(draw, valid, kind)
     if kind == "duplicate":
         key = draw(st.sampled_from(['"model"', '"messages"', '"n"', '"stream"', '"content"', '"role"']))
         value = dumps(draw(anything))

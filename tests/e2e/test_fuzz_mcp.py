@@ -26,6 +26,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ferrogate.mcp.methods import METHODS as SERVED
 from tests.e2e.fuzzing import MASTER_KEY, Failure, Target, fuzz_settings, rss_bytes
 from tests.e2e.mcp_support import (
     ENVELOPE,
@@ -41,7 +42,7 @@ from tests.e2e.mcp_support import (
     until,
     wait_ready,
 )
-from tests.e2e.test_fuzz_http import anything, dumps, huge_ints
+from tests.e2e.test_fuzz_http import anything, cut_or_corrupt, dumps, huge_ints
 
 MAX_ARGUMENTS = 1024  # the smallest mcp.max_argument_bytes: the limits are reached with small bodies
 MCP_BODY_LIMIT = MAX_ARGUMENTS + 64 * 1024  # /mcp reads the arguments' bound plus the envelope's
@@ -51,17 +52,10 @@ SLOW_S = 3.0  # an answer slower than this is a hang (every tool called answers 
 TOOLS = ["fz__echo", "fz__add", "fz__fail", "fz__refuse", "fz__secret", "fz__inject", "fz__headers"]
 DENIED = ["fz__crash", "fz__slow", "fz__mutate", "fz__cancelled"]
 POLICY = {"allow": ["*"], "deny": ["fz/crash", "fz/slow", "fz/mutate", "fz/cancelled"]}
+#: The methods the gateway serves, the ones it only acknowledges, and some it does not know.
 METHODS = [
+    *sorted(SERVED),
     "initialize",
-    "server/discover",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "prompts/list",
-    "prompts/get",
-    "ping",
     "notifications/initialized",
     "notifications/cancelled",
     "tools/unknown",
@@ -490,14 +484,8 @@ def raw_bodies(draw: st.DrawFn, world: World) -> bytes:
     """Bodies that are not one clean JSON-RPC object: cut, corrupted, not UTF-8, deep, huge, random, empty."""
     valid = dumps(draw(message(True)))
     kind = draw(st.sampled_from(["cut", "corrupt", "deep", "huge", "bytes", "empty", "latin-1"]))
-    if kind == "cut":
-        return valid[: draw(st.integers(0, max(len(valid) - 1, 0)))]
-    if kind == "corrupt":
-        at = draw(st.integers(0, max(len(valid) - 1, 0)))
-        junk = draw(
-            st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b'"', b"\\", b"\\ud800", b"NaN", b"1e400"])
-        )
-        return valid[:at] + junk + valid[at + 1 :]
+    if kind in ("cut", "corrupt"):
+        return cut_or_corrupt(draw, valid, kind)
     if kind == "deep":
         depth = draw(st.sampled_from([129, 1025, 10_000]))
         nested = "[" * depth + "]" * depth
