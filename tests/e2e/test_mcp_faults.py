@@ -3,6 +3,8 @@
 - an HTTP server killed (SIGKILL) during a call: 502 ``mcp_server_unavailable`` naming it (REST), an ``isError``
   result saying so (``/mcp``); it is listed as unavailable (REST ``state``, ``/mcp`` ``_meta``) while the other
   servers still list and call, and it comes back once it listens again;
+- a client hanging up mid-call: the call cancelled (both fronts) and audited as ``client_closed``; on a
+  2025-11-25 session the upstream call is cancelled too;
 - a call past the server's ``timeout_s``: 504 ``mcp_timeout`` and the upstream call cancelled (the fake's record
   says ``cancelled``), on a 2025-11-25 session and on a 2026-07-28 exchange;
 - a tool's own error (or an upstream's JSON-RPC refusal of the call): an ``isError`` result, HTTP 200;
@@ -19,11 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from tests.e2e.mcp_support import (
+    ENVELOPE,
+    MODERN,
     Fake,
     World,
+    audit_records,
     call_rest,
     http_server,
     new_key,
@@ -51,12 +57,13 @@ LONG = {"seconds": 20}
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("mcp-faults")
-    records = {sid: tmp / f"{sid}.record" for sid in ("flaky", "lazy-legacy", "lazy-modern")}
+    records = {sid: tmp / f"{sid}.record" for sid in ("flaky", "lazy-legacy", "lazy-modern", "patient")}
     fakes = start_fakes(
         {
             "flaky": ("legacy", {"name": "flaky", "record": records["flaky"]}),
             "lazy-legacy": ("legacy", {"name": "lazy-legacy", "record": records["lazy-legacy"]}),
             "lazy-modern": ("modern", {"name": "lazy-modern", "record": records["lazy-modern"], "sse": True}),
+            "patient": ("modern", {"name": "patient", "record": records["patient"], "sse": True}),
         }
     )
     late_port = free_port()
@@ -65,9 +72,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         http_server("flaky", fakes["flaky"]),
         http_server("lazy-legacy", fakes["lazy-legacy"], timeout_s=1),
         http_server("lazy-modern", fakes["lazy-modern"], timeout_s=1),
+        http_server("patient", fakes["patient"]),
         {"id": "late", "transport": "http", "url": f"http://127.0.0.1:{late_port}/mcp"},
     ]
-    with running(tmp, fakes, servers, ready=["files", "flaky", "lazy-legacy", "lazy-modern"]) as w:
+    with running(tmp, fakes, servers, ready=["files", "flaky", "lazy-legacy", "lazy-modern", "patient"]) as w:
         team = new_team(w.gw, "faults")
         w.tenants = {"k": new_key(w.gw, team)}
         set_policy(w.gw, team, {"allow": ["*"]})
@@ -233,3 +241,36 @@ def test_a_server_down_at_the_start_appears_when_it_comes_up(world: World) -> No
     assert "late__echo" in names
     resp = call_rest(world.gw, key(world), "late", "echo", {"text": "here"})
     assert resp.status_code == 200 and text_of(resp.json()) == "here", resp.text
+
+
+@pytest.mark.parametrize("server", ["flaky", "patient"])  # a 2025-11-25 session, a 2026-07-28 exchange
+@pytest.mark.parametrize("front", ["rest", "mcp"])
+def test_a_client_hanging_up_cancels_the_upstream_call(world: World, front: str, server: str) -> None:
+    """The client gives up (its read timeout closes the connection) long before the server's 30 s timeout: the
+    gateway's call is cancelled and audited as ``client_closed``."""
+    record = world.extra["records"][server]
+    cancelled, started_before = lines(record, "cancelled"), lines(record, "started")
+    auth = {"Authorization": f"Bearer {key(world)}"}
+    with pytest.raises(httpx.ReadTimeout):
+        if front == "rest":
+            httpx.post(
+                f"{world.gw.url}/mcp/v1/servers/{server}/tools/slow:call", json={"arguments": LONG}, headers=auth,
+                timeout=httpx.Timeout(10, read=1.5),
+            )  # fmt: skip
+        else:
+            body = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": f"{server}__slow",
+                    "arguments": LONG, "_meta": ENVELOPE}}  # fmt: skip
+            headers = {**auth, "accept": "application/json, text/event-stream", "mcp-protocol-version": MODERN,
+                       "mcp-method": "tools/call", "mcp-name": f"{server}__slow"}  # fmt: skip
+            httpx.post(f"{world.gw.url}/mcp", json=body, headers=headers, timeout=httpx.Timeout(10, read=1.5))
+    assert lines(record, "started") == started_before + 1
+    if server == "flaky":  # a session's call is cancelled upstream (notifications/cancelled)
+        until(lambda: lines(record, "cancelled") > cancelled, bound_s=5)
+    # (a 2026-07-28 exchange keeps running upstream until the server's timeout_s: docs/mcp.md, "Limits")
+    assert lines(record, "finished") == 0
+
+    def audited() -> list[dict[str, Any]]:
+        found = audit_records(world.gw, action="mcp.tools.call", target=f"{server}__slow")
+        return [r for r in found if r["data"]["outcome"] == "client_closed" and r["data"]["front"] == front]
+
+    until(audited, bound_s=5)

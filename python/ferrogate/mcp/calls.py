@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ AUDIT_ARGUMENTS_MAX: Final = 4096
 _MINUTE: Final = 60.0
 #: Compiled input schemas kept at most (one per tool definition; the catalog holds at most 10,000 per server).
 _SCHEMAS_MAX: Final = 50_000
+#: The outcome of a call whose client hung up before the answer.
+CLIENT_CLOSED: Final = "client_closed"
 #: How the schema checker's message begins when it could not read the arguments (deeper than its parser goes).
 _UNREADABLE: Final = "the answer is not JSON: "
 
@@ -168,6 +171,9 @@ class ToolCalls:
             if err.kind is ErrorKind.CONTENT_POLICY:
                 rec.arguments = "[withheld: refused by the guardrails]"
             raise
+        except asyncio.CancelledError:  # the client hung up (server/app.py: until_gone); the call is cancelled
+            rec.outcome = rec.error = CLIENT_CLOSED
+            raise
         finally:
             self._account(identity, rec, request_id, front)
 
@@ -221,6 +227,9 @@ class ToolCalls:
             return self._guarded(identity, rec, answered)
         except GatewayError as err:
             rec.outcome = rec.error = err.wire_code or err.kind.value
+            raise
+        except asyncio.CancelledError:
+            rec.outcome = rec.error = CLIENT_CLOSED
             raise
         finally:
             self._account(identity, rec, request_id, front)
@@ -405,4 +414,4 @@ def audit_arguments(arguments: Any, limit: int, size: int | None = None) -> Any:
     return scrub(arguments)
 
 
-__all__ = ["AUDIT_ARGUMENTS_MAX", "McpDeps", "ToolCalls", "ToolOutcome", "audit_arguments", "passable"]
+__all__ = ["AUDIT_ARGUMENTS_MAX", "CLIENT_CLOSED", "McpDeps", "ToolCalls", "ToolOutcome", "audit_arguments", "passable"]

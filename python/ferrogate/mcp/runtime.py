@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,8 @@ from ferrogate.store.health import STORE_FAULTS
 from ferrogate.store.records import new_id
 
 if TYPE_CHECKING:
+    from granian.rsgi import HTTPProtocol
+
     from ferrogate.audit.writer import AuditWriter
     from ferrogate.auth.authenticator import Authenticator
     from ferrogate.guardrails import Guardrails
@@ -58,6 +60,34 @@ log = logging.getLogger("ferrogate.mcp")
 #: The Redis channel of MCP changes (stored servers, tool policies, approvals).
 CHANNEL = "ferrogate:mcp:changed"
 _SERVER: TypeAdapter[Any] = TypeAdapter(McpServer)
+
+
+async def until_gone(proto: HTTPProtocol, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` (an MCP request's handler) unless the client hangs up first: then it is cancelled, and with
+    it the upstream call it waits for (a tool call is audited as ``client_closed``). ``work`` runs in this task:
+    the hang-up cancels it through a callback (one future per request, no second task)."""
+    task = asyncio.current_task()
+    assert task is not None
+    hung_up = finished = False
+
+    def cancel(_: object) -> None:
+        nonlocal hung_up
+        if not finished:  # (scheduled in the very step ``work`` finished in: too late to matter)
+            hung_up = True
+            task.cancel()
+
+    gone = asyncio.ensure_future(proto.client_disconnect())
+    gone.add_done_callback(cancel)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not hung_up:  # a cancel of our own (shutdown): it goes on
+            raise
+        task.uncancel()
+    finally:
+        finished = True
+        gone.remove_done_callback(cancel)
+        gone.cancel()
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from ferrogate.guardrails import Guardrails
 from ferrogate.guardrails.sync import PolicySync
 from ferrogate.journal.requests import RequestJournal
 from ferrogate.limits import Limiter, LocalLimiter
-from ferrogate.mcp.runtime import McpRuntime, McpWiring
+from ferrogate.mcp.runtime import McpRuntime, McpWiring, until_gone
 from ferrogate.metering import PriceTable, UsageRecorder
 from ferrogate.metering.prices import standard_prices
 from ferrogate.observability import tracing_enabled
@@ -261,7 +261,10 @@ class Gateway:
             return
         self.in_flight += 1
         try:
-            await handler(scope, proto, headers, rid)
+            if scope.method == "POST" and (handler is self.mcp.endpoint or handler is self.mcp.rest):
+                await until_gone(proto, handler(scope, proto, headers, rid))
+            else:
+                await handler(scope, proto, headers, rid)
         finally:
             self.in_flight -= 1
 
