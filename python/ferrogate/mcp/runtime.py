@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -62,7 +62,7 @@ CHANNEL = "ferrogate:mcp:changed"
 _SERVER: TypeAdapter[Any] = TypeAdapter(McpServer)
 
 
-async def until_gone(proto: HTTPProtocol, work: Coroutine[Any, Any, None]) -> None:
+async def until_gone(proto: HTTPProtocol, work: Awaitable[None]) -> None:
     """Run ``work`` (an MCP request's handler) unless the client hangs up first: then it is cancelled, and with
     it the upstream call it waits for (a tool call is audited as ``client_closed``). ``work`` runs in this task:
     the hang-up cancels it through a callback (one future per request, no second task)."""

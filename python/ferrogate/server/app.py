@@ -64,6 +64,8 @@ log = logging.getLogger("ferrogate.server")
 Handler = Callable[[Scope, HTTPProtocol, list[tuple[str, str]], str], Awaitable[None]]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
+#: The MCP methods that wait on an upstream server (a client hanging up cancels them: mcp.runtime.until_gone).
+_MCP_WAITING = frozenset({"tools/call", "resources/read", "prompts/get"})
 _JSON = ("content-type", "application/json")
 
 
@@ -261,12 +263,23 @@ class Gateway:
             return
         self.in_flight += 1
         try:
-            if scope.method == "POST" and (handler is self.mcp.endpoint or handler is self.mcp.rest):
+            if scope.method == "POST" and self._mcp_waits(handler, scope):
                 await until_gone(proto, handler(scope, proto, headers, rid))
             else:
                 await handler(scope, proto, headers, rid)
         finally:
             self.in_flight -= 1
+
+    def _mcp_waits(self, handler: object, scope: Scope) -> bool:
+        """Whether a POST may wait on an upstream MCP server (a tool call, a read, a prompt), so a client hanging
+        up cancels it: every REST call, and every ``/mcp`` request but those whose ``Mcp-Method`` names a list or
+        a notification (answered at once)."""
+        if handler is self.mcp.rest:
+            return scope.path.endswith(":call")
+        if handler is not self.mcp.endpoint:
+            return False
+        method = scope.headers.get("mcp-method")
+        return method is None or method in _MCP_WAITING
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Worker start (Granian calls it once per worker, before serving): warm the tokenizers the configured
