@@ -188,6 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     skipped = ""
     runs: list[dict[str, Any]] = []
     fixed: list[dict[str, Any]] = []
+    memory: dict[str, Any] = {}
     procs.set_nice(args.nice)
     with Upstream(procs.free_port(), args.load_cpu, args.sse_writes) as up:
         assert up.proc is not None
@@ -265,10 +266,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     hey.update(target=target.name, rep=rep, rate=args.rate)
                     fixed.append(hey)
                     print(report.fixed_line(hey), file=sys.stderr, flush=True)
+            # Memory after the load, as the issue asks it beside the throughput: every process of each server
+            memory = {t.name: procs.memory(t.pid) for t in targets if t.name != "direct"}
         finally:
             for proc in reversed(servers):
                 procs.stop(proc)
     return {
+        "memory": memory,
         "machine": machine(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "args": vars(args),

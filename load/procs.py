@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 # Debian package that provides each command the harness runs.
 TOOLS = {"nginx": "nginx-light", "wrk": "wrk", "hey": "hey", "taskset": "util-linux"}
@@ -135,6 +135,29 @@ def descendants(pid: int) -> list[int]:
         found.append(current)
         todo.extend(children.get(current, []))
     return found
+
+
+def memory(pid: int) -> dict[str, Any]:
+    """Resident memory of pid and its live descendants, from /proc/PID/smaps_rollup: per process its RSS and its
+    PSS (shared pages divided among the processes that map them), and both summed, in MB (10^6 bytes)."""
+    members = []
+    for member in descendants(pid):
+        fields: dict[str, int] = {}
+        try:
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                name, _, rest = line.partition(":")
+                if name in ("Rss", "Pss"):
+                    fields[name] = int(rest.split()[0]) * 1024
+            comm = Path(f"/proc/{member}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        rss, pss = fields["Rss"] / 1e6, fields["Pss"] / 1e6
+        members.append({"pid": member, "cmd": comm.strip()[:80], "rss_mb": rss, "pss_mb": pss})
+    return {
+        "processes": members,
+        "rss_mb": sum(m["rss_mb"] for m in members),
+        "pss_mb": sum(m["pss_mb"] for m in members),
+    }
 
 
 def cpu_seconds(pid: int) -> float:

@@ -15,7 +15,9 @@ from typing import Any
 
 # The issue's targets, one worker on one core.
 MAX_CPU_RATIO = 1.3  # gateway CPU per JSON request / pass-through's
-MIN_SSE_RATIO = 0.70  # gateway SSE streams/s / pass-through's
+MIN_JSON_RATIO = 0.75  # gateway JSON req/s / pass-through's (issue 14)
+MIN_SSE_RATIO = 0.75  # gateway SSE streams/s / pass-through's (issue 14)
+MAX_RSS_MB = 120.0  # every process of a one-worker gateway after the load (issue 14)
 MAX_AB_LOSS = 0.15  # gateway (limits + metering) throughput may be at most 15% under gateway-bare's
 MAX_ADDED_P50_US = 300.0  # at the fixed rate, gateway minus direct
 MAX_ADDED_P99_US = 1000.0
@@ -91,13 +93,25 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                           {"target": base, "mode": "json", "connections": conns})  # fmt: skip
             sse = _ratios(runs, "rps", {"target": who, "mode": "sse", "connections": conns},
                           {"target": base, "mode": "sse", "connections": conns})  # fmt: skip
+            rps = _ratios(runs, "rps", {"target": who, "mode": "json", "connections": conns},
+                          {"target": base, "mode": "json", "connections": conns})  # fmt: skip
             ratios[f"{who}_vs_{base}_json_cpu_c{conns}"] = median(cpu) if cpu else None
+            ratios[f"{who}_vs_{base}_json_rps_c{conns}"] = median(rps) if rps else None
             ratios[f"{who}_vs_{base}_sse_rps_c{conns}"] = median(sse) if sse else None
 
     checks = []
     for conns in conns_list:
         cpu = ratios[f"gateway_vs_passthrough_json_cpu_c{conns}"]
         sse = ratios[f"gateway_vs_passthrough_sse_rps_c{conns}"]
+        rps = ratios[f"gateway_vs_passthrough_json_rps_c{conns}"]
+        checks.append(
+            _check(
+                f"JSON req/s gateway / pass-through, c={conns}",
+                rps,
+                f">= {MIN_JSON_RATIO}",
+                rps is not None and rps >= MIN_JSON_RATIO,
+            )
+        )
         checks.append(
             _check(
                 f"JSON CPU/req gateway / pass-through, c={conns}",
@@ -139,6 +153,11 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         value = None if over is None else over / 1000
         name = f"(info) {field[:3]} gateway - pass-through at {results['args']['rate']} req/s, ms"
         checks.append({"name": name, "value": value, "limit": "-", "verdict": "info"})
+    gw_memory = results.get("memory", {}).get("gateway")
+    if gw_memory:  # every process of the instance (Granian's main and its worker), after the load
+        rss = gw_memory["rss_mb"]
+        name = "gateway RSS after the load, all processes, MB"
+        checks.append(_check(name, rss, f"<= {MAX_RSS_MB}", rss <= MAX_RSS_MB))
     return {"table": table, "fixed": fixed_table, "ratios": ratios, "checks": checks}
 
 
@@ -198,6 +217,13 @@ def markdown(results: dict[str, Any], summary: dict[str, Any]) -> str:
         )
     out += ["", "| ratio (median of per-repetition ratios) | value |", "|---|--:|"]
     out += [f"| {k} | {_fmt(v)} |" for k, v in summary["ratios"].items()]
+    if results.get("memory"):
+        out += ["", "Memory after the load (MB, 10^6 bytes; PSS divides shared pages among the processes):", ""]
+        out += ["| target | process | RSS | PSS |", "|---|---|--:|--:|"]
+        for name, mem in results["memory"].items():
+            for proc in mem["processes"]:
+                out.append(f"| {name} | {proc['cmd'][:40]} | {proc['rss_mb']:.1f} | {proc['pss_mb']:.1f} |")
+            out.append(f"| {name} | **all** | **{mem['rss_mb']:.1f}** | **{mem['pss_mb']:.1f}** |")
     out += ["", "| target check | value | limit | verdict |", "|---|--:|---|---|"]
     out += [f"| {c['name']} | {_fmt(c['value'], 3)} | {c['limit']} | {c['verdict']} |" for c in summary["checks"]]
     return "\n".join(out)

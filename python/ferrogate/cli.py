@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import logging.config
 import os
@@ -171,10 +172,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("ferrogate: --workers must be at least 1", file=sys.stderr)
         return 1
-    import shutil
-
     from ferrogate.observability.metrics import instance_directory
-    from ferrogate.server.respawn import Backoff, RespawningServer
+    from ferrogate.server.supervise import exec_supervisor, run, spec_json
 
     # The workers' Prometheus files (multiprocess mode): a fresh directory for this instance, removed at exit,
     # unless PROMETHEUS_MULTIPROC_DIR is set. Prometheus-client is not loaded in this process before it is set.
@@ -184,29 +183,31 @@ def _serve(args: argparse.Namespace) -> int:
         f"({args.workers} worker(s); models: {', '.join(g.name for g in config.model_groups) or 'none'})",
         flush=True,
     )
-    try:
-        server = RespawningServer(  # Granian's server; a dead worker is respawned, with a backoff in a crash loop
-            "ferrogate.server.app:create_app",
-            backoff=Backoff(config.server.respawn_backoff_s, config.server.respawn_backoff_max_s),
-            factory=True,
-            interface=Interfaces.RSGI,
-            address=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=args.log_level,
-            log_dictconfig=log_config,
-            log_access=False,
-            websockets=False,  # no WebSocket route: skip the upgrade handling
-            loop=Loops(args.loop),
-            workers_kill_timeout=int(config.server.grace_period_s) + 5,
-        )
-        server.serve()
-    finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-        if own_circuits:
-            Path(os.environ["FERROGATE_CIRCUITS_PATH"]).unlink(missing_ok=True)
-    return 0
+    granian = {  # Granian's server; a dead worker is respawned, with a backoff in a crash loop
+        "target": "ferrogate.server.app:create_app",
+        "factory": True,
+        "interface": Interfaces.RSGI.value,
+        "address": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "log_level": args.log_level,
+        "log_access": False,
+        "websockets": False,  # no WebSocket route: skip the upgrade handling
+        "loop": Loops(args.loop).value,
+        "workers_kill_timeout": int(config.server.grace_period_s) + 5,
+    }
+    spec = spec_json(
+        granian,
+        (config.server.respawn_backoff_s, config.server.respawn_backoff_max_s),
+        log_config,
+        [] if metrics_dir is None else [str(metrics_dir)],
+        [os.environ["FERROGATE_CIRCUITS_PATH"]] if own_circuits else [],
+    )
+    # This process has imported most of the package for its checks: the supervisor that serves from here on is a
+    # fresh, small one in its place (same PID; ferrogate.server.supervise). Only without an executable to start
+    # is it this process itself.
+    exec_supervisor(spec)
+    return run(json.loads(spec))
 
 
 if __name__ == "__main__":

@@ -165,3 +165,26 @@ def test_serve_refuses_to_start_without_a_master_key() -> None:
     assert out.returncode == 1
     assert "FERROGATE_MASTER_KEY is not set" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_main_process_is_a_small_supervisor_that_cleans_up(tmp_path: Path) -> None:
+    """After its checks, ``serve`` replaces itself (same PID) with ``ferrogate.server.supervise``: the main process
+    then maps neither the Rust core nor the application (its worker does), and at exit it still removes what the
+    instance created (the circuit-breaker table)."""
+    from ferrogate.routing.health import table_path
+    from tests.support import child_pids
+
+    gw = Gateway(tmp_path, None).wait_ready()
+    circuits = table_path(str(gw.port))
+    try:
+        main = gw.proc.pid
+        assert b"ferrogate.server.supervise" in Path(f"/proc/{main}/cmdline").read_bytes().split(b"\0")
+        assert "_core.abi3.so" not in Path(f"/proc/{main}/maps").read_text()
+        worker_maps = [Path(f"/proc/{pid}/maps").read_text() for pid in child_pids(main)]
+        assert any("_core.abi3.so" in maps for maps in worker_maps)
+        body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{gw.url}/v1/chat/completions", json=body, timeout=10).status_code == 200
+        assert circuits.exists()
+    finally:
+        assert gw.stop() == 0
+    assert not circuits.exists()

@@ -36,9 +36,12 @@ import logging
 import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import mcp_types
 import orjson
+
+if TYPE_CHECKING:
+    import mcp_types
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,12 +33,8 @@ from pydantic import TypeAdapter, ValidationError
 from ferrogate.audit.events import admin_event
 from ferrogate.config.mcp import McpServer, McpSettings
 from ferrogate.guardrails.sync import PolicySync
-from ferrogate.mcp.calls import McpDeps, ToolCalls
-from ferrogate.mcp.catalog import Catalog
-from ferrogate.mcp.endpoint import McpEndpoint
 from ferrogate.mcp.pins import Pins
 from ferrogate.mcp.policy import Policies
-from ferrogate.mcp.rest import McpRest
 from ferrogate.mcp.secrets import Sealer, SealError, merge_credentials
 from ferrogate.observability.families import MCP_TOOL_CHANGES
 from ferrogate.store.audit import AuditEvent
@@ -46,12 +42,15 @@ from ferrogate.store.health import STORE_FAULTS
 from ferrogate.store.records import new_id
 
 if TYPE_CHECKING:
-    from granian.rsgi import HTTPProtocol
+    from granian.rsgi import HTTPProtocol, Scope
 
     from ferrogate.audit.writer import AuditWriter
     from ferrogate.auth.authenticator import Authenticator
     from ferrogate.guardrails import Guardrails
     from ferrogate.limits import Limiter
+    from ferrogate.mcp.catalog import Catalog
+    from ferrogate.mcp.endpoint import McpEndpoint
+    from ferrogate.mcp.rest import McpRest
     from ferrogate.observability.metrics import Metrics
     from ferrogate.store import Store
 
@@ -107,29 +106,51 @@ class McpWiring:
     poll_s: float = 0.5
 
 
+class _NoCatalog:
+    """The catalog before the serving parts are built (no server configured or stored, no MCP request yet), and
+    for good with ``mcp.enabled: false``: no server is connected."""
+
+    def status(self) -> list[dict[str, Any]]:
+        return []
+
+    def get(self, server_id: str) -> None:
+        return None
+
+    async def apply(self, servers: list[Any]) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
 class McpRuntime:
-    """The worker's MCP gateway: its parts, their start and stop, and the change feed's target."""
+    """The worker's MCP gateway: its parts, their start and stop, and the change feed's target.
+
+    What the admin plane needs (the registry's policies, pins, sealer and change feed) is built at once. The
+    serving parts (the catalog of upstream servers, the call phases, both fronts) import the MCP SDK, which with
+    its dependencies is ~55 MB of a worker's memory, so they are built on first need: at start when a server is
+    configured, when the store's first server arrives, or at the first request to ``/mcp`` or ``/mcp/v1``
+    (that one request waits for the import, ~0.3 s). With ``mcp.enabled: false`` they never are, and ``rest``
+    and ``endpoint`` are ``None``.
+    """
 
     def __init__(self, wiring: McpWiring) -> None:
         self.wiring = wiring
         self.pins = Pins(self._flagged, on_first_use=self._first_use)
         self.policies = Policies(wiring.settings)
-        self.catalog = Catalog(wiring.settings, self.pins)
         self.sealer = Sealer(wiring.master_key)
-        deps = McpDeps(
-            catalog=self.catalog,
-            policies=self.policies,
-            limiter=wiring.limiter,
-            guardrails=wiring.guardrails,
-            audit=wiring.audit,
-            metrics=wiring.metrics,
-            settings=wiring.settings,
-            auth=wiring.auth,
-            master_key=wiring.master_key,
-        )
-        self.calls = ToolCalls(deps)
-        self.rest = McpRest(self.calls)
-        self.endpoint = McpEndpoint(self.calls)
+        self.catalog: Catalog | _NoCatalog = _NoCatalog()
+        self._rest: McpRest | None = None
+        self._endpoint: McpEndpoint | None = None
+        self._started = False
+        #: The two fronts' handlers (stable objects: the server compares them); ``None`` when MCP is off.
+        self.rest: Callable[[Scope, HTTPProtocol, list[tuple[str, str]], str], Awaitable[None]] | None = None
+        self.endpoint: Callable[[Scope, HTTPProtocol, list[tuple[str, str]], str], Awaitable[None]] | None = None
+        if wiring.settings.enabled:
+            self.rest, self.endpoint = self._rest_front, self._mcp_front
         #: Keeps servers, policies and pins equal to the store's (``apply`` is its target).
         self.sync = PolicySync(
             self,
@@ -144,9 +165,59 @@ class McpRuntime:
         self._tasks: set[asyncio.Task[None]] = set()
         self._configured = list(wiring.settings.servers)
 
+    @property
+    def serving(self) -> bool:
+        """Whether the serving parts are built (the MCP SDK imported)."""
+        return self._endpoint is not None
+
+    async def _serve(self) -> tuple[McpRest, McpEndpoint]:
+        """The serving parts, built once (and the catalog started if the worker is)."""
+        if self._rest is None or self._endpoint is None:
+            from ferrogate.mcp.calls import McpDeps, ToolCalls
+            from ferrogate.mcp.catalog import Catalog
+            from ferrogate.mcp.endpoint import McpEndpoint
+            from ferrogate.mcp.rest import McpRest
+
+            wiring = self.wiring
+            self.catalog = catalog = Catalog(wiring.settings, self.pins)
+            calls = ToolCalls(
+                McpDeps(
+                    catalog=catalog,
+                    policies=self.policies,
+                    limiter=wiring.limiter,
+                    guardrails=wiring.guardrails,
+                    audit=wiring.audit,
+                    metrics=wiring.metrics,
+                    settings=wiring.settings,
+                    auth=wiring.auth,
+                    master_key=wiring.master_key,
+                )
+            )
+            self._rest, self._endpoint = McpRest(calls), McpEndpoint(calls)
+            if self._started:
+                await catalog.start()
+        return self._rest, self._endpoint
+
+    async def _rest_front(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
+        """``/mcp/v1/*``."""
+        rest, _ = await self._serve()
+        await rest(scope, proto, headers, rid)
+
+    async def _mcp_front(self, scope: Scope, proto: HTTPProtocol, headers: list[tuple[str, str]], rid: str) -> None:
+        """``/mcp``."""
+        _, endpoint = await self._serve()
+        await endpoint(scope, proto, headers, rid)
+
+    def status(self) -> list[dict[str, Any]]:
+        """The catalog's status of every server (the admin plane's view; empty before anything is served)."""
+        return self.catalog.status()
+
     async def start(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[None]]:
         """Worker start: connect the configured servers, load the stored state; the change feed's tasks (the
         caller cancels them at stop)."""
+        if self._configured and self.wiring.settings.enabled:
+            await self._serve()
+        self._started = True
         await self.catalog.start()
         await self.sync.load()
         return [loop.create_task(self.sync.poll()), loop.create_task(self.sync.listen())]
@@ -177,6 +248,8 @@ class McpRuntime:
                     "MCP server %r left out: its stored document is invalid (%d errors)", server_id, exc.error_count()
                 )
         self.policies.apply(docs.get("policies") or {})
+        if servers and self.wiring.settings.enabled:
+            await self._serve()
         # servers first: a deleted server must be gone before its pins are (else its listing is trusted anew)
         await self.catalog.apply(servers)
         self.pins.apply(docs.get("pins") or {})

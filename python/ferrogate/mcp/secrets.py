@@ -33,13 +33,12 @@ import base64
 import binascii
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 #: The HKDF ``info`` (and the AES-GCM associated data) of the credential key: another use of the master key
 #: derives another key.
@@ -65,14 +64,27 @@ class Sealer:
         ValueError: an empty master key.
     """
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_cipher", "_secret")
 
     def __init__(self, master_key: bytes | str) -> None:
         secret = master_key.encode() if isinstance(master_key, str) else bytes(master_key)
         if not secret:
             raise ValueError("the master key is empty: MCP credentials cannot be sealed")
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO).derive(secret)
-        self._aead = AESGCM(key)
+        self._secret = secret
+        self._cipher: AESGCM | None = None
+
+    @property
+    def _aead(self) -> AESGCM:
+        """The AES-GCM cipher, derived on first use (``cryptography`` is loaded only by a worker that seals or
+        opens credentials: ~6 MB of memory otherwise unused)."""
+        if self._cipher is None:
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+            key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO).derive(self._secret)
+            self._cipher = AESGCM(key)
+        return self._cipher
 
     def __repr__(self) -> str:
         return "Sealer(<key>)"
@@ -121,8 +133,11 @@ class Sealer:
             raise SealError("the sealed credentials are not a v1 token") from None
         if len(raw) < _NONCE + 16:  # a nonce and a GCM tag at least
             raise SealError("the sealed credentials are not a v1 token")
+        aead = self._aead
+        from cryptography.exceptions import InvalidTag
+
         try:
-            plain = self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], INFO)
+            plain = aead.decrypt(raw[:_NONCE], raw[_NONCE:], INFO)
         except InvalidTag:
             raise SealError("the sealed credentials cannot be opened (another master key, or altered)") from None
         value = orjson.loads(plain)

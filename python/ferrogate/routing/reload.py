@@ -297,7 +297,9 @@ class ConfigReloader:
         """Reload whenever the file (or the rules file) changes (runs until cancelled; returns at once without a
         file or with ``routing.watch: false``). Their directories are watched, not the files, so an editor's save
         by rename is seen too."""
-        from watchfiles import awatch  # the watcher's thread starts only here
+        if self.path is None or not self.file_config.routing.watch:
+            return
+        from watchfiles import awatch  # loaded, and its watcher's thread started, only with a file to watch
 
         while self.path is not None and self.file_config.routing.watch:
             files = self._watched()

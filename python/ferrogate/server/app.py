@@ -217,7 +217,7 @@ class Gateway:
             self.policies,
             routing=self.reloader,
             health=self.upstream_health,
-            mcp=McpParts(mcp.catalog, mcp.pins, mcp.policies, mcp.sealer, mcp.sync),
+            mcp=McpParts(mcp, mcp.pins, mcp.policies, mcp.sealer, mcp.sync),  # mcp: its catalog's status
         )
         self.admin = AdminApi(service, settings.master_key)
         self.tracer: Tracer | None = None  # set per worker in __rsgi_init__ when an OTLP endpoint is configured
@@ -235,7 +235,7 @@ class Gateway:
             "/ready": {"GET": self.ready},
             "/metrics": {"GET": self.metrics},
         }
-        if config.mcp.enabled:  # the aggregated MCP server; /mcp/v1/* (REST) is dispatched by prefix
+        if mcp.endpoint is not None:  # the aggregated MCP server (built on first need); /mcp/v1/* by prefix
             self.routes["/mcp"] = {"POST": mcp.endpoint, "GET": mcp.endpoint, "DELETE": mcp.endpoint}
 
     async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
@@ -256,8 +256,8 @@ class Gateway:
             path = scope.path
             if path.startswith("/admin/"):
                 handler = self.admin
-            elif path.startswith("/mcp/v1/") and self.config.mcp.enabled:
-                handler = self.mcp.rest
+            elif path.startswith("/mcp/v1/"):
+                handler = self.mcp.rest  # None when this worker does not serve MCP
         if handler is None:
             write_error(proto, _no_route(scope, methods), headers)
             return

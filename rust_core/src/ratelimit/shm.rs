@@ -1,8 +1,8 @@
 //! The shared-memory file behind the cross-process table: create or open it, check its layout,
 //! map it, and view its slots as atomics.
 //!
-//! This is the only module of the crate with `unsafe` code, for two operations no safe API
-//! offers: mapping a file ([`memmap2::MmapMut::map_mut`], unsafe because another process could
+//! This is one of the crate's two modules with `unsafe` code (the other is `tokens/pages.rs`,
+//! one `madvise`), for two operations no safe API offers: mapping a file ([`memmap2::MmapMut::map_mut`], unsafe because another process could
 //! truncate the file under us), and viewing the mapped bytes as `&[AtomicU128]`. The workspace
 //! lint is therefore `unsafe_code = "deny"` rather than `forbid`: `forbid` cannot be lifted by a
 //! module's `#![allow(unsafe_code)]`, and this module must lift it. Every other module still

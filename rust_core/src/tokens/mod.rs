@@ -3,9 +3,11 @@
 //! no usage).
 //!
 //! Both encodings, `o200k_base` and `cl100k_base`, are bundled in the binary (the
-//! `bpe-openai` crate embeds them at build time; nothing is downloaded at run time). Each
-//! encoder is built once, lazily, on first use, behind a thread-safe `LazyLock`. Counts equal
-//! those of OpenAI's `tiktoken` `encode_ordinary` (special-token text is counted as text).
+//! `bpe-openai` crate's dictionaries, nothing downloaded at run time), each without the two
+//! automata counting never uses (`build.rs`: an o200k_base tokenizer takes ~30 MB of memory
+//! instead of ~65 MB). Each encoder is built once, lazily, on first use, behind a thread-safe
+//! `LazyLock`, with `bpe-openai`'s pre-tokenizer patterns. Counts equal those of `bpe-openai`
+//! and of OpenAI's `tiktoken` `encode_ordinary` (special-token text is counted as text).
 //!
 //! - [`Encoding`]: the bundled encodings; [`count_tokens`] counts a text by encoding name.
 //! - [`model`]: which encoding a model name uses ([`encoding_for_model`]).
@@ -13,11 +15,55 @@
 
 pub mod chat;
 pub mod model;
+mod pages;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
+
+use bpe_openai::Tokenizer;
 
 use crate::error::TokenError;
+
+/// o200k_base's pre-tokenizer, as `bpe-openai` writes tiktoken's pattern: its negative look-ahead
+/// `\s+(?!\S)` is the second pattern, a look-ahead whose last character is dropped.
+const O200K_PATTERN: &str = concat!(
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    "|\\p{N}{1,3}",
+    "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*",
+    "|\\s*[\\r\\n]+",
+    "|\\s+$",
+);
+/// cl100k_base's pre-tokenizer (the same look-ahead rewrite).
+const CL100K_PATTERN: &str = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+$";
+
+static O200K_BASE: LazyLock<Tokenizer> = LazyLock::new(|| {
+    lean(
+        include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.dict")),
+        O200K_PATTERN,
+    )
+});
+static CL100K_BASE: LazyLock<Tokenizer> = LazyLock::new(|| {
+    lean(
+        include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.dict")),
+        CL100K_PATTERN,
+    )
+});
+
+/// A tokenizer over one of build.rs's dictionaries, pre-tokenized as `bpe-openai` does; the dictionary's pages
+/// are given back once it is copied into the tokenizer's tables ([`pages::release`]).
+#[allow(clippy::expect_used)] // both inputs are this build's constants: a failure is a broken build
+fn lean(dict: &'static [u8], pattern: &str) -> Tokenizer {
+    let bpe = rmp_serde::from_slice(dict).expect("build.rs wrote a valid dictionary");
+    pages::release(dict);
+    Tokenizer::new_lookahead(
+        bpe,
+        &[(pattern, false), ("\\s+\\s", true), ("\\s+", false)],
+        false,
+    )
+    .expect("bpe-openai's patterns compile")
+}
 
 pub use chat::count_chat_prompt;
 pub use model::{encoding_for_model, model_encoding, ModelEncoding};
@@ -60,10 +106,10 @@ impl Encoding {
         self.tokenizer().count(text)
     }
 
-    fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
+    fn tokenizer(self) -> &'static Tokenizer {
         match self {
-            Self::O200kBase => bpe_openai::o200k_base(),
-            Self::Cl100kBase => bpe_openai::cl100k_base(),
+            Self::O200kBase => &O200K_BASE,
+            Self::Cl100kBase => &CL100K_BASE,
         }
     }
 }
@@ -95,6 +141,48 @@ mod tests {
     fn hello_world_is_two_tokens_in_both_encodings() {
         for encoding in Encoding::ALL {
             assert_eq!(encoding.count("hello world"), 2, "{encoding}");
+        }
+    }
+
+    fn bpe_openai(encoding: Encoding) -> &'static Tokenizer {
+        match encoding {
+            Encoding::O200kBase => bpe_openai::o200k_base(),
+            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
+        }
+    }
+
+    /// The lean dictionaries (build.rs) count exactly as `bpe-openai`'s full ones.
+    #[test]
+    fn lean_tokenizers_count_as_bpe_openai() {
+        let corpus = [
+            "hello world",
+            "You are a helpful assistant. Answer in two sentences: why is the sky blue?",
+            "fn main() {\n    println!(\"{}\", 1 + 2);\n}\n\n\t  trailing   ",
+            "Ünïcödé, 日本語のテキスト, emoji 🎉🚀 and RTL שלום עולם",
+            "1234567890 3.14159 0xDEADBEEF 2026-12-06T21:00:00Z",
+            "I'm sure they'll've done it; it's John's, isn't it? WE'RE HERE",
+            "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+            "    \n\n\r\n   \u{a0}\u{2003}x",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ];
+        for encoding in Encoding::ALL {
+            for text in corpus {
+                assert_eq!(
+                    encoding.count(text),
+                    bpe_openai(encoding).count(text),
+                    "{encoding}: {text:?}"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        #[test]
+        fn lean_tokenizers_count_as_bpe_openai_on_any_text(text in "\\PC{0,200}") {
+            for encoding in Encoding::ALL {
+                proptest::prop_assert_eq!(encoding.count(&text), bpe_openai(encoding).count(text.as_str()));
+            }
         }
     }
 
