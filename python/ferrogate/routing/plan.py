@@ -180,8 +180,8 @@ def order(group: Group, rank: int, stream: bool, circuits: Circuits, remaining: 
     if strategy == "weighted":
         # the first drawn in proportion to the weights; the others (the retry order) by priority
         cum = group.cum_weights[rank]
-        first = cleared[bisect(cum, random() * cum[-1])]
-        return [first, *(t for t in cleared if t is not first)]
+        at = bisect(cum, random() * cum[-1])
+        return [cleared[at], *cleared[:at], *cleared[at + 1 :]]
     if strategy == "cost":
         return list(group.by_cost[rank])
     if strategy in ("least_in_flight", "latency"):

@@ -204,10 +204,16 @@ impl PyRoutePolicy {
             stream,
             ingress,
         };
-        let mut verdicts = self.verdicts(&req, candidates)?;
-        verdicts.retain(|v| v.eligible);
-        verdicts.sort_by_key(|v| std::cmp::Reverse(v.score)); // stable
-        Ok(verdicts.into_iter().map(|v| v.deployment).collect())
+        let observed = candidates
+            .iter()
+            .map(|item| candidate(&item))
+            .collect::<PyResult<Vec<_>>>()?;
+        let policy = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let positions = policy.order(&req, &observed)?;
+        Ok(positions
+            .into_iter()
+            .map(|at| observed[at].deployment)
+            .collect())
     }
 
     /// [`Self::order`] for the router's hot path in one call, on its targets themselves: each
