@@ -13,7 +13,7 @@ Example:
 
 import os
 from collections.abc import Sequence
-from typing import ClassVar, Protocol, TypeVar, final
+from typing import ClassVar, Generic, Protocol, TypeVar, final
 
 class _HasRulePair(Protocol):
     @property
@@ -35,6 +35,7 @@ __all__ = [
     "RateLimiter",
     "RoutePolicy",
     "RoutePolicyError",
+    "RouteTargets",
     "RuleError",
     "ScanResult",
     "Scanner",
@@ -616,6 +617,14 @@ class RoutePolicyError(CoreError):
     ``@priority``: one line per problem, ``"<source>:<line>:<col>: <what>"``."""
 
 @final
+class RouteTargets(Generic[_Paired]):
+    """A model group's targets for one classification in their base order, each one's ``rule_pair`` read once
+    (what :meth:`RoutePolicy.order_group` orders per request)."""
+
+    def __new__(cls, targets: Sequence[_Paired]) -> RouteTargets[_Paired]: ...
+    def __len__(self) -> int: ...
+
+@final
 class RoutePolicy:
     """Routing rules (Cedar policies over principal ``Key``, action ``Action::"route"``, resource ``Deployment``)
     and the deployments registered with them.
@@ -680,7 +689,7 @@ class RoutePolicy:
     ) -> list[int]:
         """The eligible candidates' ids, highest score first, ties in input order (:meth:`decide` reduced to the
         router's need)."""
-    def order_targets(
+    def order_group(
         self,
         team: str,
         key: str,
@@ -692,11 +701,17 @@ class RoutePolicy:
         stream: bool,
         ingress: str,
         circuits: Circuits,
-        targets: list[_Paired],
+        group: RouteTargets[_Paired],
+        by: int,
+        first: int,
+        base: list[int] | None = None,
     ) -> list[_Paired]:
-        """:meth:`order` in one call for the router, on its targets: each has ``rule_pair``, ``(deployment id,
-        circuit slot)``; given in the strategy's order, their health read from ``circuits``; a new list of the
-        eligible ones, highest score first, ties in the given order."""
+        """The router's whole ordering of a group in one call: ``group``'s targets in their base order (or in
+        ``base``, positions in it: an order the strategy made itself); then ``first`` (>= 0: that position
+        first, the others in order: ``weighted``'s draw) or ``by`` (>= 0: ranked by in-flight count (0),
+        latency EWMA (1) or time-to-first-token EWMA (2), unknown EWMAs first, ties kept); then the rules: a new
+        list of the eligible targets, highest score first, ties in that order. Raises ``ValueError`` for a
+        ``base`` position outside the group."""
     @property
     def ids(self) -> list[str]:
         """The rules' ids, in source order."""

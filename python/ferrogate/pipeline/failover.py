@@ -409,8 +409,6 @@ def begin(
 ) -> Awaitable[None] | None:
     """The route phase's work: the plan for ``ctx.model`` and its first target (see :meth:`Plan.choose`);
     with routing rules, ``facts`` are what they know of the request (they filter and re-order the targets)."""
-    group, targets = router.resolve(ctx.model, ctx.classification, ctx.stream)
-    if facts is not None:
-        targets = router.apply_rules(ctx.model, targets, facts)
+    group, targets = router.resolve(ctx.model, ctx.classification, ctx.stream, facts)
     plan = ctx.plan = Plan(router, group, targets, ctx.started)
     return plan.choose(ctx, limiter, headers)

@@ -22,7 +22,7 @@ from ferrogate.config.model import CLASSIFICATIONS, Config, Upstream
 from ferrogate.errors import ErrorKind, GatewayError
 from ferrogate.providers import Provider, build_provider
 from ferrogate.routing.health import circuit_policy
-from ferrogate.routing.plan import DeploymentLimits, Group, Target, order
+from ferrogate.routing.plan import DeploymentLimits, Group, Target, order, ruled_order
 
 if TYPE_CHECKING:
     from ferrogate.metering import PriceTable
@@ -160,12 +160,17 @@ class Router:
         """The ``/v1/models`` body: the groups (and aliases) ``identity`` may use, in configuration order."""
         return orjson.dumps({"object": "list", "data": [m for name, m in self.table.models if identity.allows(name)]})
 
-    def resolve(self, model: str, classification: str, stream: bool) -> tuple[Group, list[Target]]:
-        """The group ``model`` names and its deployments cleared for ``classification``, in strategy order.
+    def resolve(
+        self, model: str, classification: str, stream: bool, facts: RequestFacts | None = None
+    ) -> tuple[Group, list[Target]]:
+        """The group ``model`` names and its deployments cleared for ``classification``, in strategy order; with
+        ``facts`` (the request as the routing rules know it), as the rules then order them (one core call for
+        both, :func:`~ferrogate.routing.plan.ruled_order`).
 
         Raises:
             GatewayError: 404 ``model_not_found`` when no model group has that name; 403
-                ``classification_not_cleared`` when none of its deployments is cleared for the classification.
+                ``classification_not_cleared`` when none of its deployments is cleared for the classification;
+                403 ``no_deployment_allowed`` when the rules leave none eligible.
         """
         group = self.table.groups.get(model)
         if group is None:
@@ -174,15 +179,25 @@ class Router:
                 f"The model '{model}' does not exist or you do not have access to it.",
                 param="model",
             )
-        remaining = self._remaining if group.strategy == "capacity" else None
-        targets = order(group, RANK[classification], stream, self.circuits, remaining)
-        if not targets:
+        rank = RANK[classification]
+        if not group.cleared[rank]:
             raise GatewayError(
                 ErrorKind.CLASSIFICATION_NOT_CLEARED,
                 f"No deployment of model '{model}' is cleared for requests classified '{classification}'.",
                 param="x-ferrogate-classification",
             )
-        return group, targets
+        remaining = self._remaining if group.strategy == "capacity" else None
+        rules = self.table.rules
+        if facts is None or rules is None:
+            return group, order(group, rank, stream, self.circuits, remaining)
+        ordered = rules.order_group(facts, self.circuits, *ruled_order(group, rank, stream, remaining))
+        if not ordered:
+            raise GatewayError(
+                ErrorKind.ROUTE_FORBIDDEN,
+                f"The routing rules allow no deployment of model '{model}' for this request.",
+                param="model",
+            )
+        return group, ordered
 
     def explain(self, facts: dict[str, Any]) -> dict[str, Any]:
         """The dry run of ``POST /admin/v1/llm/route``: for a described request (``model``, ``classification``,
@@ -246,24 +261,6 @@ class Router:
         if limits.tpm is not None:
             share = min(share, peek(limits.tpm_key, float(limits.tpm), 60.0)[0] / limits.tpm)
         return share
-
-    def apply_rules(self, model: str, targets: list[Target], facts: RequestFacts) -> list[Target]:
-        """``targets`` as the routing rules order them for a request: the eligible ones, highest score first, ties
-        in the strategy's order. One call into the core (every candidate's health read from the circuits at once).
-
-        Raises:
-            GatewayError: 403 ``no_deployment_allowed`` when the rules leave none eligible.
-        """
-        rules = self.table.rules
-        assert rules is not None
-        ordered = rules.order_targets(facts, self.circuits, targets)
-        if not ordered:
-            raise GatewayError(
-                ErrorKind.ROUTE_FORBIDDEN,
-                f"The routing rules allow no deployment of model '{model}' for this request.",
-                param="model",
-            )
-        return ordered
 
     def reload(self, config: Config) -> None:
         """Route by ``config`` from now on. Providers of unchanged upstreams are kept; the others are closed after

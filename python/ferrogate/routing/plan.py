@@ -13,6 +13,8 @@ from itertools import accumulate
 from random import random
 from typing import TYPE_CHECKING, Any
 
+from ferrogate._core import RouteTargets
+
 if TYPE_CHECKING:
     from ferrogate._core import CircuitPolicy, Circuits
     from ferrogate.config.routing import RetrySettings
@@ -117,6 +119,8 @@ class Group:
         "name",
         "policy",
         "retries",
+        "ruled",
+        "ruled_by_cost",
         "schema_check",
         "slots",
         "strategy",
@@ -146,6 +150,13 @@ class Group:
             [*sorted(cleared, key=lambda t: float("inf") if t.price is None else t.price)] for cleared in self.cleared
         )
         self.cum_weights = tuple(list(accumulate(t.weight for t in cleared)) for cleared in self.cleared)
+        #: With routing rules (the targets registered with them): per rank, the cleared deployments by priority
+        #: and by price with their ``rule_pair`` read once (``RoutePolicy.order_group``'s input); else ``None``.
+        self.ruled: tuple[RouteTargets[Target], ...] | None = None
+        self.ruled_by_cost: tuple[RouteTargets[Target], ...] | None = None
+        if targets and all(t.rule_id >= 0 for t in targets):
+            self.ruled = tuple(RouteTargets(cleared) for cleared in self.cleared)
+            self.ruled_by_cost = tuple(RouteTargets(cleared) for cleared in self.by_cost)
         self.strategy = strategy
         self.retries = retries
         self.policy = policy
@@ -192,3 +203,29 @@ def order(group: Group, rank: int, stream: bool, circuits: Circuits, remaining: 
     if strategy == "capacity" and remaining is not None:  # stable: ties (no limits, Redis) keep priority order
         return sorted(cleared, key=lambda t: -remaining(t))
     return list(cleared)
+
+
+def ruled_order(
+    group: Group, rank: int, stream: bool, remaining: Any = None
+) -> tuple[RouteTargets[Target], int, int, list[int] | None]:
+    """:func:`order` as the routing rules' one call takes it (``RoutePolicy.order_group``): the base targets,
+    ``by`` (the circuit table's ranking key, or -1), ``first`` (the weighted draw, or -1) and ``base`` (positions
+    in the base targets when the strategy orders them itself, ``capacity``; else ``None``). Only for a group
+    whose targets are registered with the rules (``group.ruled``)."""
+    ruled = group.ruled
+    assert ruled is not None
+    cleared = group.cleared[rank]
+    strategy = group.strategy
+    if len(cleared) < 2 or strategy == "priority":
+        return ruled[rank], -1, -1, None
+    if strategy == "weighted":
+        cum = group.cum_weights[rank]
+        return ruled[rank], -1, bisect(cum, random() * cum[-1]), None
+    if strategy == "cost":
+        assert group.ruled_by_cost is not None
+        return group.ruled_by_cost[rank], -1, -1, None
+    if strategy in ("least_in_flight", "latency"):
+        return ruled[rank], 0 if strategy == "least_in_flight" else 2 if stream else 1, -1, None
+    if strategy == "capacity" and remaining is not None:  # as order(): stable, ties keep priority order
+        return ruled[rank], -1, -1, sorted(range(len(cleared)), key=lambda i: -remaining(cleared[i]))
+    return ruled[rank], -1, -1, None

@@ -384,12 +384,20 @@ class RoutingRules:
             candidates,
         )
 
-    def order_targets(self, request: RequestFacts, circuits: _core.Circuits, targets: list[P]) -> list[P]:
-        """The router's hot path in one core call: ``targets`` (each with ``rule_pair``, ``(rule id, circuit
-        slot)``) in the strategy's order; a new list of the eligible ones, highest score first, ties in that
-        order."""
+    def order_group(
+        self,
+        request: RequestFacts,
+        circuits: _core.Circuits,
+        group: _core.RouteTargets[P],
+        by: int,
+        first: int,
+        base: list[int] | None,
+    ) -> list[P]:
+        """The router's whole ordering of a group in one core call (``routing.plan.ruled_order`` gives
+        ``group``, ``by``, ``first`` and ``base``): the strategy's order, then the rules'; the eligible targets,
+        highest score first, ties in the strategy's order."""
         r = request
-        return self.policy.order_targets(
+        return self.policy.order_group(
             r.team,
             r.key,
             r.user,
@@ -400,7 +408,10 @@ class RoutingRules:
             r.stream,
             r.ingress,
             circuits,
-            targets,
+            group,
+            by,
+            first,
+            base,
         )
 
     def judge(

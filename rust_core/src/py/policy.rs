@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 
 use super::circuit::PyCircuits;
-use crate::circuit::State;
+use crate::circuit::{State, View};
 use crate::policy::{Deployment, Observed, RequestFacts, RoutePolicy, Verdict};
 use crate::ratelimit::now_ns;
 
@@ -91,6 +91,37 @@ impl PyRoutePolicy {
             inner: RwLock::new(policy),
             ids,
         }
+    }
+}
+
+/// A model group's targets for one classification, in their base order (priority, or price),
+/// with each one's `rule_pair` `(deployment id, circuit slot)` read once, when the routing table
+/// is built: what [`PyRoutePolicy::order_group`] orders per request without reading attributes.
+#[pyclass(name = "RouteTargets", module = "ferrogate._core", frozen)]
+pub struct PyRouteTargets {
+    items: Py<PyTuple>,
+    pairs: Vec<(usize, usize)>,
+}
+
+#[pymethods]
+impl PyRouteTargets {
+    /// `targets`: a sequence of objects with a `rule_pair` attribute.
+    #[new]
+    fn new(py: Python<'_>, targets: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let items = PyTuple::new(py, targets.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+        let name = pyo3::intern!(py, "rule_pair");
+        let pairs = items
+            .iter()
+            .map(|t| t.getattr(name)?.extract::<(usize, usize)>())
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Self {
+            items: items.unbind(),
+            pairs,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.pairs.len()
     }
 }
 
@@ -216,12 +247,16 @@ impl PyRoutePolicy {
             .collect())
     }
 
-    /// [`Self::order`] for the router's hot path in one call, on its targets themselves: each
-    /// item of `targets` (in the strategy's order) has a `rule_pair` attribute `(deployment id,
-    /// circuit slot)`, its health read from `circuits` here (as `routing.rules.candidates` reads
-    /// it); returns a new list of the eligible ones, highest score first, ties in the given order.
+    /// The router's whole ordering of a group in one call: `group`'s targets in their base order
+    /// (or in `base`, positions in it, when the strategy ordered them itself: `capacity`), then, as
+    /// the strategy says, `first` (>= 0: that position goes first, the others keep their order:
+    /// `weighted`'s draw) or `by` (>= 0: ranked by the circuit table's in-flight count (0),
+    /// latency EWMA (1) or time-to-first-token EWMA (2), unknown EWMAs first, ties kept:
+    /// `least_in_flight`, `latency`), then the rules (the eligible ones, highest score first, ties
+    /// in that order), each target's health read once for both. Returns a new list of targets.
     #[allow(clippy::too_many_arguments)]
-    fn order_targets<'py>(
+    #[pyo3(signature = (team, key, user, classification, sla_ms, budget_left_cents, model, stream, ingress, circuits, group, by, first, base = None))]
+    fn order_group<'py>(
         &self,
         py: Python<'py>,
         team: &str,
@@ -234,7 +269,10 @@ impl PyRoutePolicy {
         stream: bool,
         ingress: &str,
         circuits: PyRef<'_, PyCircuits>,
-        targets: &Bound<'py, PyList>,
+        group: PyRef<'_, PyRouteTargets>,
+        by: i64,
+        first: i64,
+        base: Option<Vec<usize>>,
     ) -> PyResult<Bound<'py, PyList>> {
         let req = RequestFacts {
             team,
@@ -247,21 +285,51 @@ impl PyRoutePolicy {
             stream,
             ingress,
         };
-        let name = pyo3::intern!(py, "rule_pair");
-        let pairs = targets
-            .iter()
-            .map(|t| t.getattr(name)?.extract::<(usize, usize)>())
-            .collect::<PyResult<Vec<_>>>()?;
-        let observed = observe(&circuits, &pairs)?;
+        let n = group.pairs.len();
+        let at = match base {
+            Some(base) if base.iter().any(|&i| i >= n) => {
+                return Err(PyValueError::new_err(
+                    "a base position is outside the group",
+                ));
+            }
+            Some(base) => base,
+            None => {
+                let mut at: Vec<usize> = (0..n).collect();
+                if let Ok(first) = usize::try_from(first) {
+                    if first < n {
+                        at[..=first].rotate_right(1);
+                    }
+                }
+                at
+            }
+        };
+        let table = circuits.table();
+        let now = now_ns();
+        let mut seen = Vec::with_capacity(n);
+        for &i in &at {
+            let (deployment, slot) = group.pairs[i];
+            let view = table.view_at(slot, now)?;
+            let rank = match by {
+                0 => f64::from(view.in_flight),
+                1 => view.latency_ewma_s.unwrap_or(-1.0),
+                _ => view.ttft_ewma_s.unwrap_or(-1.0),
+            };
+            seen.push((rank, i, observed(deployment, &view)));
+        }
+        if by >= 0 {
+            seen.sort_by(|a, b| a.0.total_cmp(&b.0)); // stable: ties keep the base order
+        }
+        let observed: Vec<Observed<'static>> = seen.iter().map(|s| s.2).collect();
         let positions = {
             let policy = self.inner.read().unwrap_or_else(PoisonError::into_inner);
             policy.order(&req, &observed)?
         };
+        let items = group.items.bind(py);
         PyList::new(
             py,
             positions
                 .into_iter()
-                .map(|at| targets.get_item(at))
+                .map(|p| items.get_item(seen[p].1))
                 .collect::<PyResult<Vec<_>>>()?,
         )
     }
@@ -282,33 +350,25 @@ impl PyRoutePolicy {
     }
 }
 
-/// Each `(deployment id, circuit slot)` target as the rules see it, its health read from the
-/// circuit table now.
-fn observe(circuits: &PyCircuits, targets: &[(usize, usize)]) -> PyResult<Vec<Observed<'static>>> {
-    let table = circuits.table();
-    let now = now_ns();
+/// A deployment as the rules see it, from its circuit's view.
+fn observed(deployment: usize, v: &View) -> Observed<'static> {
     let ms = |s: Option<f64>| s.map_or(-1, |s| (s * 1000.0).round() as i64);
-    targets
-        .iter()
-        .map(|&(deployment, slot)| {
-            let v = table.view_at(slot, now)?;
-            Ok(Observed {
-                deployment,
-                latency_ms: ms(v.latency_ewma_s),
-                ttft_ms: ms(v.ttft_ewma_s),
-                error_rate_pct: (v.error_rate * 100.0).round() as i64,
-                circuit: match v.state {
-                    State::Closed => "closed",
-                    State::Open => "open",
-                    State::HalfOpen => "half_open",
-                },
-                in_flight: i64::from(v.in_flight),
-            })
-        })
-        .collect()
+    Observed {
+        deployment,
+        latency_ms: ms(v.latency_ewma_s),
+        ttft_ms: ms(v.ttft_ewma_s),
+        error_rate_pct: (v.error_rate * 100.0).round() as i64,
+        circuit: match v.state {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+        },
+        in_flight: i64::from(v.in_flight),
+    }
 }
 
 /// Registers the class.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyRoutePolicy>()
+    m.add_class::<PyRoutePolicy>()?;
+    m.add_class::<PyRouteTargets>()
 }
