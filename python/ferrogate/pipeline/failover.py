@@ -104,6 +104,7 @@ class Plan:
         "attempts",
         "current",
         "deadline",
+        "facts",
         "failed",
         "group",
         "group_attempts",
@@ -121,10 +122,14 @@ class Plan:
         "waits",
     )
 
-    def __init__(self, router: Router, group: Group, targets: list[Target], arrived: float) -> None:
+    def __init__(
+        self, router: Router, group: Group, targets: list[Target], arrived: float, facts: RequestFacts | None = None
+    ) -> None:
         self.router = router
         self.group = group
         self.targets = targets
+        #: What the routing rules know of the request (``None``: no rules): a fallback group is ordered by them too.
+        self.facts = facts
         self.queue: list[str] | None = None  # fallback groups still to try, in order (None: the group's, untouched)
         self.current: Target | None = None
         self.pos = 0  # the index in targets the next choice starts from
@@ -374,7 +379,7 @@ class Plan:
         while self.queue:
             name = self.queue.pop(0)
             try:
-                group, targets = self.router.resolve(name, ctx.classification, ctx.stream)
+                group, targets = self.router.resolve(name, ctx.classification, ctx.stream, self.facts)
             except GatewayError:
                 continue
             self.group, self.targets = group, targets
@@ -410,5 +415,5 @@ def begin(
     """The route phase's work: the plan for ``ctx.model`` and its first target (see :meth:`Plan.choose`);
     with routing rules, ``facts`` are what they know of the request (they filter and re-order the targets)."""
     group, targets = router.resolve(ctx.model, ctx.classification, ctx.stream, facts)
-    plan = ctx.plan = Plan(router, group, targets, ctx.started)
+    plan = ctx.plan = Plan(router, group, targets, ctx.started, facts)
     return plan.choose(ctx, limiter, headers)

@@ -133,3 +133,40 @@ def test_the_group_call_orders_as_the_strategy_then_the_rules(strategy: str, str
             assert "u3/m" not in [t.key for t in got]
     finally:
         asyncio.run(router.close())
+
+
+def test_a_fallback_group_is_ordered_by_the_rules_too() -> None:
+    """After its group fails, a request goes to the fallback groups as the rules allow: a fallback whose every
+    deployment the rules forbid is skipped, not served."""
+    from ferrogate.limits import LocalLimiter
+    from ferrogate.pipeline.context import RequestContext
+    from ferrogate.pipeline.failover import RETRY, begin
+
+    text = """
+upstreams: [{name: a, provider: mock}, {name: b, provider: mock}, {name: c, provider: mock}]
+model_groups:
+  - {name: primary, deployments: [{upstream: a, model: m}], retries: {attempts: 1}, fallbacks: [secondary, tertiary]}
+  - {name: secondary, deployments: [{upstream: b, model: m}]}
+  - {name: tertiary, deployments: [{upstream: c, model: m}]}
+routing:
+  rules: '@id("no-b") forbid(principal, action, resource) when { resource.upstream == "b" };'
+"""
+    router = Router(load_config_text(text, "test.yaml", {}), load_rules=RoutingRules.load)
+    limiter = LocalLimiter(None, 64)
+
+    async def after_a_failure() -> str:
+        ctx = RequestContext("r")
+        ctx.model = "primary"
+        assert begin(router, ctx, limiter, [], RequestFacts(model="primary")) is None
+        plan = ctx.plan
+        assert plan is not None and plan.current is not None and plan.current.upstream == "a"
+        plan.begin()
+        plan.finish(False, 500)
+        assert await plan.next_after(ctx, limiter, [], RETRY, -1.0)
+        assert plan.current is not None
+        return plan.current.upstream
+
+    try:
+        assert asyncio.run(after_a_failure()) == "c"
+    finally:
+        asyncio.run(router.close())
