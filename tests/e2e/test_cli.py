@@ -188,3 +188,21 @@ def test_the_main_process_is_a_small_supervisor_that_cleans_up(tmp_path: Path) -
     finally:
         assert gw.stop() == 0
     assert not circuits.exists()
+
+
+def test_sigterm_while_a_worker_is_starting_stops_the_instance_at_once(tmp_path: Path) -> None:
+    """A stop that reaches a worker while it is still importing the application ends it (it has served nothing),
+    instead of being lost until the kill timeout (``server.grace_period_s`` + 5 s) ends it."""
+    gw = Gateway(tmp_path, None, workers=2)
+    deadline = time.monotonic() + 30
+    while "Spawning worker-2" not in gw.log():  # the workers are importing the application now
+        assert gw.proc.poll() is None and time.monotonic() < deadline, gw.log()
+        time.sleep(0.01)
+    gw.proc.send_signal(signal.SIGTERM)
+    try:
+        gw.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        gw.kill()
+        raise AssertionError(f"the instance did not stop within 15 s of SIGTERM:\n{gw.log()}") from None
+    gw.stop()
+    assert gw.proc.returncode == 0, gw.log()

@@ -55,6 +55,7 @@ def pin_hash(tool: mcp_types.Tool) -> str:
     """The sha256 (hex) of a tool's name, description, input and output schemas (JSON, keys sorted).
 
     Example:
+        >>> import mcp_types
         >>> t = mcp_types.Tool(name="a", input_schema={"type": "object"})
         >>> pin_hash(t) == pin_hash(mcp_types.Tool(name="a", input_schema={"type": "object"}, title="A"))
         True

@@ -23,9 +23,12 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +59,16 @@ class Backoff:
         if streak <= 0:
             return 0.0
         return float(min(self.max_s, self.first_s * 2 ** min(streak - 1, 32)))
+
+
+def _load_stoppable(callback_loader: Callable[[], Any]) -> Any:
+    """In a new worker, before it imports the application: SIGTERM and SIGINT at their default actions. A forked
+    worker inherits this process's handlers, which do nothing there, until Granian sets its own after the import;
+    a stop (SIGTERM) that came in between would be lost and the worker serve on until killed at the end of
+    ``workers_kill_timeout``. With the default action a worker still starting just ends (it has served nothing)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return callback_loader()
 
 
 class RespawningServer(MPServer):
@@ -92,6 +105,11 @@ class RespawningServer(MPServer):
             del due[idx]
             super()._respawn_workers([idx], spawn_target, target_loader, delay)
         self.respawned_wrks.clear()  # Granian's crash-loop exit looks here: the backoff above replaces it
+
+    def _spawn_worker(self, idx: Any, target: Any, callback_loader: Any, *rest: Any) -> Any:
+        """Granian's worker, whose loading of the application starts with SIGTERM and SIGINT at their default
+        actions (:func:`_load_stoppable`)."""
+        return super()._spawn_worker(idx, target, functools.partial(_load_stoppable, callback_loader), *rest)
 
     def _schedule(self, idx: int) -> float:
         """The backoff of dead worker ``idx`` (its gauges dropped, its death logged)."""
