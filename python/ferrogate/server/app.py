@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import re
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -282,8 +283,20 @@ class Gateway:
         return method is None or method in _MCP_WAITING
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Worker start, with SIGTERM and SIGINT at their default actions while it runs: Granian has set its
+        handlers already, but a stop they take before the worker serves is lost (the worker would serve on until
+        killed at the end of the kill timeout); a worker still starting has served nothing, so it just ends. Its
+        handlers are back before it serves."""
+        previous = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._start(loop)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Worker start (Granian calls it once per worker, before serving): warm the tokenizers the configured
-        models use (each costs 30-65 MB; another is loaded on first use), load the stored guardrail policies,
+        models use (o200k_base ~18 MB; another is loaded on first use), load the stored guardrail policies,
         and start the background jobs (among them the policies' version poll and Redis listener)."""
         for encoding in sorted(encodings_used(self.config)):
             _core.count_tokens("warm up", encoding)

@@ -23,12 +23,10 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,14 +59,14 @@ class Backoff:
         return float(min(self.max_s, self.first_s * 2 ** min(streak - 1, 32)))
 
 
-def _load_stoppable(callback_loader: Callable[[], Any]) -> Any:
-    """In a new worker, before it imports the application: SIGTERM and SIGINT at their default actions. A forked
-    worker inherits this process's handlers, which do nothing there, until Granian sets its own after the import;
-    a stop (SIGTERM) that came in between would be lost and the worker serve on until killed at the end of
-    ``workers_kill_timeout``. With the default action a worker still starting just ends (it has served nothing)."""
+def _stoppable_child() -> None:
+    """In a worker, right after the fork: SIGTERM and SIGINT at their default actions. A forked worker would
+    otherwise inherit this process's handlers, which do nothing there, until Granian sets its own after importing
+    the application; a stop (SIGTERM) that came in between would be lost and the worker serve on until killed at
+    the end of ``workers_kill_timeout``. With the default action a worker still starting just ends (it has served
+    nothing). ``server.app.Gateway.__rsgi_init__`` does the same for its own start."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    return callback_loader()
 
 
 class RespawningServer(MPServer):
@@ -83,6 +81,7 @@ class RespawningServer(MPServer):
 
     def __init__(self, target: str, *, backoff: Backoff, **kwargs: Any) -> None:
         super().__init__(target, respawn_failed_workers=True, **kwargs)
+        os.register_at_fork(after_in_child=_stoppable_child)
         self.backoff = backoff
         self._streaks: dict[int, int] = {}
 
@@ -105,11 +104,6 @@ class RespawningServer(MPServer):
             del due[idx]
             super()._respawn_workers([idx], spawn_target, target_loader, delay)
         self.respawned_wrks.clear()  # Granian's crash-loop exit looks here: the backoff above replaces it
-
-    def _spawn_worker(self, idx: Any, target: Any, callback_loader: Any, *rest: Any) -> Any:
-        """Granian's worker, whose loading of the application starts with SIGTERM and SIGINT at their default
-        actions (:func:`_load_stoppable`)."""
-        return super()._spawn_worker(idx, target, functools.partial(_load_stoppable, callback_loader), *rest)
 
     def _schedule(self, idx: int) -> float:
         """The backoff of dead worker ``idx`` (its gauges dropped, its death logged)."""
