@@ -165,11 +165,6 @@ class McpRuntime:
         self._tasks: set[asyncio.Task[None]] = set()
         self._configured = list(wiring.settings.servers)
 
-    @property
-    def serving(self) -> bool:
-        """Whether the serving parts are built (the MCP SDK imported)."""
-        return self._endpoint is not None
-
     async def _serve(self) -> tuple[McpRest, McpEndpoint]:
         """The serving parts, built once (and the catalog started if the worker is)."""
         if self._rest is None or self._endpoint is None:

@@ -184,48 +184,46 @@ def order(group: Group, rank: int, stream: bool, circuits: Circuits, remaining: 
         >>> [t.upstream for t in order(g, 0, False, c)]
         ['b', 'a']
     """
-    cleared = group.cleared[rank]
-    strategy = group.strategy
-    if strategy == "priority" or len(cleared) < 2:
-        return list(cleared)
-    if strategy == "weighted":
-        # the first drawn in proportion to the weights; the others (the retry order) by priority
-        cum = group.cum_weights[rank]
-        at = bisect(cum, random() * cum[-1])
-        return [cleared[at], *cleared[:at], *cleared[at + 1 :]]
-    if strategy == "cost":
-        return list(group.by_cost[rank])
-    if strategy in ("least_in_flight", "latency"):
-        # one call into the circuit table orders them (ties keep the priority order); an EWMA not known yet
-        # sorts first, so that deployment gets a sample
-        by = 0 if strategy == "least_in_flight" else 2 if stream else 1
-        return [cleared[i] for i in circuits.rank(group.slots[rank], by)]
-    if strategy == "capacity" and remaining is not None:  # stable: ties (no limits, Redis) keep priority order
-        return sorted(cleared, key=lambda t: -remaining(t))
-    return list(cleared)
+    by_cost, by, first, base = _choice(group, rank, stream, remaining)
+    items = group.by_cost[rank] if by_cost else group.cleared[rank]
+    if first >= 0:  # the first drawn in proportion to the weights; the others (the retry order) by priority
+        return [items[first], *items[:first], *items[first + 1 :]]
+    if by >= 0:  # one call into the circuit table orders them (ties keep the priority order)
+        return [items[i] for i in circuits.rank(group.slots[rank], by)]
+    if base is not None:
+        return [items[i] for i in base]
+    return list(items)
 
 
 def ruled_order(
     group: Group, rank: int, stream: bool, remaining: Any = None
 ) -> tuple[RouteTargets[Target], int, int, list[int] | None]:
-    """:func:`order` as the routing rules' one call takes it (``RoutePolicy.order_group``): the base targets,
-    ``by`` (the circuit table's ranking key, or -1), ``first`` (the weighted draw, or -1) and ``base`` (positions
-    in the base targets when the strategy orders them itself, ``capacity``; else ``None``). Only for a group
-    whose targets are registered with the rules (``group.ruled``)."""
-    ruled = group.ruled
+    """:func:`order` as the routing rules' one call takes it (``RoutePolicy.order_group``): the base targets and
+    the strategy's choice (:func:`_choice`). Only for a group whose targets are registered with the rules
+    (``group.ruled``)."""
+    by_cost, by, first, base = _choice(group, rank, stream, remaining)
+    ruled = group.ruled_by_cost if by_cost else group.ruled
     assert ruled is not None
+    return ruled[rank], by, first, base
+
+
+def _choice(group: Group, rank: int, stream: bool, remaining: Any) -> tuple[bool, int, int, list[int] | None]:
+    """What the strategy decides for one request, over the cleared deployments of ``rank``: whether the base order
+    is by price (``cost``), else by priority; ``by``, the circuit table's ranking key (``least_in_flight``: 0,
+    ``latency``: 1, or 2 for a stream's time to first token; an EWMA not known yet sorts first, so that deployment
+    gets a sample), or -1; ``first``, the weighted draw's position, or -1; ``base``, positions in the base order
+    when the strategy orders them itself (``capacity``: stable, ties keep priority order), else ``None``."""
     cleared = group.cleared[rank]
     strategy = group.strategy
-    if len(cleared) < 2 or strategy == "priority":
-        return ruled[rank], -1, -1, None
+    if strategy == "priority" or len(cleared) < 2:
+        return False, -1, -1, None
     if strategy == "weighted":
         cum = group.cum_weights[rank]
-        return ruled[rank], -1, bisect(cum, random() * cum[-1]), None
+        return False, -1, bisect(cum, random() * cum[-1]), None
     if strategy == "cost":
-        assert group.ruled_by_cost is not None
-        return group.ruled_by_cost[rank], -1, -1, None
+        return True, -1, -1, None
     if strategy in ("least_in_flight", "latency"):
-        return ruled[rank], 0 if strategy == "least_in_flight" else 2 if stream else 1, -1, None
-    if strategy == "capacity" and remaining is not None:  # as order(): stable, ties keep priority order
-        return ruled[rank], -1, -1, sorted(range(len(cleared)), key=lambda i: -remaining(cleared[i]))
-    return ruled[rank], -1, -1, None
+        return False, 0 if strategy == "least_in_flight" else 2 if stream else 1, -1, None
+    if strategy == "capacity" and remaining is not None:
+        return False, -1, -1, sorted(range(len(cleared)), key=lambda i: -remaining(cleared[i]))
+    return False, -1, -1, None

@@ -52,6 +52,7 @@ from ferrogate.pipeline.router import Router
 from ferrogate.routing.health import Health, deployments_of, open_table
 from ferrogate.routing.reload import ConfigReloader
 from ferrogate.routing.rules import RoutingRules
+from ferrogate.server.respawn import default_stop_signals
 from ferrogate.server.settings import Settings
 from ferrogate.server.usage import usage_report
 from ferrogate.store import Store, StoreError, open_store
@@ -283,11 +284,10 @@ class Gateway:
         return method is None or method in _MCP_WAITING
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Worker start, with SIGTERM and SIGINT at their default actions while it runs: Granian has set its
-        handlers already, but a stop they take before the worker serves is lost (the worker would serve on until
-        killed at the end of the kill timeout); a worker still starting has served nothing, so it just ends. Its
-        handlers are back before it serves."""
-        previous = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGTERM, signal.SIGINT)}
+        """Worker start, with SIGTERM and SIGINT at their default actions while it runs
+        (:func:`~ferrogate.server.respawn.default_stop_signals`: Granian's handlers, set already, would lose a stop
+        that comes before the worker serves); they are back before it serves."""
+        previous = default_stop_signals()
         try:
             self._start(loop)
         finally:

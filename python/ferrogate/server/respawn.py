@@ -59,14 +59,20 @@ class Backoff:
         return float(min(self.max_s, self.first_s * 2 ** min(streak - 1, 32)))
 
 
-def _stoppable_child() -> None:
-    """In a worker, right after the fork: SIGTERM and SIGINT at their default actions. A forked worker would
-    otherwise inherit this process's handlers, which do nothing there, until Granian sets its own after importing
-    the application; a stop (SIGTERM) that came in between would be lost and the worker serve on until killed at
-    the end of ``workers_kill_timeout``. With the default action a worker still starting just ends (it has served
-    nothing). ``server.app.Gateway.__rsgi_init__`` does the same for its own start."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+#: The signals that stop a worker.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_at_fork = False  # whether this process has registered default_stop_signals for its forks
+
+
+def default_stop_signals() -> dict[int, Any]:
+    """SIGTERM and SIGINT at their default actions; their previous handlers.
+
+    A worker runs it right after the fork (:class:`RespawningServer` registers it) and around its own start
+    (``server.app.Gateway.__rsgi_init__``): until Granian's handlers are set and the worker serves, the handlers
+    it has do nothing with a stop (the supervisor's, inherited; Granian's, before it serves), so a SIGTERM would
+    be lost and the worker serve on until killed at the end of ``workers_kill_timeout``. With the default action
+    a worker still starting just ends (it has served nothing)."""
+    return {sig: signal.signal(sig, signal.SIG_DFL) for sig in STOP_SIGNALS}
 
 
 class RespawningServer(MPServer):
@@ -81,7 +87,10 @@ class RespawningServer(MPServer):
 
     def __init__(self, target: str, *, backoff: Backoff, **kwargs: Any) -> None:
         super().__init__(target, respawn_failed_workers=True, **kwargs)
-        os.register_at_fork(after_in_child=_stoppable_child)
+        global _at_fork
+        if not _at_fork:  # once per process: a hook cannot be unregistered
+            os.register_at_fork(after_in_child=default_stop_signals)
+            _at_fork = True
         self.backoff = backoff
         self._streaks: dict[int, int] = {}
 
