@@ -61,18 +61,47 @@ class Backoff:
 
 #: The signals that stop a worker.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_at_fork = False  # whether this process has registered default_stop_signals for its forks
+_at_fork = False  # whether this process has registered its fork hooks (register_fork_hooks)
+_mask_before_fork: set[int] = set()  # the forking thread's signal mask before block_stop_signals
 
 
 def default_stop_signals() -> dict[int, Any]:
     """SIGTERM and SIGINT at their default actions; their previous handlers.
 
-    A worker runs it right after the fork (:class:`RespawningServer` registers it) and around its own start
+    A worker runs it right after the fork (:func:`register_fork_hooks`) and around its own start
     (``server.app.Gateway.__rsgi_init__``): until Granian's handlers are set and the worker serves, the handlers
     it has do nothing with a stop (the supervisor's, inherited; Granian's, before it serves), so a SIGTERM would
     be lost and the worker serve on until killed at the end of ``workers_kill_timeout``. With the default action
     a worker still starting just ends (it has served nothing)."""
     return {sig: signal.signal(sig, signal.SIG_DFL) for sig in STOP_SIGNALS}
+
+
+def _block_stop_signals() -> None:
+    global _mask_before_fork
+    _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _restore_mask() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_fork)
+
+
+def _child_after_fork() -> None:
+    default_stop_signals()
+    _restore_mask()  # a stop sent meanwhile, pending, is delivered now: the child ends
+
+
+def register_fork_hooks() -> None:
+    """Fork workers that cannot lose a stop: SIGTERM / SIGINT are blocked in the forking thread across the fork,
+    and the child sets their default actions before it unblocks them.
+
+    Without the block, a stop sent to a worker just after its fork (a shutdown while workers spawn) can reach it
+    before its first Python code runs: the supervisor's inherited handler takes it, and CPython clears what
+    that handler recorded as part of the fork, so the worker never sees it. Blocked, the signal waits in the
+    kernel and, once the default action is set, ends the child. Once per process (a hook cannot be removed)."""
+    global _at_fork
+    if not _at_fork:
+        os.register_at_fork(before=_block_stop_signals, after_in_parent=_restore_mask, after_in_child=_child_after_fork)
+        _at_fork = True
 
 
 class RespawningServer(MPServer):
@@ -87,10 +116,7 @@ class RespawningServer(MPServer):
 
     def __init__(self, target: str, *, backoff: Backoff, **kwargs: Any) -> None:
         super().__init__(target, respawn_failed_workers=True, **kwargs)
-        global _at_fork
-        if not _at_fork:  # once per process: a hook cannot be unregistered
-            os.register_at_fork(after_in_child=default_stop_signals)
-            _at_fork = True
+        register_fork_hooks()
         self.backoff = backoff
         self._streaks: dict[int, int] = {}
 
