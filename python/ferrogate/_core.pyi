@@ -35,6 +35,7 @@ __all__ = [
     "RateLimiter",
     "RoutePolicy",
     "RoutePolicyError",
+    "RouteRequest",
     "RouteTargets",
     "RuleError",
     "ScanResult",
@@ -617,6 +618,47 @@ class RoutePolicyError(CoreError):
     ``@priority``: one line per problem, ``"<source>:<line>:<col>: <what>"``."""
 
 @final
+class RouteRequest:
+    """A request's facts as the routing rules know them (``principal`` and ``context`` attributes), built once per
+    request and passed to every decision.
+
+    Example:
+        >>> RouteRequest(team="t1", sla_ms=800).budget_left_cents
+        -1
+    """
+
+    def __new__(
+        cls,
+        team: str = "",
+        key: str = "",
+        user: str = "",
+        classification: str = "",
+        sla_ms: int = 0,
+        budget_left_cents: int = -1,
+        model: str = "",
+        stream: bool = False,
+        ingress: str = "openai",
+    ) -> RouteRequest: ...
+    @property
+    def team(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def classification(self) -> str: ...
+    @property
+    def sla_ms(self) -> int: ...
+    @property
+    def budget_left_cents(self) -> int: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def ingress(self) -> str: ...
+
+@final
 class RouteTargets(Generic[_Paired]):
     """A model group's targets for one classification in their base order, each one's ``rule_pair`` read once
     (what :meth:`RoutePolicy.order_group` orders per request)."""
@@ -636,7 +678,7 @@ class RoutePolicy:
         >>> p = RoutePolicy('@id("open") forbid(principal, action, resource) when { resource.circuit == "open" };', "x")
         >>> p.deployment("up/m", "openai", "up", "m", "fast", [], 0, 0)
         0
-        >>> p.decide("t", "k", "", "", 0, -1, "fast", False, "openai", [(0, 100, 50, 0, "open", 0)])
+        >>> p.decide(RouteRequest("t", "k", model="fast"), [(0, 100, 50, 0, "open", 0)])
         [(0, False, 0, ['open'])]
     """
 
@@ -659,15 +701,7 @@ class RoutePolicy:
         """Registers a deployment's fixed attributes (prices: micro-USD per 1M tokens); returns its id."""
     def decide(
         self,
-        team: str,
-        key: str,
-        user: str,
-        classification: str,
-        sla_ms: int,
-        budget_left_cents: int,
-        model: str,
-        stream: bool,
-        ingress: str,
+        request: RouteRequest,
         candidates: list[tuple[int, int, int, int, str, int]],
     ) -> list[tuple[int, bool, int, list[str]]]:
         """Per candidate ``(id, latency_ms, ttft_ms, error_rate_pct, circuit, in_flight)``, in input order:
@@ -676,30 +710,14 @@ class RoutePolicy:
         otherwise, and for an id ``deployment`` did not return)."""
     def order(
         self,
-        team: str,
-        key: str,
-        user: str,
-        classification: str,
-        sla_ms: int,
-        budget_left_cents: int,
-        model: str,
-        stream: bool,
-        ingress: str,
+        request: RouteRequest,
         candidates: list[tuple[int, int, int, int, str, int]],
     ) -> list[int]:
         """The eligible candidates' ids, highest score first, ties in input order (:meth:`decide` reduced to the
         router's need)."""
     def order_group(
         self,
-        team: str,
-        key: str,
-        user: str,
-        classification: str,
-        sla_ms: int,
-        budget_left_cents: int,
-        model: str,
-        stream: bool,
-        ingress: str,
+        request: RouteRequest,
         circuits: Circuits,
         group: RouteTargets[_Paired],
         by: int,

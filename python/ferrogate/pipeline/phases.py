@@ -160,16 +160,16 @@ def _rule_facts(s: Session, ctx: RequestContext, budget_left_cents: int) -> Rule
         raise GatewayError(
             ErrorKind.INVALID_FIELD, f"the latency SLA header must be a number of milliseconds, not {sla[:40]!r}"
         ) from None
-    return RuleFacts(
-        team=identity.team_id or "",
-        key=identity.key_id or "",
-        user=identity.user_id or "",
-        classification=ctx.classification,
-        sla_ms=sla_ms,
-        budget_left_cents=budget_left_cents,
-        model=ctx.model,
-        stream=ctx.stream,
-        ingress=ctx.request.protocol,
+    return RuleFacts(  # team, key, user, classification, sla_ms, budget_left_cents, model, stream, ingress
+        identity.team_id or "",
+        identity.key_id or "",
+        identity.user_id or "",
+        ctx.classification,
+        sla_ms,
+        budget_left_cents,
+        ctx.model,
+        ctx.stream,
+        ctx.request.protocol,
     )
 
 

@@ -1,7 +1,7 @@
 //! The routing rules for Python: `RoutePolicy` (see [`crate::policy`]).
 //!
 //! The rules cross once, as text; each deployment once, at registration; a decision takes the
-//! request's facts as plain arguments and each candidate as a tuple, and answers one tuple per
+//! request's facts as one `RouteRequest` and each candidate as a tuple, and answers one tuple per
 //! candidate. Rule ids are kept as Python strings, so an answer's lists share them. A decision
 //! takes a few microseconds: it keeps the GIL.
 
@@ -94,6 +94,83 @@ impl PyRoutePolicy {
     }
 }
 
+/// A request's facts as the routing rules know them, built once per request and passed by
+/// reference to every decision: no per-call conversion of nine arguments.
+#[pyclass(name = "RouteRequest", module = "ferrogate._core", frozen, get_all, eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyRouteRequest {
+    team: String,
+    key: String,
+    user: String,
+    classification: String,
+    sla_ms: i64,
+    budget_left_cents: i64,
+    model: String,
+    stream: bool,
+    ingress: String,
+}
+
+impl PyRouteRequest {
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            team: &self.team,
+            key: &self.key,
+            user: &self.user,
+            classification: &self.classification,
+            sla_ms: self.sla_ms,
+            budget_left_cents: self.budget_left_cents,
+            model: &self.model,
+            stream: self.stream,
+            ingress: &self.ingress,
+        }
+    }
+}
+
+#[pymethods]
+impl PyRouteRequest {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (team = String::new(), key = String::new(), user = String::new(), classification = String::new(), sla_ms = 0, budget_left_cents = -1, model = String::new(), stream = false, ingress = String::from("openai")))]
+    fn new(
+        team: String,
+        key: String,
+        user: String,
+        classification: String,
+        sla_ms: i64,
+        budget_left_cents: i64,
+        model: String,
+        stream: bool,
+        ingress: String,
+    ) -> Self {
+        Self {
+            team,
+            key,
+            user,
+            classification,
+            sla_ms,
+            budget_left_cents,
+            model,
+            stream,
+            ingress,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RouteRequest(team={:?}, key={:?}, user={:?}, classification={:?}, sla_ms={}, budget_left_cents={}, model={:?}, stream={}, ingress={:?})",
+            self.team,
+            self.key,
+            self.user,
+            self.classification,
+            self.sla_ms,
+            self.budget_left_cents,
+            self.model,
+            if self.stream { "True" } else { "False" },
+            self.ingress
+        )
+    }
+}
+
 /// A model group's targets for one classification, in their base order (priority, or price),
 /// with each one's `rule_pair` `(deployment id, circuit slot)` read once, when the routing table
 /// is built: what [`PyRoutePolicy::order_group`] orders per request without reading attributes.
@@ -173,32 +250,13 @@ impl PyRoutePolicy {
 
     /// What the rules say of each candidate, in input order: (id, eligible, score, ids of the
     /// rules that decided).
-    #[allow(clippy::too_many_arguments)]
     fn decide<'py>(
         &self,
         py: Python<'py>,
-        team: &str,
-        key: &str,
-        user: &str,
-        classification: &str,
-        sla_ms: i64,
-        budget_left_cents: i64,
-        model: &str,
-        stream: bool,
-        ingress: &str,
+        request: PyRef<'_, PyRouteRequest>,
         candidates: &Bound<'py, PyList>,
     ) -> PyResult<Vec<PyVerdict<'py>>> {
-        let req = RequestFacts {
-            team,
-            key,
-            user,
-            classification,
-            sla_ms,
-            budget_left_cents,
-            model,
-            stream,
-            ingress,
-        };
+        let req = request.facts();
         self.verdicts(&req, candidates)?
             .into_iter()
             .map(|v| {
@@ -210,31 +268,12 @@ impl PyRoutePolicy {
 
     /// The eligible candidates' ids, highest score first (ties in input order): `decide` reduced
     /// to what the router needs.
-    #[allow(clippy::too_many_arguments)]
     fn order(
         &self,
-        team: &str,
-        key: &str,
-        user: &str,
-        classification: &str,
-        sla_ms: i64,
-        budget_left_cents: i64,
-        model: &str,
-        stream: bool,
-        ingress: &str,
+        request: PyRef<'_, PyRouteRequest>,
         candidates: &Bound<'_, PyList>,
     ) -> PyResult<Vec<usize>> {
-        let req = RequestFacts {
-            team,
-            key,
-            user,
-            classification,
-            sla_ms,
-            budget_left_cents,
-            model,
-            stream,
-            ingress,
-        };
+        let req = request.facts();
         let observed = candidates
             .iter()
             .map(|item| candidate(&item))
@@ -254,37 +293,18 @@ impl PyRoutePolicy {
     /// latency EWMA (1) or time-to-first-token EWMA (2), unknown EWMAs first, ties kept:
     /// `least_in_flight`, `latency`), then the rules (the eligible ones, highest score first, ties
     /// in that order), each target's health read once for both. Returns a new list of targets.
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (team, key, user, classification, sla_ms, budget_left_cents, model, stream, ingress, circuits, group, by, first, base = None))]
+    #[pyo3(signature = (request, circuits, group, by, first, base = None))]
     fn order_group<'py>(
         &self,
         py: Python<'py>,
-        team: &str,
-        key: &str,
-        user: &str,
-        classification: &str,
-        sla_ms: i64,
-        budget_left_cents: i64,
-        model: &str,
-        stream: bool,
-        ingress: &str,
+        request: PyRef<'_, PyRouteRequest>,
         circuits: PyRef<'_, PyCircuits>,
         group: PyRef<'_, PyRouteTargets>,
         by: i64,
         first: i64,
         base: Option<Vec<usize>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let req = RequestFacts {
-            team,
-            key,
-            user,
-            classification,
-            sla_ms,
-            budget_left_cents,
-            model,
-            stream,
-            ingress,
-        };
+        let req = request.facts();
         let n = group.pairs.len();
         let at = match base {
             Some(base) if base.iter().any(|&i| i >= n) => {
@@ -370,5 +390,6 @@ fn observed(deployment: usize, v: &View) -> Observed<'static> {
 /// Registers the class.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRoutePolicy>()?;
+    m.add_class::<PyRouteRequest>()?;
     m.add_class::<PyRouteTargets>()
 }

@@ -173,7 +173,7 @@ def test_bad_candidates_are_value_errors() -> None:
     with pytest.raises(ValueError, match='circuit "broken"'):
         rules.decide(RequestFacts(), [candidate(cloud, circuit="broken")])
     with pytest.raises(TypeError, match="a candidate is a tuple"):
-        rules.policy.order("", "", "", "", 0, -1, "", False, "openai", [(cloud, 1, 2)])  # type: ignore[list-item]
+        rules.policy.order(RequestFacts(), [(cloud, 1, 2)])  # type: ignore[list-item]
 
 
 def test_the_core_error_is_a_core_error() -> None:
