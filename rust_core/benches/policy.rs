@@ -1,5 +1,5 @@
 //! Routing rules: one decision for 10 candidates under 20 rules (`tests/data/routing_rules.cedar`),
-//! compiled (`RoutePolicy::decide`) and through Cedar's authorizer for every candidate
+//! compiled (`RoutePolicy::decide`, and `RoutePolicy::order`, the router's call) and through Cedar's authorizer for every candidate
 //! (`decide_with_cedar`, the reference); and the parts of the Cedar path: one `is_authorized` of
 //! the 20 rules (and of 1) with the entities built beforehand, and building one candidate's
 //! entities and request. Run: `cargo bench -p ferrogate_core --bench policy`.
@@ -84,6 +84,9 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("policy");
     group.bench_function("decide_10_candidates_20_rules", |b| {
         b.iter(|| black_box(policy.decide(black_box(&req), black_box(&cands)).unwrap()))
+    });
+    group.bench_function("order_10_candidates_20_rules", |b| {
+        b.iter(|| black_box(policy.order(black_box(&req), black_box(&cands)).unwrap()))
     });
     group.bench_function("decide_with_cedar_10_candidates_20_rules", |b| {
         b.iter(|| {
