@@ -217,18 +217,33 @@ impl Prefilter {
                 let Some((count, max_len)) = self.runs[rule] else {
                     continue;
                 };
-                // the rule's last `count - 1` required bytes before `text`, then those in it
+                // the rule's last `count - 1` required bytes before `text` (`run`), then those in
+                // it (`positions`, shared by the set's rules: read in place, not copied)
                 let run = &mut recent[rule];
                 let kept = run.len();
-                run.extend_from_slice(positions);
-                for last in (count - 1).max(kept)..run.len() {
-                    let first = run[last + 1 - count];
-                    if run[last] - first < max_len {
-                        found(rule, first, run[last] + 1);
+                let total = kept + positions.len();
+                let at = |k: usize| if k < kept { run[k] } else { positions[k - kept] };
+                for last in (count - 1).max(kept)..total.min(kept + count - 1) {
+                    let (first, end) = (at(last + 1 - count), at(last));
+                    if end - first < max_len {
+                        found(rule, first, end + 1);
                     }
                 }
-                let keep = run.len().saturating_sub(count - 1);
-                run.drain(..keep);
+                // past the first `count - 1`, every run lies in `positions` alone
+                for pair in positions.windows(count) {
+                    let (first, end) = (pair[0], pair[count - 1]);
+                    if end - first < max_len {
+                        found(rule, first, end + 1);
+                    }
+                }
+                let keep = total.saturating_sub(count - 1);
+                if keep >= kept {
+                    run.clear();
+                    run.extend_from_slice(&positions[keep - kept..]);
+                } else {
+                    run.drain(..keep);
+                    run.extend_from_slice(positions);
+                }
             }
         }
     }
