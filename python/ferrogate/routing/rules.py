@@ -86,12 +86,12 @@ P = TypeVar("P", bound=Paired)
 RequestFacts = _core.RouteRequest
 
 
-def facts_of(facts: Mapping[str, Any]) -> RequestFacts:
+def described_facts(facts: Mapping[str, Any]) -> RequestFacts:
     """The facts of a described request (the dry run's body: ``team``, ``key``, ``user``, ``classification``,
     ``sla_ms``, ``budget_left_usd`` or ``budget_left_cents``, ``model``, ``stream``, ``ingress``).
 
     Example:
-        >>> facts_of({"model": "fast", "budget_left_usd": 4.5, "sla_ms": 800}).budget_left_cents
+        >>> described_facts({"model": "fast", "budget_left_usd": 4.5, "sla_ms": 800}).budget_left_cents
         450
     """
     cents = facts.get("budget_left_cents")
@@ -362,6 +362,6 @@ class RoutingRules:
         self, facts: Mapping[str, Any], targets: Sequence[T], circuits: CircuitsLike
     ) -> list[tuple[T, bool, int, list[str]]]:
         """The dry run's verdicts (``Router.explain``): per registered target, in order, ``(target, eligible, score,
-        ids of the deciding rules)``, for the described request ``facts`` (:func:`facts_of`)."""
-        decision = self.decide(facts_of(facts), candidates(targets, circuits))
+        ids of the deciding rules)``, for the described request ``facts`` (:func:`described_facts`)."""
+        decision = self.decide(described_facts(facts), candidates(targets, circuits))
         return [(t, v.eligible, v.score, list(v.rules)) for t, v in zip(targets, decision.verdicts, strict=True)]
