@@ -130,7 +130,10 @@ impl PyRouteRequest {
 impl PyRouteRequest {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (team = String::new(), key = String::new(), user = String::new(), classification = String::new(), sla_ms = 0, budget_left_cents = -1, model = String::new(), stream = false, ingress = String::from("openai")))]
+    #[pyo3(
+        signature = (team = String::new(), key = String::new(), user = String::new(), classification = String::new(), sla_ms = 0, budget_left_cents = -1, model = String::new(), stream = false, ingress = String::from("openai")),
+        text_signature = "(team='', key='', user='', classification='', sla_ms=0, budget_left_cents=-1, model='', stream=False, ingress='openai')"
+    )]
     fn new(
         team: String,
         key: String,
@@ -293,6 +296,7 @@ impl PyRoutePolicy {
     /// latency EWMA (1) or time-to-first-token EWMA (2), unknown EWMAs first, ties kept:
     /// `least_in_flight`, `latency`), then the rules (the eligible ones, highest score first, ties
     /// in that order), each target's health read once for both. Returns a new list of targets.
+    #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (request, circuits, group, by, first, base = None))]
     fn order_group<'py>(
         &self,

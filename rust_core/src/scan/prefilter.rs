@@ -222,7 +222,13 @@ impl Prefilter {
                 let run = &mut recent[rule];
                 let kept = run.len();
                 let total = kept + positions.len();
-                let at = |k: usize| if k < kept { run[k] } else { positions[k - kept] };
+                let at = |k: usize| {
+                    if k < kept {
+                        run[k]
+                    } else {
+                        positions[k - kept]
+                    }
+                };
                 for last in (count - 1).max(kept)..total.min(kept + count - 1) {
                     let (first, end) = (at(last + 1 - count), at(last));
                     if end - first < max_len {
