@@ -62,7 +62,7 @@ class Backoff:
 #: The signals that stop a worker.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _at_fork = False  # whether this process has registered its fork hooks (register_fork_hooks)
-_mask_before_fork: set[int] = set()  # the forking thread's signal mask before block_stop_signals
+_mask_before_fork: set[int] = set()  # the forking thread's signal mask before _block_stop_signals
 
 
 def default_stop_signals() -> dict[int, Any]:
