@@ -617,7 +617,12 @@ def test_nothing_in_clear_downstream(
     haystacks["every span received"] = b"".join(s.SerializeToString() for _, s in collector.spans)
     haystacks["refusals sent to the client"] = b"".join(refusals + refused)
 
-    log = setup.gw.log()
+    deadline = time.monotonic() + 10
+    while True:  # the request log is flushed every interval (observability.logs.RequestLog)
+        log = setup.gw.log()
+        if all(one.request_id in log for one in done) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert all(one.request_id in log for one in done), "the request log names every request"
     haystacks["gateway log"] = log.encode()
     rows = store_rows(setup.database)
